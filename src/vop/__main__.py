@@ -1,0 +1,5 @@
+import sys
+
+from vop.cli import main
+
+sys.exit(main())

@@ -1,0 +1,49 @@
+"""The ``vop`` command line: one module per subcommand, each with ``register`` and ``run``.
+
+``register(subparsers)`` must stay cheap (no torch import); heavy imports live in ``run(args)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+# subcommand module names under vop.cli, in the order shown by `vop --help`
+COMMANDS = ("demo", "train", "eval", "prepare", "data", "index", "search", "serve", "methods",
+            "adapter", "env")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vop import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="vop",
+        description="Text-video retrieval with prompt-tuned frozen CLIP (VoP).",
+    )
+    parser.add_argument("--version", action="version", version=f"vop {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        modname = f"vop.cli.{name}_cmd"
+        if importlib.util.find_spec(modname) is None:
+            continue
+        importlib.import_module(modname).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

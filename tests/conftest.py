@@ -1,0 +1,66 @@
+"""Shared test fixtures: the real third-party files in ../shared/data, a tiny random CLIP,
+and a writer for short synthetic videos (PyAV, libx264 inside the wheel)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("VOP_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real test data not found at {SHARED_DATA} (set VOP_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture()
+def tiny_clip():
+    """A tiny random-weight CLIP (config 'tiny', 32 px images), reproducible."""
+    from vop.backbone.clip import build_clip
+
+    return build_clip("tiny", seed=0)
+
+
+def write_video(path, frames: np.ndarray, fps: int = 10, codec: str = "libx264") -> Path:
+    """Encode ``frames`` (uint8 ``[T, H, W, 3]``, H and W even) as a real video file."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.height, stream.width = frames.shape[1], frames.shape[2]
+        stream.pix_fmt = "yuv420p"
+        for img in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def color_video(num_frames: int = 16, size: int = 64, seed: int = 0) -> np.ndarray:
+    """Frames whose mean colour changes over time (each frame distinguishable), ``[T, H, W, 3]``."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, size=3)
+    t = np.arange(num_frames)[:, None]
+    colors = (base[None, :] + t * 255 // max(num_frames, 1)) % 256  # [T, 3]
+    frames = np.broadcast_to(colors[:, None, None, :], (num_frames, size, size, 3)).astype(np.uint8)
+    return frames.copy()
+
+
+@pytest.fixture()
+def make_video(tmp_path):
+    """``make_video(name, num_frames=16, size=64, seed=0, fps=10) -> Path`` in a temp folder."""
+
+    def _make(name: str = "clip.mp4", num_frames: int = 16, size: int = 64, seed: int = 0, fps: int = 10):
+        return write_video(tmp_path / name, color_video(num_frames, size, seed), fps=fps)
+
+    return _make
