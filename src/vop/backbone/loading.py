@@ -1,0 +1,409 @@
+"""``load_clip(source)``: CLIP weights from local files into our :class:`~vop.backbone.clip.CLIP`.
+
+Accepted sources (never a network download):
+
+* an OpenAI release archive (``ViT-B-32.pt``, TorchScript): loaded with ``torch.jit.load`` on
+  CPU only to read its state dict; no code from the archive is kept;
+* a plain state dict in OpenAI / open_clip key layout: ``.pt`` / ``.pth`` / ``.bin`` (read with
+  ``torch.load(weights_only=True)``) or ``.safetensors``; a ``module.`` / ``model.`` prefix and a
+  ``{"state_dict": ...}`` wrapper (training checkpoints) are accepted;
+* a Hugging Face ``CLIPModel`` directory (``config.json`` + ``model.safetensors`` or
+  ``pytorch_model.bin``); keys are renamed by :func:`hf_to_openai` (ours);
+* a bundled model by name: ``vop/assets/<name>.safetensors`` carrying its config in the
+  safetensors metadata (written by :func:`save_clip`).
+
+The architecture always comes from data — the ``config`` argument, the file's metadata, the
+Hugging Face ``config.json``, or a file named after a known config (``ViT-B-32.pt``) — never
+from tensor shapes. Missing / unexpected keys and shape mismatches are errors that list the keys
+and name the config, so a wrong config is caught instead of silently loading garbage.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+import zipfile
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from vop.backbone.clip import CLIP, CONFIGS, CLIPConfig, TextCfg, VisionCfg, get_config
+
+CONFIG_METADATA_KEY = "vop_clip_config"  # safetensors metadata: JSON of CLIPConfig.to_dict()
+TORCH_SUFFIXES = (".pt", ".pth", ".bin")
+# Scalars stored next to the weights in OpenAI's archives; they are not parameters.
+NON_PARAMETER_KEYS = ("input_resolution", "context_length", "vocab_size")
+# Wrappers used by training checkpoints (open_clip saves {"epoch", "state_dict", ...}).
+CONTAINER_KEYS = ("state_dict", "model", "module")
+WRAPPER_PREFIXES = ("module.", "model.")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded: the message names the file and the reason."""
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def load_clip(source: str | Path, config: str | CLIPConfig | dict | None = None) -> CLIP:
+    """Load CLIP weights from a local file, a Hugging Face directory, or a bundled name.
+
+    ``config`` (a name such as ``"ViT-B-32"``, a :class:`CLIPConfig` or its dict) overrides
+    the architecture the source declares. The returned model is frozen, in eval mode, with
+    ``source`` set to ``"<format>:<path or name>"``.
+    """
+    path = Path(source).expanduser()
+    if path.is_dir():
+        state, cfg, kind = _read_hf_dir(path)
+    elif path.is_file():
+        state, cfg, kind = _read_file(path)
+    else:
+        bundled = bundled_models()
+        if str(source) not in bundled:
+            raise FileNotFoundError(
+                f"CLIP source {str(source)!r} is neither a file, a directory nor a bundled model "
+                f"(bundled: {', '.join(sorted(bundled)) or 'none'})"
+            )
+        path = bundled[str(source)]
+        state, cfg, _ = _read_file(path)
+        kind = "bundled"
+        source = str(source)
+    if config is not None:
+        cfg = _as_config(config)
+    if cfg is None:
+        raise CheckpointError(
+            f"{path}: cannot tell the architecture; pass config=NAME (known: {', '.join(sorted(CONFIGS))}) "
+            f"or name the file after a config, e.g. ViT-B-32.pt"
+        )
+    model = build_from_state_dict(state, cfg, origin=str(path))
+    model.source = f"{kind}:{source if kind == 'bundled' else path.resolve()}"
+    return model
+
+
+def save_clip(model: CLIP, path: str | Path) -> Path:
+    """Write ``model``'s weights and config to one ``.safetensors`` file that ``load_clip`` reads.
+
+    Put such a file at ``vop/assets/<name>.safetensors`` to make it loadable by ``<name>``.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"{path}: save_clip writes safetensors; use a .safetensors file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    metadata = {CONFIG_METADATA_KEY: json.dumps(model.cfg.to_dict()), "format": "pt"}
+    save_file(state, str(path), metadata=metadata)
+    return path
+
+
+def bundled_models() -> dict[str, Path]:
+    """Bundled CLIP weights: ``name -> path`` for each ``vop/assets/*.safetensors`` with a config."""
+    assets = resources.files("vop").joinpath("assets")
+    if not assets.is_dir():
+        return {}
+    found = {}
+    for entry in assets.iterdir():
+        path = Path(str(entry))
+        if path.suffix == ".safetensors" and CONFIG_METADATA_KEY in _safetensors_metadata(path):
+            found[path.stem] = path
+    return found
+
+
+def build_from_state_dict(state: dict[str, torch.Tensor], cfg: CLIPConfig, origin: str = "state dict") -> CLIP:
+    """A frozen CLIP of architecture ``cfg`` holding exactly the tensors of ``state`` (OpenAI layout)."""
+    model = CLIP(cfg)
+    check_state_dict(model, state, cfg, origin)
+    model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
+    model._sha256 = None  # the cached hash described the random init
+    return model.freeze()
+
+
+def check_state_dict(model: CLIP, state: dict[str, torch.Tensor], cfg: CLIPConfig, origin: str) -> None:
+    """Raise :class:`CheckpointError` listing missing / unexpected keys and shape mismatches."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(
+        f"{k}: file {tuple(state[k].shape)} vs model {expected[k]}"
+        for k in set(state) & set(expected)
+        if tuple(state[k].shape) != expected[k]
+    )
+    problems = []
+    if missing:
+        problems.append(f"missing keys ({len(missing)}): {_short_list(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys ({len(unexpected)}): {_short_list(unexpected)}")
+    if wrong:
+        problems.append(f"shape mismatches ({len(wrong)}): {_short_list(wrong)}")
+    if problems:
+        raise CheckpointError(
+            f"{origin} does not fit CLIP config {cfg.name!r} ({_describe(cfg)}): " + "; ".join(problems)
+        )
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _read_file(path: Path) -> tuple[dict[str, torch.Tensor], CLIPConfig | None, str]:
+    """A single weights file -> (OpenAI-layout state dict, declared config or None, format)."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+        meta = _safetensors_metadata(path)
+        cfg = _config_from_metadata(meta, path) or config_from_filename(path)
+        return _unwrap(state, path), cfg, "safetensors"
+    if path.suffix in TORCH_SUFFIXES:
+        if _is_torchscript(path):
+            return _read_torchscript(path), config_from_filename(path), "openai-torchscript"
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        return _unwrap(obj, path), config_from_filename(path), "state-dict"
+    raise CheckpointError(
+        f"{path}: unknown checkpoint format {path.suffix!r}; expected .safetensors, "
+        f"{', '.join(TORCH_SUFFIXES)} or a Hugging Face directory"
+    )
+
+
+def _is_torchscript(path: Path) -> bool:
+    """TorchScript archives are zip files with a ``code/`` folder (plain ``torch.save`` zips have none)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any("/code/" in name or name.startswith("code/") for name in z.namelist())
+
+
+def _read_torchscript(path: Path) -> dict[str, torch.Tensor]:
+    # Only the tensors are taken; the scripted module (OpenAI's code) is dropped right away.
+    with warnings.catch_warnings():  # torch.jit is deprecated, but it is how OpenAI shipped CLIP
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.load(str(path), map_location="cpu")
+    state = {k: v.detach().clone() for k, v in scripted.state_dict().items()}
+    del scripted
+    return _unwrap(state, path)
+
+
+def _unwrap(obj, path: Path) -> dict[str, torch.Tensor]:
+    """Strip training wrappers (container dicts, ``module.``/``model.`` prefixes) and non-parameters."""
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a state dict, found {type(obj).__name__}")
+    for key in CONTAINER_KEYS:
+        if isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    state = {}
+    for name, tensor in obj.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise CheckpointError(f"{path}: entry {name!r} is a {type(tensor).__name__}, not a tensor")
+        for prefix in WRAPPER_PREFIXES:
+            if name.startswith(prefix):
+                name = name[len(prefix):]
+                break
+        if name not in NON_PARAMETER_KEYS:
+            state[name] = tensor
+    if any(k.startswith(("text_model.", "vision_model.")) for k in state):
+        raise CheckpointError(
+            f"{path}: this is a Hugging Face CLIPModel state dict; load the directory that holds "
+            f"it together with its config.json"
+        )
+    return state
+
+
+def _safetensors_metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata() or {}
+
+
+def _config_from_metadata(meta: dict[str, str], path: Path) -> CLIPConfig | None:
+    if CONFIG_METADATA_KEY not in meta:
+        return None
+    try:
+        return CLIPConfig.from_dict(json.loads(meta[CONFIG_METADATA_KEY]))
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path}: metadata key {CONFIG_METADATA_KEY!r} is not a valid CLIP config: {e}") from e
+
+
+def config_from_filename(path: Path) -> CLIPConfig | None:
+    """A known config named by the file: ``ViT-B-32.pt``, ``ViT-B-32-openai.bin`` (longest name wins)."""
+    stem = path.name.split(".")[0] if path.suffix else path.name
+    matches = [n for n in CONFIGS if stem == n or stem.startswith((n + "-", n + "_"))]
+    return CONFIGS[max(matches, key=len)] if matches else None
+
+
+def _as_config(config: str | CLIPConfig | dict) -> CLIPConfig:
+    if isinstance(config, CLIPConfig):
+        return config
+    if isinstance(config, dict):
+        return CLIPConfig.from_dict(config)
+    return get_config(config)
+
+
+# --------------------------------------------------------------------------- Hugging Face
+
+# Defaults of transformers' CLIPTextConfig / CLIPVisionConfig for keys a config.json may omit.
+HF_TEXT_DEFAULTS = dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8,
+                        max_position_embeddings=77, vocab_size=49408, hidden_act="quick_gelu", layer_norm_eps=1e-5)
+HF_VISION_DEFAULTS = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                          image_size=224, patch_size=32, hidden_act="quick_gelu", layer_norm_eps=1e-5)
+HF_ACTIVATIONS = {"quick_gelu": True, "gelu": False}  # act name -> CLIPConfig.quick_gelu
+
+# HF module names -> ours, applied to the part of a key after the encoder prefix.
+HF_BLOCK_RENAMES = {
+    "self_attn.out_proj.": "attn.out_proj.",
+    "layer_norm1.": "ln_1.",
+    "layer_norm2.": "ln_2.",
+    "mlp.fc1.": "mlp.c_fc.",
+    "mlp.fc2.": "mlp.c_proj.",
+}
+HF_RENAMES = {
+    "text_model.embeddings.token_embedding.weight": "token_embedding.weight",
+    "text_model.embeddings.position_embedding.weight": "positional_embedding",
+    "text_model.final_layer_norm.weight": "ln_final.weight",
+    "text_model.final_layer_norm.bias": "ln_final.bias",
+    "vision_model.embeddings.class_embedding": "visual.class_embedding",
+    "vision_model.embeddings.patch_embedding.weight": "visual.conv1.weight",
+    "vision_model.embeddings.position_embedding.weight": "visual.positional_embedding",
+    "vision_model.pre_layrnorm.weight": "visual.ln_pre.weight",  # sic: HF's spelling
+    "vision_model.pre_layrnorm.bias": "visual.ln_pre.bias",
+    "vision_model.post_layernorm.weight": "visual.ln_post.weight",
+    "vision_model.post_layernorm.bias": "visual.ln_post.bias",
+    "logit_scale": "logit_scale",
+}
+HF_TRANSPOSED = {"text_projection.weight": "text_projection", "visual_projection.weight": "visual.proj"}
+HF_QKV = {"self_attn.q_proj": "q", "self_attn.k_proj": "k", "self_attn.v_proj": "v"}
+HF_ENCODERS = {"text_model.encoder.layers.": "transformer.resblocks.",
+               "vision_model.encoder.layers.": "visual.transformer.resblocks."}
+HF_BUFFERS = ("text_model.embeddings.position_ids", "vision_model.embeddings.position_ids")
+
+
+def _read_hf_dir(path: Path) -> tuple[dict[str, torch.Tensor], CLIPConfig, str]:
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise CheckpointError(f"{path}: a directory source must be a Hugging Face CLIPModel folder with config.json")
+    hf_config = json.loads(config_file.read_text(encoding="utf-8"))
+    cfg = config_from_hf(hf_config, name=path.name, origin=str(config_file))
+    return hf_to_openai(_read_hf_weights(path)), cfg, "hf"
+
+
+def _read_hf_weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    if (path / "model.safetensors").is_file():
+        return load_file(str(path / "model.safetensors"))
+    index = path / "model.safetensors.index.json"
+    if index.is_file():  # sharded checkpoint: one file per group of tensors
+        shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        return {k: v for shard in shards for k, v in load_file(str(path / shard)).items()}
+    if (path / "pytorch_model.bin").is_file():
+        return torch.load(str(path / "pytorch_model.bin"), map_location="cpu", weights_only=True)
+    raise CheckpointError(f"{path}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
+
+
+def config_from_hf(hf_config: dict, name: str, origin: str) -> CLIPConfig:
+    """Our CLIPConfig from a Hugging Face ``CLIPModel`` config.json (dict).
+
+    Named after the matching built-in config when the architecture is one (so a converted
+    OpenAI ViT-B/32 is called ``ViT-B-32``), otherwise after the folder.
+    """
+    if hf_config.get("model_type") not in (None, "clip"):
+        raise CheckpointError(f"{origin}: model_type {hf_config['model_type']!r} is not 'clip'")
+    text = {**HF_TEXT_DEFAULTS, **hf_config.get("text_config", {})}
+    vision = {**HF_VISION_DEFAULTS, **hf_config.get("vision_config", {})}
+    for label, sub in (("text_config", text), ("vision_config", vision)):
+        if sub["intermediate_size"] != 4 * sub["hidden_size"]:
+            raise CheckpointError(f"{origin}: {label}.intermediate_size must be 4 x hidden_size for CLIP")
+        if sub["hidden_act"] not in HF_ACTIVATIONS:
+            raise CheckpointError(f"{origin}: {label}.hidden_act {sub['hidden_act']!r} is not one of {list(HF_ACTIVATIONS)}")
+        if abs(sub["layer_norm_eps"] - 1e-5) > 1e-12:
+            raise CheckpointError(f"{origin}: {label}.layer_norm_eps {sub['layer_norm_eps']} is not CLIP's 1e-5")
+    if text["hidden_act"] != vision["hidden_act"]:
+        raise CheckpointError(f"{origin}: text and vision use different activations; CLIP uses one")
+    cfg = CLIPConfig(
+        name=name,
+        embed_dim=hf_config.get("projection_dim", 512),
+        vision=VisionCfg(vision["hidden_size"], vision["num_hidden_layers"], vision["num_attention_heads"],
+                         vision["patch_size"], vision["image_size"]),
+        text=TextCfg(text["hidden_size"], text["num_hidden_layers"], text["num_attention_heads"],
+                     text["max_position_embeddings"], text["vocab_size"]),
+        quick_gelu=HF_ACTIVATIONS[text["hidden_act"]],
+    )
+    for known in CONFIGS.values():
+        if {**known.to_dict(), "name": name} == cfg.to_dict():
+            return known
+    return cfg
+
+
+def hf_to_openai(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename a Hugging Face CLIPModel state dict into OpenAI layout.
+
+    HF keeps separate ``q/k/v_proj`` linears; ours (like ``nn.MultiheadAttention``) holds one
+    ``in_proj`` of shape ``[3D, D]`` with rows q, k, v. HF projections are ``nn.Linear``
+    (``[E, D]``); OpenAI's are matrices applied as ``x @ proj`` (``[D, E]``), hence the transpose.
+    Keys this mapping does not know are kept as they are, so the strict check reports them.
+    """
+    out: dict[str, torch.Tensor] = {}
+    qkv: dict[str, dict[str, torch.Tensor]] = {}  # "<block prefix>|weight" -> {"q": ..., "k": ..., "v": ...}
+    for key, tensor in hf_state.items():
+        if key in HF_BUFFERS:
+            continue
+        if key in HF_RENAMES:
+            out[HF_RENAMES[key]] = tensor
+        elif key in HF_TRANSPOSED:
+            out[HF_TRANSPOSED[key]] = tensor.t().contiguous()  # [E, D] -> [D, E]
+        elif (block := _hf_block_key(key)) is not None:
+            prefix, rest = block
+            module, param = rest.rsplit(".", 1)  # "self_attn.q_proj", "weight"
+            if module in HF_QKV:
+                qkv.setdefault(f"{prefix}attn.in_proj_{param}", {})[HF_QKV[module]] = tensor
+            else:
+                for hf_name, ours in HF_BLOCK_RENAMES.items():
+                    if rest.startswith(hf_name):
+                        rest = ours + rest[len(hf_name):]
+                        break
+                out[prefix + rest] = tensor
+        else:
+            out[key] = tensor
+    for name, parts in qkv.items():
+        if set(parts) != {"q", "k", "v"}:
+            raise CheckpointError(f"Hugging Face state dict: {name} needs q, k and v projections, found {sorted(parts)}")
+        out[name] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)  # [3D, D] or [3D]
+    return out
+
+
+def _hf_block_key(key: str) -> tuple[str, str] | None:
+    """``text_model.encoder.layers.3.mlp.fc1.bias`` -> (``transformer.resblocks.3.``, ``mlp.fc1.bias``)."""
+    for hf_prefix, ours in HF_ENCODERS.items():
+        if key.startswith(hf_prefix):
+            index, rest = key[len(hf_prefix):].split(".", 1)
+            return f"{ours}{index}.", rest
+    return None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _short_list(items: list[str], limit: int = 12) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+def _describe(cfg: CLIPConfig) -> str:
+    v, t = cfg.vision, cfg.text
+    return (f"vision width {v.width} x {v.layers} layers, patch {v.patch_size}, {v.image_size} px; "
+            f"text width {t.width} x {t.layers} layers, context {t.context_length}; embed {cfg.embed_dim}")
+
+
+__all__ = [
+    "CONFIG_METADATA_KEY",
+    "CheckpointError",
+    "build_from_state_dict",
+    "bundled_models",
+    "config_from_filename",
+    "config_from_hf",
+    "hf_to_openai",
+    "load_clip",
+    "save_clip",
+]

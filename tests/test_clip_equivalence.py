@@ -1,0 +1,166 @@
+"""Our CLIP equals transformers' CLIPModel with the same weights, through every loader.
+
+A random-weight Hugging Face CLIPModel is saved with ``save_pretrained`` and loaded with
+``vop.load_clip``; image and text embeddings must agree to 1e-4 (unit-normalised, float32).
+The same weights then travel through an OpenAI-layout state dict and a TorchScript archive
+built by the test, and must give the same embeddings and the same sha256.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import vop
+from vop.backbone.clip import CLIPConfig, get_config
+
+transformers = pytest.importorskip("transformers")
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+
+TOL = 1e-4
+CAPTIONS = ["a dog catches a frisbee", "a person is connecting something to system", "cooking pasta"]
+
+
+def hf_config(cfg: CLIPConfig):
+    """A transformers CLIPConfig with the sizes of our ``cfg``."""
+    act = "quick_gelu" if cfg.quick_gelu else "gelu"
+    v, t = cfg.vision, cfg.text
+    return transformers.CLIPConfig(
+        text_config=dict(hidden_size=t.width, intermediate_size=4 * t.width, num_hidden_layers=t.layers,
+                         num_attention_heads=t.heads, max_position_embeddings=t.context_length,
+                         vocab_size=t.vocab_size, hidden_act=act),
+        vision_config=dict(hidden_size=v.width, intermediate_size=4 * v.width, num_hidden_layers=v.layers,
+                           num_attention_heads=v.heads, patch_size=v.patch_size, image_size=v.image_size,
+                           hidden_act=act),
+        projection_dim=cfg.embed_dim,
+    )
+
+
+def random_hf_clip(cfg: CLIPConfig, seed: int):
+    """A transformers CLIPModel whose every tensor (biases and LayerNorms included) is random."""
+    model = transformers.CLIPModel(hf_config(cfg)).eval()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g)
+            if "norm" in name and name.endswith("weight"):
+                p.copy_(1 + 0.1 * noise)
+            elif name == "logit_scale":
+                p.fill_(2.5)
+            else:
+                std = 0.02 if p.dim() < 2 else p.shape[-1] ** -0.5
+                p.copy_(std * noise)
+    return model
+
+
+def hf_embeddings(model, images, tokens):
+    with torch.no_grad():
+        img = model.get_image_features(pixel_values=images).pooler_output
+        txt = model.get_text_features(input_ids=tokens).pooler_output
+    return F.normalize(img, dim=-1), F.normalize(txt, dim=-1)
+
+
+def our_embeddings(clip, images, tokens):
+    with torch.no_grad():
+        return F.normalize(clip.encode_image(images), dim=-1), F.normalize(clip.encode_text(tokens), dim=-1)
+
+
+def assert_close(ours, theirs):
+    for a, b, what in zip(ours, theirs, ("image", "text")):
+        diff = (a - b).abs().max().item()
+        assert diff <= TOL, f"{what} embeddings differ by {diff:.2e}"
+
+
+def torchscript_archive(state: dict[str, torch.Tensor], path, dtype=torch.float32, image_size=224):
+    """A TorchScript file holding ``state`` under OpenAI's names, like OpenAI's release archives."""
+    root = nn.Module()
+    extras = {"input_resolution": torch.tensor(image_size), "context_length": torch.tensor(77),
+              "vocab_size": torch.tensor(49408)}
+    for key, tensor in [*state.items(), *extras.items()]:
+        *parents, leaf = key.split(".")
+        module = root
+        for name in parents:
+            if not hasattr(module, name):
+                module.add_module(name, nn.Module())
+            module = getattr(module, name)
+        if key in extras:
+            module.register_buffer(leaf, tensor)
+        else:
+            module.register_parameter(leaf, nn.Parameter(tensor.to(dtype), requires_grad=False))
+    torch.jit.script(root).save(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_hf(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hf_tiny")
+    model = random_hf_clip(get_config("tiny"), seed=0)
+    model.save_pretrained(str(folder))
+    return model, folder
+
+
+@pytest.fixture(scope="module")
+def tiny_inputs():
+    images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    return images, vop.tokenize(CAPTIONS)
+
+
+def test_hf_directory_equals_transformers(tiny_hf, tiny_inputs):
+    model, folder = tiny_hf
+    clip = vop.load_clip(folder)
+    assert clip.cfg.to_dict() == {**get_config("tiny").to_dict()}  # config.json maps back to 'tiny'
+    assert clip.source == f"hf:{folder.resolve()}"
+    assert_close(our_embeddings(clip, *tiny_inputs), hf_embeddings(model, *tiny_inputs))
+    assert clip.logit_scale.item() == pytest.approx(model.logit_scale.item())
+
+
+def test_hf_gelu_variant(tmp_path, tiny_inputs):
+    """open_clip's LAION models use exact GELU; hidden_act 'gelu' must select it."""
+    cfg = CLIPConfig.from_dict({**get_config("tiny").to_dict(), "quick_gelu": False})
+    model = random_hf_clip(cfg, seed=3)
+    model.save_pretrained(str(tmp_path))
+    clip = vop.load_clip(tmp_path)
+    assert clip.cfg.quick_gelu is False
+    assert_close(our_embeddings(clip, *tiny_inputs), hf_embeddings(model, *tiny_inputs))
+
+
+def test_openai_state_dict_and_torchscript_equal_transformers(tiny_hf, tiny_inputs, tmp_path):
+    model, folder = tiny_hf
+    reference = hf_embeddings(model, *tiny_inputs)
+    from_hf = vop.load_clip(folder)
+
+    plain = tmp_path / "tiny.pt"  # the file name names the config
+    torch.save(from_hf.state_dict(), plain)
+    from_plain = vop.load_clip(plain)
+    assert from_plain.source == f"state-dict:{plain.resolve()}"
+    assert_close(our_embeddings(from_plain, *tiny_inputs), reference)
+
+    archive = torchscript_archive(from_hf.state_dict(), tmp_path / "weights.pt", image_size=32)
+    from_script = vop.load_clip(archive, config="tiny")
+    assert from_script.source.startswith("openai-torchscript:")
+    assert_close(our_embeddings(from_script, *tiny_inputs), reference)
+
+    # the same weights give the same hash whatever the file format
+    assert from_hf.weights_sha256 == from_plain.weights_sha256 == from_script.weights_sha256
+
+
+def test_vit_b32_shapes_equal_transformers(tmp_path):
+    """The real ViT-B/32 architecture (random weights): HF directory, then an fp16 OpenAI-style archive."""
+    torch.manual_seed(0)
+    model = transformers.CLIPModel(hf_config(get_config("ViT-B-32"))).eval()
+    model.save_pretrained(str(tmp_path / "hf"))
+    clip = vop.load_clip(tmp_path / "hf")
+    assert clip.cfg.name == "ViT-B-32"
+    images = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(2))
+    tokens = vop.tokenize(CAPTIONS[:2])
+    assert_close(our_embeddings(clip, images, tokens), hf_embeddings(model, images, tokens))
+    del model
+
+    # OpenAI's release is a TorchScript archive in fp16, named after the model
+    archive = torchscript_archive(clip.state_dict(), tmp_path / "ViT-B-32.pt", dtype=torch.float16)
+    from_script = vop.load_clip(archive)
+    assert from_script.cfg.name == "ViT-B-32"
+    for name, tensor in clip.state_dict().items():
+        assert torch.equal(from_script.state_dict()[name], tensor.half().float()), name
