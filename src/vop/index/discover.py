@@ -1,0 +1,60 @@
+"""Find the videos of a collection and decide which shard owns each one."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# Containers people actually have; matched case-insensitively on the file suffix.
+VIDEO_EXTENSIONS = frozenset({
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv",
+    ".3gp", ".ts", ".mts", ".m2ts", ".ogv", ".vob", ".divx", ".f4v", ".asf",
+})
+
+
+@dataclass(frozen=True)
+class VideoFile:
+    """A video on disk; ``size`` + ``mtime_ns`` decide whether a stored vector is still valid."""
+
+    relpath: str  # POSIX path relative to the collection root
+    size: int
+    mtime_ns: int
+
+
+def discover_videos(root: str | Path) -> list[VideoFile]:
+    """Every video file under ``root`` (recursive, hidden folders skipped), sorted by path."""
+    root = Path(root)
+    if not root.is_dir():
+        raise NotADirectoryError(f"video folder {root} does not exist or is not a folder")
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if name.startswith(".") or Path(name).suffix.lower() not in VIDEO_EXTENSIONS:
+                continue
+            full = Path(dirpath) / name
+            try:
+                st = full.stat()
+            except OSError:  # vanished or a dangling link: nothing to index
+                continue
+            found.append(VideoFile(full.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
+    return sorted(found, key=lambda v: v.relpath)
+
+
+def shard_of(relpath: str, num_shards: int) -> int:
+    """Stable shard number of a path (a hash, so shards stay balanced and survive new files)."""
+    digest = hashlib.sha1(relpath.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % num_shards
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``."""
+    try:
+        i, n = (int(p) for p in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from None
+    if not 0 <= i < n:
+        raise ValueError(f"--shard {text}: need 0 <= i < n")
+    return i, n

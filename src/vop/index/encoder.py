@@ -1,0 +1,169 @@
+"""Turn video files and text queries into unit vectors with one backbone (+ adapter).
+
+The model is anything with the ``vop.model`` interface (``encode_video([B, F, 3, S, S])`` and
+``encode_text([B, L])``, both L2-normalised). The same encoder object writes the index and
+encodes its queries, and :meth:`VideoEncoder.identity` is what the manifest records.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vop.index.manifest import adapter_sha256
+
+THUMB_SIZE = 192  # longest side of the stored JPEG thumbnail, pixels
+DEFAULT_FRAMES = 12
+
+
+@dataclass
+class EncodedVideo:
+    vector: np.ndarray  # float32 [dim], unit norm
+    duration: float | None
+    num_frames: int
+    width: int
+    height: int
+    thumbnail: bytes
+
+
+class MeanPoolModel(torch.nn.Module):
+    """Zero-shot CLIP video model (mean of frame embeddings), with the ``vop.model`` interface.
+
+    Used only when ``vop.model`` is unavailable; ``build_model(clip, "zeroshot")`` is the real one.
+    """
+
+    method = "zeroshot"
+
+    def __init__(self, clip, frames: int):
+        super().__init__()
+        self.clip = clip
+        self.frames = frames
+
+    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
+        b, f = video.shape[:2]
+        emb = self.clip.encode_image(video.flatten(0, 1))  # [B, F, 3, S, S] -> [B*F, E]
+        emb = emb.view(b, f, -1).mean(dim=1)  # [B*F, E] -> [B, F, E] -> [B, E]
+        return torch.nn.functional.normalize(emb, dim=-1)
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(self.clip.encode_text(tokens), dim=-1)
+
+
+def build_video_model(clip, adapter: str | Path | None = None, frames: int | None = None):
+    """The retrieval model: ``load_adapter(adapter, clip)`` or zero-shot CLIP with ``frames`` frames.
+
+    The backbone object is shared, not copied, so several adapters cost one backbone in memory.
+    """
+    try:
+        from vop.adapter import load_adapter
+        from vop.model import build_model
+    except ImportError:  # the methods part is absent: plain mean pooling, no adapters
+        if adapter is not None:
+            raise
+        return MeanPoolModel(clip, frames or DEFAULT_FRAMES)
+    if adapter is None:
+        return build_model(clip, method="zeroshot", frames=frames or DEFAULT_FRAMES)
+    model = load_adapter(adapter, clip)
+    if frames is not None and frames != model.frames:
+        raise ValueError(f"adapter {adapter} was trained with {model.frames} frames; --frames {frames} differs")
+    return model
+
+
+class VideoEncoder:
+    """One backbone + one method/adapter: video files and texts -> unit vectors (numpy float32)."""
+
+    def __init__(self, clip, model, backbone_source: str, adapter_dir: str | Path | None = None):
+        self.clip = clip
+        self.model = model.eval()
+        self.backbone_source = backbone_source
+        self.adapter_dir = None if adapter_dir is None else Path(adapter_dir).resolve()
+        self._adapter_sha = None if adapter_dir is None else adapter_sha256(adapter_dir)
+
+    @classmethod
+    def from_clip(cls, clip, adapter=None, frames=None, backbone_source=None) -> "VideoEncoder":
+        model = build_video_model(clip, adapter, frames)
+        return cls(clip, model, backbone_source or getattr(clip, "source", "unknown"), adapter)
+
+    @property
+    def frames(self) -> int:
+        return int(self.model.frames)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.clip.cfg.vision.image_size)
+
+    @property
+    def dim(self) -> int:
+        return int(self.clip.cfg.embed_dim)
+
+    def identity(self) -> dict:
+        """The manifest fields that pin down which embedding space the vectors live in."""
+        return dict(
+            backbone_name=self.clip.cfg.name,
+            backbone_source=self.backbone_source,
+            backbone_sha256=self.clip.weights_sha256,
+            method=str(getattr(self.model, "method", "zeroshot")),
+            frames=self.frames,
+            image_size=self.image_size,
+            dim=self.dim,
+            adapter_name=None if self.adapter_dir is None else self.adapter_dir.name,
+            adapter_path=None if self.adapter_dir is None else str(self.adapter_dir),
+            adapter_sha256=self._adapter_sha,
+        )
+
+    @torch.no_grad()
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """``N`` strings -> float32 ``[N, dim]`` unit vectors."""
+        from vop.backbone.tokenizer import tokenize
+
+        tokens = tokenize(list(texts), context_length=self.clip.cfg.text.context_length, truncate=True)
+        return _unit(self.model.encode_text(tokens))
+
+    @torch.no_grad()
+    def encode_file(self, path: str | Path) -> EncodedVideo:
+        """Decode ``frames`` uniformly sampled frames, encode them; raises ``DecodeError``."""
+        from vop.data.decode import probe, read_frames
+        from vop.data.sampling import sample_indices
+        from vop.data.transforms import clip_preprocess
+
+        info = probe(path)
+        indices = sample_indices(info.num_frames, self.frames, train=False)
+        frames = read_frames(path, indices, short_side=max(self.image_size, THUMB_SIZE))  # [F, H, W, 3] uint8
+        video = clip_preprocess(frames, size=self.image_size)  # [F, 3, S, S]
+        vector = _unit(self.model.encode_video(video[None]))[0]  # [1, F, 3, S, S] -> [E]
+        return EncodedVideo(vector, info.duration, info.num_frames, info.width, info.height,
+                            make_thumbnail(frames[len(frames) // 2]))
+
+
+def _unit(x: torch.Tensor) -> np.ndarray:
+    x = torch.nn.functional.normalize(x.float(), dim=-1)  # already unit in vop.model; cheap insurance
+    return x.cpu().numpy().astype(np.float32)
+
+
+def make_thumbnail(frame: np.ndarray, size: int = THUMB_SIZE) -> bytes:
+    """uint8 ``[H, W, 3]`` -> JPEG bytes, longest side ``size``."""
+    from PIL import Image
+
+    img = Image.fromarray(np.ascontiguousarray(frame))
+    img.thumbnail((size, size))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=80)
+    return buf.getvalue()
+
+
+def load_encoder(backbone: str, adapter: str | Path | None = None, frames: int | None = None,
+                 config: str | None = None, clip=None) -> VideoEncoder:
+    """Load the backbone from local files (``vop.load_clip``) and build the encoder.
+
+    ``clip`` reuses an already loaded backbone (the server shares one between adapters).
+    """
+    if clip is None:
+        from vop import load_clip
+
+        clip = load_clip(backbone, config=config)
+    source = str(Path(backbone).resolve()) if Path(backbone).exists() else str(backbone)
+    return VideoEncoder(clip, build_video_model(clip, adapter, frames), source, adapter)

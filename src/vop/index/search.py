@@ -1,0 +1,136 @@
+"""Query an index: text -> videos, video -> videos.
+
+Queries must be encoded in the index's embedding space, so :func:`encoder_for_index` rebuilds
+the encoder from the manifest and every :class:`Searcher` checks the encoder's hashes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vop.index.manifest import IndexMismatchError, Manifest, check_same_model, read_manifest
+from vop.index.store import DB_NAME, IndexStore
+from vop.index.vectors import load_or_build
+
+
+@dataclass
+class Hit:
+    id: int
+    path: str  # relative to the collection root
+    score: float  # cosine similarity
+    duration: float | None = None
+    width: int | None = None
+    height: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def encoder_for_index(manifest: Manifest, backbone: str | None = None, adapter: str | Path | None = None,
+                      clip=None):
+    """The encoder recorded in ``manifest`` (optionally from moved files), hash-checked."""
+    from vop.index.encoder import load_encoder
+
+    if adapter is None and manifest.adapter_path is not None:
+        adapter = manifest.adapter_path
+    if adapter is not None and manifest.adapter_sha256 is None:
+        raise IndexMismatchError(f"the index was built without an adapter; adapter {adapter} cannot query it")
+    from vop.backbone.clip import CONFIGS
+
+    config = manifest.backbone_name if manifest.backbone_name in CONFIGS else None  # for a bare state dict
+    encoder = load_encoder(backbone or manifest.backbone_source, adapter, frames=manifest.frames,
+                           config=config, clip=clip)
+    check_encoder(manifest, encoder)
+    return encoder
+
+
+def check_encoder(manifest: Manifest, encoder) -> None:
+    check_same_model(manifest, Manifest(root=manifest.root, **encoder.identity()), "the query encoder")
+
+
+class Searcher:
+    """An opened index (manifest + SQLite + FAISS) and, optionally, the encoder for its queries."""
+
+    def __init__(self, index_dir: str | Path, encoder=None):
+        self.index_dir = Path(index_dir)
+        self.manifest = read_manifest(self.index_dir)
+        if self.manifest.shard is not None:
+            raise ValueError(f"{self.index_dir} is one shard; merge the shards first (vop index --merge OUT)")
+        self.root = Path(self.manifest.root)
+        self.store = IndexStore(self.index_dir / DB_NAME)
+        self.vectors = load_or_build(self.index_dir, self.store, self.manifest.dim)
+        self.encoder = None
+        if encoder is not None:
+            self.set_encoder(encoder)
+
+    def set_encoder(self, encoder) -> None:
+        check_encoder(self.manifest, encoder)
+        self.encoder = encoder
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __len__(self) -> int:
+        return self.vectors.info.count
+
+    def search_vectors(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
+        """``[Q, dim]`` unit vectors -> ``Q`` ranked hit lists (at most ``k`` each)."""
+        scores, ids = self.vectors.search(queries, k)
+        infos = self.store.infos(sorted({int(i) for i in ids.ravel() if i >= 0}))
+        out = []
+        for row_scores, row_ids in zip(scores, ids):
+            hits = [Hit(int(i), infos[int(i)]["path"], float(s), infos[int(i)]["duration"],
+                        infos[int(i)]["width"], infos[int(i)]["height"])
+                    for s, i in zip(row_scores, row_ids) if i >= 0 and int(i) in infos]
+            out.append(hits)
+        return out
+
+    def _need_encoder(self):
+        if self.encoder is None:
+            raise RuntimeError("this searcher has no query encoder (pass encoder=...)")
+        return self.encoder
+
+    def search_text(self, text: str, k: int = 10) -> list[Hit]:
+        return self.search_vectors(self._need_encoder().encode_texts([text]), k)[0]
+
+    def search_like(self, video: str | Path | int, k: int = 10) -> list[Hit]:
+        """Videos most similar to ``video``: an id or a path inside the index (stored vector
+        reused), or any other video file (encoded now). The query video itself is left out."""
+        vid = self._id_of(video)
+        if vid is not None:
+            query = self.store.vector(vid)[None].astype(np.float32)  # [1, dim]
+        else:
+            query = self._need_encoder().encode_file(video).vector[None]
+        hits = self.search_vectors(query, k + (vid is not None))[0]
+        return [h for h in hits if h.id != vid][:k]
+
+    def _id_of(self, video) -> int | None:
+        if isinstance(video, int):
+            if self.store.info(video) is None:
+                raise KeyError(f"no video with id {video} in {self.index_dir}")
+            return video
+        path = Path(video).resolve()
+        try:
+            rel = path.relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            return None
+        vid = self.store.id_of(rel)
+        return vid if vid is not None and self.store.vector(vid) is not None else None
+
+    def file_of(self, video_id: int) -> Path | None:
+        """The file behind an indexed id, or None. Paths come only from the index, and a stored
+        path that resolves outside the collection root (a symlink swapped since) is refused."""
+        info = self.store.info(video_id)
+        if info is None:
+            return None
+        root = self.root.resolve()
+        path = (root / info["path"]).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            return None
+        return path
+
+    def thumbnail(self, video_id: int) -> bytes | None:
+        return self.store.thumbnail(video_id)
