@@ -1,0 +1,118 @@
+"""Save and load only what a method trained: ``adapter.safetensors`` + ``adapter.json``.
+
+The json names everything needed to rebuild the method on the same frozen backbone (method and
+its resolved component list, frames, text budget) and identifies that backbone by config name
+and the sha256 of its weights. Loading onto a different backbone is refused. For ``full`` the
+"adapter" is the whole model (every backbone tensor but ``logit_scale``); the json says so.
+Both files are written atomically (temporary file + rename), so a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from vop import __version__
+from vop.backbone.clip import CLIP
+from vop.model import VideoTextModel, build_model
+
+SCHEMA_VERSION = 1
+WEIGHTS_FILE = "adapter.safetensors"
+META_FILE = "adapter.json"
+
+
+class AdapterError(ValueError):
+    """An adapter that cannot be loaded (missing files, other backbone, wrong tensors)."""
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def adapter_metadata(model: VideoTextModel, extra: dict | None = None) -> dict:
+    b = model.parameter_budget()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "vop_version": __version__,
+        "method": model.method,
+        "method_config": model.method_config,
+        "whole_model": model.method == "full",
+        "backbone": {"name": model.backbone_name, "weights_sha256": model.backbone_sha256,
+                     "source": getattr(model.clip, "source", "unknown")},
+        "frames": model.frames,
+        "context_length": model.context_length,
+        "parameters": {"trainable": b["trainable"], "total": b["total"],
+                       "breakdown": model.parameter_breakdown()},
+        "extra": extra or {},
+    }
+
+
+def save_adapter(model: VideoTextModel, directory: str | os.PathLike, extra: dict | None = None) -> Path:
+    """Write the trainable tensors and the metadata to ``directory`` (created); returns it."""
+    from safetensors.torch import save_file
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    tensors = {n: p.detach().to("cpu").contiguous() for n, p in model.trainable_named_parameters()}
+    meta = adapter_metadata(model, extra)
+    _atomic_write(d / WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
+    _atomic_write(d / META_FILE, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    return d
+
+
+def read_metadata(directory: str | os.PathLike) -> dict:
+    path = Path(directory) / META_FILE
+    if not path.is_file():
+        raise AdapterError(f"{path}: not found (an adapter folder holds {META_FILE} and {WEIGHTS_FILE})")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise AdapterError(f"{path}: not valid JSON ({e})") from None
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        raise AdapterError(f"{path}: schema_version {meta.get('schema_version')!r}, this vop reads {SCHEMA_VERSION}")
+    return meta
+
+
+def check_backbone(meta: dict, clip: CLIP, where: str = "adapter") -> None:
+    """Refuse a backbone other than the one the adapter was trained on."""
+    want = meta["backbone"]
+    if want["name"] != clip.cfg.name or want["weights_sha256"] != clip.weights_sha256:
+        raise AdapterError(
+            f"{where} was trained on backbone {want['name']} (weights sha256 {want['weights_sha256'][:16]}...) "
+            f"but the given backbone is {clip.cfg.name} (weights sha256 {clip.weights_sha256[:16]}..., "
+            f"from {getattr(clip, 'source', 'unknown')}); load the backbone it was trained on")
+
+
+def load_adapter(directory: str | os.PathLike, clip: CLIP) -> VideoTextModel:
+    """Rebuild the saved method on ``clip`` and load its tensors (strict: every key must match)."""
+    from safetensors.torch import load_file
+
+    d = Path(directory)
+    meta = read_metadata(d)
+    check_backbone(meta, clip, where=str(d))
+    model = build_model(clip, meta["method"], meta["frames"], overrides=meta["method_config"])
+    weights = d / WEIGHTS_FILE
+    if not weights.is_file():
+        raise AdapterError(f"{weights}: not found")
+    tensors = load_file(str(weights))
+    params = dict(model.trainable_named_parameters())
+    missing, unexpected = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
+    if missing or unexpected:
+        raise AdapterError(f"{weights}: tensors do not match method {meta['method']!r}; "
+                           f"missing: {missing or 'none'}; unexpected: {unexpected or 'none'}")
+    with torch.no_grad():
+        for name, p in params.items():
+            t = tensors[name]
+            if t.shape != p.shape:
+                raise AdapterError(f"{weights}: {name} has shape {tuple(t.shape)}, the method needs {tuple(p.shape)}")
+            p.copy_(t.to(p.dtype))
+    return model

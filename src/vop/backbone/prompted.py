@@ -1,0 +1,123 @@
+"""The prompted forward passes: the one place that inserts and strips prompt tokens.
+
+Prompt *components* (``vop.prompts``) own parameters and only say which tokens go into a
+layer; this module decides where they go, runs CLIP's frozen blocks through the seams of
+``vop.backbone.clip`` and strips the prompt outputs again after every layer ("deep" prompts:
+every layer gets fresh tokens, paper Eq. 3-4).
+
+Placement rules (DESIGN.md §3):
+
+* text: ``[prompts, words]`` under the causal mask, so every word attends to all prompts.
+  Words keep CLIP's positional embeddings of their own positions; prompts get none. Because the
+  prompts are stripped after each layer, the EOT read-out index is the plain one (it would be
+  ``eot + n_prompts`` inside a layer).
+* vision: ``[CLS, prompts, patches]``. Layer-1 prompts are inserted before ``ln_pre``; since
+  LayerNorm acts per token, ``ln_pre(cat(cls, p, patches)) == cat(ln_pre(cls), ln_pre(p), ...)``,
+  so we normalise the image tokens first and pass the layer-1 prompts through ``ln_pre`` alone.
+  Later layers take raw prompts.
+* inter-frame deep layers (``vop-f``): after the shallow layers a frame positional embedding is
+  added to every token of a frame and the frames of a video are joined into one sequence
+  ``[F CLS, video prompts, F x P patches]`` run by the remaining frozen blocks.
+
+With zero prompt tokens every pass equals plain CLIP exactly (tested).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+import torch
+
+from vop.backbone.clip import CLIP
+
+TextPromptFn = Callable[[int], "torch.Tensor | None"]  # layer -> [n, D] or None
+
+
+class ShallowPrompts(Protocol):
+    """A frame-level visual prompt component (``vop.prompts``)."""
+
+    def prompts(self, layer: int, cls: torch.Tensor) -> torch.Tensor | None:
+        """``cls`` is the layer input's [CLS] per frame ``[B, F, D]``; returns ``[B, F, n, D]``."""
+
+
+class DeepFrames(Protocol):
+    """The inter-frame deep layers of ``vop-f`` (``vop.prompts.frame``)."""
+
+    start: int  # index of the first deep layer (K^s, 0-based)
+    frame_pos: torch.Tensor  # [F, D]
+
+    def prompts(self, layer: int) -> torch.Tensor | None:
+        """Video-level prompt tokens for deep ``layer``: ``[n, D]``."""
+
+
+def encode_text(clip: CLIP, tokens: torch.Tensor, prompts: TextPromptFn | None = None) -> torch.Tensor:
+    """``[N, L]`` token ids -> ``[N, E]`` (not normalised) with per-layer prompts before the words."""
+    x = clip.embed_text(tokens)  # [N, L, D]
+    eot = clip.eot_index(tokens)
+    for i in range(clip.transformer.layers):
+        p = prompts(i) if prompts is not None else None
+        if p is None:
+            x = clip.transformer.run_block(i, x, is_causal=True)
+            continue
+        n = p.shape[0]
+        p = p.to(x.dtype).expand(x.shape[0], -1, -1)  # [N, n, D]
+        x = clip.transformer.run_block(i, torch.cat([p, x], dim=1), is_causal=True)  # [N, n + L, D]
+        x = x[:, n:]  # strip the prompt outputs: [N, L, D]
+    return clip.pool_text(x, eot)
+
+
+def _insert(x: torch.Tensor, p: torch.Tensor, after: int) -> torch.Tensor:
+    """Put tokens ``p`` ``[N, n, D]`` after the first ``after`` tokens of ``x`` ``[N, L, D]``."""
+    return torch.cat([x[:, :after], p.to(x.dtype), x[:, after:]], dim=1)
+
+
+def _shallow_layer(clip: CLIP, i: int, x: torch.Tensor, frames: int, shallow: ShallowPrompts | None):
+    """One frame-level layer: ``x`` ``[B*F, 1 + P, D]`` -> same shape."""
+    visual = clip.visual
+    p = None
+    if shallow is not None:
+        bf, _, d = x.shape
+        p = shallow.prompts(i, x[:, 0].reshape(bf // frames, frames, d))  # [B, F, n, D] or None
+    if p is None:
+        return visual.transformer.run_block(i, x)
+    p = p.flatten(0, 1)  # [B*F, n, D]
+    if i == 0:
+        p = visual.ln_pre(p)  # layer-1 prompts are inserted before ln_pre (see module doc)
+    n = p.shape[1]
+    x = visual.transformer.run_block(i, _insert(x, p, 1))  # [B*F, 1 + n + P, D]
+    return torch.cat([x[:, :1], x[:, 1 + n:]], dim=1)  # strip: [B*F, 1 + P, D]
+
+
+def _deep_layers(clip: CLIP, x: torch.Tensor, frames: int, deep: DeepFrames) -> torch.Tensor:
+    """Inter-frame layers ``deep.start..K-1``: ``x`` ``[B*F, 1 + P, D]`` -> final CLS ``[B, F, D]``."""
+    bf, length, d = x.shape
+    b = bf // frames
+    x = x.reshape(b, frames, length, d) + deep.frame_pos.to(x.dtype)[None, :, None, :]  # [B, F, 1+P, D]
+    cls = x[:, :, 0]  # [B, F, D]
+    patches = x[:, :, 1:].reshape(b, frames * (length - 1), d)  # [B, F*P, D]
+    x = torch.cat([cls, patches], dim=1)  # [B, F + F*P, D]
+    for i in range(deep.start, clip.visual.transformer.layers):
+        p = deep.prompts(i)
+        if p is None:
+            x = clip.visual.transformer.run_block(i, x)
+            continue
+        n = p.shape[0]
+        x = clip.visual.transformer.run_block(i, _insert(x, p.expand(b, -1, -1), frames))  # [B, F+n+F*P, D]
+        x = torch.cat([x[:, :frames], x[:, frames + n:]], dim=1)  # strip: [B, F + F*P, D]
+    return x[:, :frames]
+
+
+def encode_frames(clip: CLIP, video: torch.Tensor, shallow: ShallowPrompts | None = None,
+                  deep: DeepFrames | None = None) -> torch.Tensor:
+    """``[B, F, 3, H, W]`` -> per-frame embeddings ``[B, F, E]`` (not normalised)."""
+    b, f = video.shape[:2]
+    visual = clip.visual
+    x = visual.ln_pre(visual.embed(video.flatten(0, 1)))  # [B*F, 1 + P, D]
+    shallow_layers = deep.start if deep is not None else visual.transformer.layers
+    for i in range(shallow_layers):
+        x = _shallow_layer(clip, i, x, f, shallow)
+    if deep is not None and deep.start < visual.transformer.layers:
+        cls = _deep_layers(clip, x, f, deep)  # [B, F, D]
+    else:
+        cls = x[:, 0].reshape(b, f, -1)  # [B, F, D]
+    return visual.pool(cls)  # ln_post + proj act on the last dim: [B, F, E]

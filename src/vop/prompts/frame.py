@@ -1,0 +1,40 @@
+"""Function-specific prompts (VoP-F): inter-frame deep layers.
+
+Layers ``shallow_layers``..K-1 of the vision encoder (0-based) run one sequence per video,
+``[F CLS, video prompts, F x P patches]``, with the same frozen weights. Before the first of them
+a trainable frame positional embedding (one vector per frame index, zero-init so the start
+differs from CLIP only through the prompts) is added to every token of a frame. Each deep layer
+gets ``video_length`` fresh video-level prompt tokens. With ``shallow_layers == K`` there are no
+deep layers and no parameters: the method reduces to its shallow prompts.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vop.prompts.text import INIT_STD
+from vop.prompts.visual import shallow_depth
+
+
+class DeepFramePrompts(nn.Module):
+    role = "deep"
+    needs_frames = True  # one positional vector per frame index
+
+    def __init__(self, layers: int, start: int, width: int, frames: int, video_length: int = 8):
+        super().__init__()
+        self.start = start
+        deep = layers - start
+        self.video = nn.Parameter(torch.randn(deep, video_length, width) * INIT_STD) if deep else None  # [K-Ks, n, D]
+        self.frame_pos = nn.Parameter(torch.zeros(frames, width)) if deep else None  # [F, D]
+
+    @classmethod
+    def from_config(cls, c: dict, clip_cfg, frames: int) -> "DeepFramePrompts":
+        v = clip_cfg.vision
+        return cls(v.layers, shallow_depth(c, clip_cfg), v.width, frames, c["video_length"])
+
+    def prompts(self, i: int) -> torch.Tensor | None:
+        """Video-level tokens for deep layer ``i`` (absolute index): ``[n, D]``."""
+        if self.video is None or self.video.shape[1] == 0:
+            return None
+        return self.video[i - self.start]
