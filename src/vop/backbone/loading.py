@@ -100,15 +100,19 @@ def save_clip(model: CLIP, path: str | Path) -> Path:
 
 def bundled_models() -> dict[str, Path]:
     """Bundled CLIP weights: ``name -> path`` for each ``vop/assets/*.safetensors`` with a config."""
-    assets = resources.files("vop").joinpath("assets")
+    assets = assets_dir()
     if not assets.is_dir():
         return {}
-    found = {}
-    for entry in assets.iterdir():
-        path = Path(str(entry))
-        if path.suffix == ".safetensors" and CONFIG_METADATA_KEY in _safetensors_metadata(path):
-            found[path.stem] = path
-    return found
+    return {
+        path.stem: path
+        for path in sorted(assets.glob("*.safetensors"))
+        if CONFIG_METADATA_KEY in _safetensors_metadata(path)
+    }
+
+
+def assets_dir() -> Path:
+    """The package's ``assets`` folder (bundled weights live there)."""
+    return Path(str(resources.files("vop"))) / "assets"
 
 
 def build_from_state_dict(state: dict[str, torch.Tensor], cfg: CLIPConfig, origin: str = "state dict") -> CLIP:
