@@ -1,0 +1,244 @@
+"""vop index: real videos (the corrupt one reported), incremental, resumable after a kill, shards."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import color_video, write_video
+from vop.backbone.clip import build_clip
+from vop.index.build import build_index, merge_shards, read_report
+from vop.index.discover import discover_videos, parse_shard, shard_of
+from vop.index.encoder import VideoEncoder
+from vop.index.manifest import IndexMismatchError, read_manifest
+from vop.index.search import Searcher
+from vop.index.store import DB_NAME, IndexStore
+from vop.index.vectors import VectorIndex
+
+FRAMES = 4
+
+
+def _encoder(seed: int = 0) -> VideoEncoder:
+    return VideoEncoder.from_clip(build_clip("tiny", seed=seed), frames=FRAMES, backbone_source="tiny")
+
+
+def _collection(root: Path, n: int = 6) -> Path:
+    for i in range(n):
+        write_video(root / f"sub{i % 2}" / f"clip{i}.mp4", color_video(num_frames=6 + i, size=32, seed=i))
+    return root
+
+
+def _rows(index_dir: Path) -> dict[str, tuple]:
+    with IndexStore(index_dir / DB_NAME) as store:
+        return {r.path: (r.status, None if r.vector is None else r.vector.tobytes()) for r in store.rows()}
+
+
+@pytest.fixture(scope="module")
+def shared_index(tmp_path_factory, shared_data):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("idx") / "index"
+    report = build_index(shared_data / "videos", out, _encoder(), progress=False)
+    return out, report
+
+
+def test_real_videos_indexed_and_corrupt_one_reported(shared_index, shared_data):
+    out, report = shared_index
+    videos = discover_videos(shared_data / "videos")
+    assert len(videos) == 12 and all(not v.relpath.endswith(".json") for v in videos)
+    assert report.discovered == 12 and report.indexed == 11
+    assert [e["path"] for e in report.errors] == ["decord/corrupted.mp4"]
+    assert "28 frames" in report.errors[0]["error"]
+    assert read_report(out)["errors"] == report.errors  # listed in report.json on disk
+    manifest = read_manifest(out)
+    assert manifest.backbone_sha256 == build_clip("tiny", seed=0).weights_sha256
+    assert (manifest.method, manifest.frames, manifest.dim, manifest.adapter_sha256) == ("zeroshot", FRAMES, 32, None)
+    with IndexStore(out / DB_NAME) as store:
+        ids, vecs = store.vectors()
+        assert vecs.dtype == np.float16 and vecs.shape == (11, 32)
+        np.testing.assert_allclose(np.linalg.norm(vecs.astype(np.float32), axis=1), 1.0, atol=2e-3)
+        thumb = store.thumbnail(int(ids[0]))
+        assert thumb[:2] == b"\xff\xd8"  # JPEG
+        rotated = store.info(store.id_of("decord/video_90.mov"))
+        assert (rotated["width"], rotated["height"]) == (320, 568)  # display orientation
+
+
+def test_search_returns_ranked_paths(shared_index, shared_data):
+    out, _ = shared_index
+    enc = _encoder()
+    searcher = Searcher(out, enc)
+    hits = searcher.search_text("a person is cleaning a swimming pool", k=5)
+    assert len(hits) == 5
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    assert all((shared_data / "videos" / h.path).is_file() for h in hits)
+    # the same ranking as brute force over the stored vectors
+    ids, vecs = searcher.store.vectors()
+    q = enc.encode_texts(["a person is cleaning a swimming pool"])[0]
+    expected = ids[np.argsort(-(vecs.astype(np.float32) @ q))][:5]
+    assert [h.id for h in hits] == expected.tolist()
+    like = searcher.search_like(shared_data / "videos" / "mmaction2" / "test.mp4", k=3)
+    assert len(like) == 3 and all(h.path != "mmaction2/test.mp4" for h in like)
+    assert searcher.search_like(searcher.store.id_of("mmaction2/test.mp4"), k=3) == like
+
+
+def test_query_encoder_must_match_the_index(shared_index):
+    out, _ = shared_index
+    with pytest.raises(IndexMismatchError, match="backbone_sha256"):
+        Searcher(out, _encoder(seed=1))
+
+
+def test_reindex_adds_nothing(shared_index, shared_data):
+    out, _ = shared_index
+    with IndexStore(out / DB_NAME) as store:
+        generation = store.generation()
+    before = _rows(out)
+    report = build_index(shared_data / "videos", out, _encoder(), progress=False)
+    assert (report.encoded, report.unchanged, report.removed, report.failed) == (0, 12, 0, [])
+    assert _rows(out) == before
+    with IndexStore(out / DB_NAME) as store:
+        assert store.generation() == generation
+
+
+def test_other_backbone_into_same_index_refused(shared_index, shared_data):
+    out, _ = shared_index
+    with pytest.raises(IndexMismatchError, match="backbone_sha256"):
+        build_index(shared_data / "videos", out, _encoder(seed=3), progress=False)
+
+
+def test_incremental_new_changed_removed(tmp_path):
+    root = _collection(tmp_path / "videos", n=4)
+    out = tmp_path / "index"
+    assert build_index(root, out, _encoder(), progress=False).encoded == 4
+    write_video(root / "new.mkv", color_video(num_frames=5, size=32, seed=10))
+    write_video(root / "sub0" / "clip0.mp4", color_video(num_frames=9, size=32, seed=11))  # changed
+    (root / "sub1" / "clip1.mp4").unlink()
+    report = build_index(root, out, _encoder(), progress=False)
+    assert (report.encoded, report.unchanged, report.removed, report.indexed) == (2, 2, 1, 4)
+    assert sorted(_rows(out)) == ["new.mkv", "sub0/clip0.mp4", "sub0/clip2.mp4", "sub1/clip3.mp4"]
+    hits = Searcher(out).search_vectors(np.ones((1, 32), np.float32) / np.sqrt(32), k=10)[0]
+    assert sorted(h.path for h in hits) == sorted(_rows(out))  # the FAISS file followed the store
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resume_after_exception_yields_exactly_the_full_index(tmp_path):
+    root = _collection(tmp_path / "videos")
+    full = tmp_path / "full"
+    build_index(root, full, _encoder(), progress=False)
+
+    def die_after_3(n):
+        if n == 3:
+            raise _Killed
+
+    out = tmp_path / "resumed"
+    with pytest.raises(_Killed):
+        build_index(root, out, _encoder(), progress=False, after_each=die_after_3)
+    assert len(_rows(out)) == 3
+    report = build_index(root, out, _encoder(), progress=False)
+    assert (report.encoded, report.unchanged) == (3, 3)
+    assert _rows(out) == _rows(full)
+    assert len(Searcher(out)) == 6
+
+
+def test_resume_after_sigkill_of_a_real_process(tmp_path):
+    root = _collection(tmp_path / "videos")
+    out = tmp_path / "index"
+    script = textwrap.dedent(f"""
+        import os, signal, torch
+        torch.set_num_threads(1)
+        from vop.backbone.clip import build_clip
+        from vop.index.build import build_index
+        from vop.index.encoder import VideoEncoder
+        enc = VideoEncoder.from_clip(build_clip("tiny", seed=0), frames={FRAMES}, backbone_source="tiny")
+        def kill(n):
+            if n == 2:
+                os.kill(os.getpid(), signal.SIGKILL)
+        build_index({str(root)!r}, {str(out)!r}, enc, progress=False, after_each=kill)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert len(_rows(out)) == 2
+    report = build_index(root, out, _encoder(), progress=False)
+    assert (report.encoded, report.indexed) == (4, 6)
+    full = tmp_path / "full"
+    build_index(root, full, _encoder(), progress=False)
+    assert _rows(out) == _rows(full)
+
+
+def test_shards_merge_to_the_unsharded_index(tmp_path):
+    root = _collection(tmp_path / "videos")
+    build_index(root, tmp_path / "single", _encoder(), progress=False)
+    out = tmp_path / "sharded"
+    owners = {v.relpath: shard_of(v.relpath, 2) for v in discover_videos(root)}
+    assert set(owners.values()) == {0, 1}  # both shards get work with these names
+    for i in range(2):
+        r = build_index(root, out, _encoder(), shard=(i, 2), progress=False)
+        assert r.discovered == sum(1 for s in owners.values() if s == i)
+    with pytest.raises(ValueError, match="one shard"):
+        Searcher(out / "shards" / "0-of-2")
+    report = merge_shards(out)
+    assert report.indexed == 6
+    assert _rows(out) == _rows(tmp_path / "single")
+    assert read_manifest(out).shard is None
+    (root / "sub0" / "clip0.mp4").unlink()  # a file gone: re-run its shard, merge again
+    build_index(root, out, _encoder(), shard=(owners["sub0/clip0.mp4"], 2), progress=False)
+    assert merge_shards(out).indexed == 5
+
+
+def test_incomplete_shards_refused(tmp_path):
+    root = _collection(tmp_path / "videos", n=2)
+    build_index(root, tmp_path / "out", _encoder(), shard=(1, 3), progress=False)
+    with pytest.raises(ValueError, match="incomplete"):
+        merge_shards(tmp_path / "out")
+
+
+def test_parse_shard():
+    assert parse_shard("1/4") == (1, 4)
+    for bad in ("4/4", "x", "1/0", "-1/2"):
+        with pytest.raises(ValueError):
+            parse_shard(bad)
+
+
+def test_ivf_above_threshold_matches_exact_with_all_cells_probed():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3000, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ids = np.arange(100, 3100)
+    ivf = VectorIndex.build(ids, x, exact_max=1000)
+    exact = VectorIndex.build(ids, x)
+    assert (ivf.info.kind, exact.info.kind) == ("ivf", "exact")
+    ivf.set_nprobe(ivf.info.nlist)
+    q = x[:20]
+    s_ivf, i_ivf = ivf.search(q, 5)
+    s_ex, i_ex = exact.search(q, 5)
+    np.testing.assert_array_equal(i_ivf, i_ex)  # fp16 codes, same order on this data
+    np.testing.assert_allclose(s_ivf, s_ex, atol=2e-3)
+    assert (i_ex[:, 0] == ids[:20]).all()
+
+
+def test_file_of_refuses_a_path_that_escapes_the_root(tmp_path):
+    root = _collection(tmp_path / "videos", n=2)
+    secret = tmp_path / "secret.mp4"
+    shutil.copy(root / "sub0" / "clip0.mp4", secret)
+    (root / "link.mp4").symlink_to(secret)
+    out = tmp_path / "index"
+    build_index(root, out, _encoder(), progress=False)
+    searcher = Searcher(out)
+    link_id = searcher.store.id_of("link.mp4")
+    assert link_id is not None and searcher.file_of(link_id) is None  # resolves outside the root
+    ok_id = searcher.store.id_of("sub0/clip0.mp4")
+    assert searcher.file_of(ok_id) == (root / "sub0" / "clip0.mp4").resolve()
+    assert searcher.file_of(10**6) is None
