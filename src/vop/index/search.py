@@ -99,7 +99,7 @@ class Searcher:
     def search_like(self, video: str | Path | int, k: int = 10) -> list[Hit]:
         """Videos most similar to ``video``: an id or a path inside the index (stored vector
         reused), or any other video file (encoded now). The query video itself is left out."""
-        vid = self._id_of(video)
+        vid = self.indexed_id(video)
         if vid is not None:
             query = self.store.vector(vid)[None].astype(np.float32)  # [1, dim]
         else:
@@ -107,10 +107,11 @@ class Searcher:
         hits = self.search_vectors(query, k + (vid is not None))[0]
         return [h for h in hits if h.id != vid][:k]
 
-    def _id_of(self, video) -> int | None:
+    def indexed_id(self, video: str | Path | int) -> int | None:
+        """The id of ``video`` (an id or a path) when the index holds a vector for it, else None."""
         if isinstance(video, int):
-            if self.store.info(video) is None:
-                raise KeyError(f"no video with id {video} in {self.index_dir}")
+            if self.store.vector(video) is None:
+                raise KeyError(f"no indexed video with id {video} in {self.index_dir}")
             return video
         path = Path(video).resolve()
         try:

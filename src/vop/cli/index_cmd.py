@@ -1,0 +1,92 @@
+"""``vop index``: encode a folder of videos once into a searchable index (incremental, resumable).
+
+Examples::
+
+    vop index ~/videos --backbone ViT-B-32.pt --adapter runs/msrvtt-vop/adapter --out ~/videos.vop
+    vop index ~/videos --backbone ViT-B-32.pt --out IDX --shard 0/4     # one of 4 processes/machines
+    torchrun --nproc_per_node 4 -m vop index ~/videos --backbone ViT-B-32.pt --out IDX
+    vop index --merge IDX                                               # combine IDX/shards/* into IDX
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+USER_ERRORS = (OSError, ValueError, KeyError)  # bad paths, mismatched hashes, bad configs: exit 2
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("index", help="index a folder of videos for search", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("video_dir", nargs="?", help="folder searched recursively for video files")
+    p.add_argument("--out", required=True, help="index folder (created; re-runs update it)")
+    p.add_argument("--backbone", help="CLIP weights: OpenAI .pt, state dict, HF folder or bundled name")
+    p.add_argument("--config", help="CLIP config name when the weights file does not say (e.g. ViT-B-32)")
+    p.add_argument("--adapter", help="adapter folder from `vop train` (default: zero-shot CLIP)")
+    p.add_argument("--frames", type=int, help="frames per video (default: the adapter's, else 12)")
+    p.add_argument("--shard", help="i/n: index only shard i of n into OUT/shards/i-of-n "
+                                   "(default under torchrun: RANK/WORLD_SIZE)")
+    p.add_argument("--merge", action="store_true", help="merge OUT/shards/* into OUT (no encoding)")
+    p.add_argument("--retry-failed", action="store_true", help="try undecodable videos again")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _shard(args) -> tuple[int, int] | None:
+    import os
+
+    from vop.index.discover import parse_shard
+
+    if args.shard:
+        return parse_shard(args.shard)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return (int(os.environ.get("RANK", "0")), world) if world > 1 else None
+
+
+def run(args) -> int:
+    import json
+    import logging
+    from dataclasses import asdict
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        report = _merge(args) if args.merge else _index(args)
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(asdict(report), indent=2))
+        return 0
+    print(report.summary())
+    for e in report.errors:
+        print(f"  undecodable: {e['path']}: {e['error']}")
+    if report.shard:
+        i, n = report.shard
+        print(f"shard {i}/{n} done; when all {n} are done: vop index --merge --out {args.out}")
+    return 0
+
+
+def _merge(args):
+    from vop.index.build import merge_shards
+
+    if args.video_dir:
+        raise ValueError("--merge takes no VIDEO_DIR (the shards remember their folder)")
+    return merge_shards(args.out)
+
+
+def _index(args):
+    import torch
+
+    from vop.index.build import build_index
+    from vop.index.encoder import load_encoder
+
+    if not args.video_dir or not args.backbone:
+        raise ValueError("vop index needs VIDEO_DIR and --backbone (or --merge)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    encoder = load_encoder(args.backbone, args.adapter, frames=args.frames, config=args.config)
+    return build_index(args.video_dir, args.out, encoder, shard=_shard(args), progress=not args.quiet,
+                       retry_failed=args.retry_failed)

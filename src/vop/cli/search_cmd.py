@@ -1,0 +1,64 @@
+"""``vop search``: ranked videos of an index for a text query, or for a video (``--like``).
+
+The query is encoded with the backbone and adapter recorded in the index's manifest (their
+sha256 is checked); ``--backbone`` / ``--adapter`` point at them if the files have moved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+MAX_K = 10_000
+USER_ERRORS = (OSError, ValueError, KeyError)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("search", help="search an index by text or by video", description=__doc__)
+    p.add_argument("index", help="index folder written by `vop index`")
+    p.add_argument("query", nargs="?", help="text query")
+    p.add_argument("--like", metavar="VIDEO", help="find videos similar to this one (indexed or not)")
+    p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of lines")
+    p.add_argument("--backbone", help="backbone weights, if moved since indexing (hash-checked)")
+    p.add_argument("--adapter", help="adapter folder, if moved since indexing (hash-checked)")
+    p.add_argument("--nprobe", type=int, help="IVF cells to scan (large indexes; more = slower, better recall)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import json
+
+    from vop.data.decode import DecodeError
+
+    try:
+        query, hits, root = _search(args)
+    except (*USER_ERRORS, DecodeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    rows = [dict(rank=r, **h.to_dict(), file=str(root / h.path)) for r, h in enumerate(hits, 1)]
+    if args.json:
+        print(json.dumps({"query": query, "k": args.k, "results": rows}, indent=2))
+        return 0
+    for row in rows:
+        print(f"{row['rank']:>3}  {row['score']:.4f}  {row['file']}")
+    if not rows:
+        print("no results (empty index?)", file=sys.stderr)
+    return 0
+
+
+def _search(args):
+    from vop.index.search import Searcher, encoder_for_index
+
+    if (args.query is None) == (args.like is None):
+        raise ValueError("give a text query or --like VIDEO (exactly one)")
+    if not 1 <= args.k <= MAX_K:
+        raise ValueError(f"-k must be in 1..{MAX_K}")
+    searcher = Searcher(args.index)
+    if args.nprobe:
+        searcher.vectors.set_nprobe(args.nprobe)
+    if args.like is None or searcher.indexed_id(args.like) is None:  # an indexed --like needs no model
+        searcher.set_encoder(encoder_for_index(searcher.manifest, args.backbone, args.adapter))
+    if args.like is not None:
+        return {"like": args.like}, searcher.search_like(args.like, args.k), searcher.root
+    return args.query, searcher.search_text(args.query, args.k), searcher.root

@@ -1,0 +1,83 @@
+"""vop index / vop search through the command line, with backbone and adapter files on disk."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import color_video, write_video
+from vop.backbone.clip import build_clip
+from vop.backbone.loading import save_clip
+from vop.cli import main
+
+
+@pytest.fixture()
+def files(tmp_path, capsys):
+    torch.set_num_threads(1)
+    backbone = save_clip(build_clip("tiny", seed=0), tmp_path / "tiny.safetensors")
+    videos = tmp_path / "videos"
+    for i in range(4):
+        write_video(videos / f"v{i}.mp4", color_video(num_frames=8, size=32, seed=i))
+    (videos / "broken.webm").write_bytes(b"not a video at all")
+    (videos / "notes.txt").write_text("not a video")
+    return backbone, videos, tmp_path / "index"
+
+
+def _run(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_index_then_search_text_and_like(files, capsys):
+    backbone, videos, index = files
+    code, out, err = _run(capsys, "index", videos, "--backbone", backbone, "--frames", 4, "--out", index,
+                          "--quiet", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["indexed"] == 4 and [e["path"] for e in report["errors"]] == ["broken.webm"]
+    code, out, err = _run(capsys, "search", index, "a red square", "-k", 3, "--json")
+    assert code == 0, err
+    res = json.loads(out)["results"]
+    assert [r["rank"] for r in res] == [1, 2, 3]
+    assert [r["score"] for r in res] == sorted((r["score"] for r in res), reverse=True)
+    assert all(r["file"].startswith(str(videos)) for r in res)
+    code, out, err = _run(capsys, "search", index, "--like", videos / "v0.mp4", "-k", 10)
+    lines = out.strip().splitlines()
+    assert code == 0 and len(lines) == 3 and not any(line.endswith("v0.mp4") for line in lines)
+    code, out, err = _run(capsys, "index", videos, "--backbone", backbone, "--frames", 4, "--out", index,
+                          "--quiet")
+    assert code == 0 and "0 encoded now" in out and "undecodable: broken.webm" in out
+
+
+def test_search_refuses_a_different_backbone(files, capsys):
+    backbone, videos, index = files
+    assert _run(capsys, "index", videos, "--backbone", backbone, "--frames", 4, "--out", index, "--quiet")[0] == 0
+    other = save_clip(build_clip("tiny", seed=1), backbone.parent / "other.safetensors")
+    code, out, err = _run(capsys, "search", index, "query", "--backbone", other)
+    assert code == 2 and "backbone_sha256" in err
+
+
+def test_cli_errors_are_clear(files, capsys):
+    backbone, videos, index = files
+    code, _, err = _run(capsys, "search", index, "x")
+    assert code == 2 and "manifest.json not found" in err
+    code, _, err = _run(capsys, "index", videos / "nope", "--backbone", backbone, "--out", index)
+    assert code == 2 and "nope" in err
+    assert _run(capsys, "index", videos, "--backbone", backbone, "--frames", 4, "--out", index, "--quiet")[0] == 0
+    code, _, err = _run(capsys, "search", index, "x", "-k", 0)
+    assert code == 2 and "-k" in err
+
+
+def test_cli_shards_and_merge(files, capsys):
+    backbone, videos, index = files
+    for i in range(2):
+        code, out, err = _run(capsys, "index", videos, "--backbone", backbone, "--frames", 4, "--out", index,
+                              "--shard", f"{i}/2", "--quiet")
+        assert code == 0, err
+    code, out, err = _run(capsys, "index", "--merge", "--out", index, "--json")
+    assert code == 0, err
+    assert json.loads(out)["indexed"] == 4
+    assert _run(capsys, "search", index, "anything", "--json")[0] == 0
