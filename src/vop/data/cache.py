@@ -1,0 +1,168 @@
+"""Frame cache: decode every video once, then let every epoch read pixels instead of video.
+
+Layout of a cache folder::
+
+    cache.json              settings: format version, frames per video, short side
+    manifest.json           {"videos": {video_id: {"file", "frames", "source_frames"}},
+                             "failed": {video_id: reason}}
+    videos/<key>.npy        uint8 [K, H, W, 3], K = min(frames, video length), short side = size
+
+Each video keeps ``frames`` (default 32) frames taken at the middles of equal segments, resized
+so that the short side is the model's image size: enough for training to draw a random frame
+per segment for F = 12 (one 224 x 398 frame is 0.27 MB), and a reader memory-maps just the
+frames it needs. Writes are atomic (temporary file + ``os.replace``), so a
+killed ``vop prepare`` loses at most the video it was decoding; a re-run skips every finished
+file. The manifest is rewritten (atomically) every few videos and at the end; the files
+themselves are the source of truth for what is done.
+
+Training from the cache samples F of the K cached frames with the same segment rule as from
+video, so the random jitter inside a segment is coarser (K positions instead of every frame).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from .decode import DecodeError, probe, read_frames
+from .sampling import sample_indices
+
+__all__ = ["CACHE_VERSION", "FrameCache", "build_cache", "cache_key"]
+
+CACHE_VERSION = 1
+MANIFEST_EVERY = 25  # videos between manifest checkpoints
+
+
+def cache_key(video_id: str) -> str:
+    """A file-system-safe, collision-free file stem for ``video_id`` (ids may hold slashes)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", video_id)[:80]
+    return f"{safe}-{hashlib.sha1(video_id.encode('utf-8')).hexdigest()[:10]}"
+
+
+def _write_json_atomic(path: Path, data) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _write_npy_atomic(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+    os.replace(tmp, path)
+
+
+class FrameCache:
+    """Read access to a cache folder built by ``build_cache`` / ``vop prepare``."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        settings_path = self.root / "cache.json"
+        if not settings_path.is_file():
+            raise FileNotFoundError(f"{self.root} is not a frame cache (no cache.json); build one with `vop prepare`")
+        self.settings = json.loads(settings_path.read_text())
+        if self.settings.get("version") != CACHE_VERSION:
+            raise ValueError(f"{settings_path}: cache version {self.settings.get('version')} "
+                             f"is not {CACHE_VERSION}; rebuild it with `vop prepare`")
+        manifest_path = self.root / "manifest.json"
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+        self.failed: dict[str, str] = manifest.get("failed", {})
+
+    @property
+    def frames(self) -> int:
+        return int(self.settings["frames"])
+
+    @property
+    def short_side(self) -> int:
+        return int(self.settings["short_side"])
+
+    def path_for(self, video_id: str) -> Path:
+        return self.root / "videos" / f"{cache_key(video_id)}.npy"
+
+    def has(self, video_id: str) -> bool:
+        return self.path_for(video_id).is_file()
+
+    def load(self, video_id: str) -> np.ndarray:
+        """The cached frames, memory-mapped: uint8 ``[K, H, W, 3]``; index it to read pixels."""
+        path = self.path_for(video_id)
+        if not path.is_file():
+            raise KeyError(f"video {video_id!r} is not in the cache at {self.root}")
+        return np.load(path, mmap_mode="r")
+
+    def read(self, video_id: str, indices: Iterable[int]) -> np.ndarray:
+        """uint8 ``[len(indices), H, W, 3]`` from the cached frames (indices into the K cached)."""
+        return np.ascontiguousarray(self.load(video_id)[list(indices)])
+
+
+def _decode_for_cache(path: Path, frames: int, short_side: int) -> tuple[np.ndarray, int]:
+    num_frames = probe(path).num_frames
+    indices = sample_indices(num_frames, min(frames, num_frames))
+    return read_frames(path, indices, short_side=short_side), num_frames
+
+
+def _open_for_writing(root: Path, frames: int, short_side: int) -> FrameCache:
+    settings = {"version": CACHE_VERSION, "frames": frames, "short_side": short_side,
+                "layout": "videos/<key>.npy, uint8 [K, H, W, 3]"}
+    settings_path = root / "cache.json"
+    if settings_path.is_file():
+        old = json.loads(settings_path.read_text())
+        if (old.get("frames"), old.get("short_side")) != (frames, short_side):
+            raise ValueError(f"{settings_path} was built with frames={old.get('frames')}, "
+                             f"short_side={old.get('short_side')}; asked for frames={frames}, "
+                             f"short_side={short_side}: use another cache folder")
+    (root / "videos").mkdir(parents=True, exist_ok=True)
+    _write_json_atomic(settings_path, settings)
+    return FrameCache(root)
+
+
+def build_cache(records, root: str | os.PathLike, frames: int = 32, short_side: int = 224,
+                on_error: str = "skip", progress: bool = True) -> dict:
+    """Decode each record's video once into ``root``; resumable. Returns a summary dict.
+
+    A video that fails to decode (or whose file is missing) is reported by id, path and reason
+    on one line and recorded under ``failed`` in the manifest, or stops the run when
+    ``on_error="raise"``.
+    """
+    from tqdm import tqdm
+
+    root = Path(root)
+    cache = _open_for_writing(root, frames, short_side)
+    manifest_path = root / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    done, failed = manifest.get("videos", {}), manifest.get("failed", {})
+    counts = {"decoded": 0, "skipped_done": 0, "failed": 0}
+    unique = list({r.video_id: r for r in records}.values())  # a video shared by records is decoded once
+    for n, record in enumerate(tqdm(unique, desc="caching frames", unit="video", disable=not progress)):
+        target = cache.path_for(record.video_id)
+        if target.is_file():
+            counts["skipped_done"] += 1
+            done.setdefault(record.video_id, {"file": str(target.relative_to(root))})
+            continue
+        try:
+            if record.path is None:
+                raise DecodeError(record.video_id, "video file not found")
+            array, source_frames = _decode_for_cache(Path(record.path), frames, short_side)
+        except DecodeError as err:
+            if on_error == "raise":
+                raise
+            print(f"warning: skipping video {record.video_id!r}: {err}", file=sys.stderr)
+            failed[record.video_id] = err.reason
+            counts["failed"] += 1
+            continue
+        _write_npy_atomic(target, array)
+        failed.pop(record.video_id, None)
+        done[record.video_id] = {"file": str(target.relative_to(root)), "frames": int(array.shape[0]),
+                                 "source_frames": source_frames}
+        counts["decoded"] += 1
+        if n % MANIFEST_EVERY == MANIFEST_EVERY - 1:
+            _write_json_atomic(manifest_path, {"videos": done, "failed": failed})
+    _write_json_atomic(manifest_path, {"videos": done, "failed": failed})
+    return {"videos": len(unique), **counts, "cached_total": len(done), "failed_total": len(failed),
+            "cache": str(root)}
