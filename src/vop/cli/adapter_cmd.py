@@ -1,0 +1,62 @@
+"""``vop adapter inspect DIR``: what an adapter folder holds, without loading a backbone."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("adapter", help="inspect saved adapters", description=__doc__)
+    sub = p.add_subparsers(dest="adapter_command", metavar="ACTION")
+    q = sub.add_parser("inspect", help="print an adapter's metadata and tensors")
+    q.add_argument("directory", help="adapter folder (adapter.json + adapter.safetensors)")
+    q.add_argument("--json", action="store_true", help="print one JSON object")
+    q.set_defaults(func=run)
+    p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
+
+
+def tensor_shapes(path) -> dict[str, list[int]]:
+    """Names and shapes from the safetensors header (no tensor data is read)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return {k: list(f.get_slice(k).get_shape()) for k in sorted(f.keys())}
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+    from pathlib import Path
+
+    from vop.adapter import WEIGHTS_FILE, AdapterError, read_metadata
+
+    d = Path(args.directory)
+    try:
+        meta = read_metadata(d)
+    except AdapterError as e:
+        print(f"vop adapter inspect: {e}", file=sys.stderr)
+        return 2
+    weights = d / WEIGHTS_FILE
+    if not weights.is_file():
+        print(f"vop adapter inspect: {weights}: not found", file=sys.stderr)
+        return 2
+    info = {**meta, "file_bytes": weights.stat().st_size, "tensors": tensor_shapes(weights)}
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    b, p = meta["backbone"], meta["parameters"]
+    print(f"adapter     {d}")
+    print(f"method      {meta['method']}" + ("  (adapter = the whole model)" if meta.get("whole_model") else ""))
+    print(f"backbone    {b['name']}  sha256 {b['weights_sha256']}  ({b.get('source', '?')})")
+    print(f"frames      {meta['frames']}    text context {meta['context_length']}")
+    print(f"parameters  trainable {p['trainable']:,} of {p['total']:,}  "
+          + "  ".join(f"{k} {v:,}" for k, v in p["breakdown"].items()))
+    print(f"file        {weights.name} {info['file_bytes']:,} bytes, {len(info['tensors'])} tensors")
+    print(f"vop         {meta['vop_version']} (schema {meta['schema_version']})")
+    for c in meta["method_config"]["components"]:
+        print("component   " + ", ".join(f"{k}={v}" for k, v in c.items()))
+    if meta.get("extra"):
+        print("extra       " + json.dumps(meta["extra"], sort_keys=True))
+    for name, shape in info["tensors"].items():
+        print(f"  {name:<60} {shape}")
+    return 0

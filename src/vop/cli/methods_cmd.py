@@ -1,0 +1,100 @@
+"""``vop methods``: every method's trainable parameters, share of the backbone and adapter size.
+
+The backbone is built with random weights from its named config (nothing is downloaded); the
+adapter size is measured by actually saving each adapter to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("methods", help="list methods with trainable parameters and adapter size",
+                              description=__doc__)
+    p.add_argument("--backbone", default="ViT-B-32", help="CLIP config name (default: ViT-B-32)")
+    p.add_argument("--frames", type=int, default=12, help="frames per video F (default: 12)")
+    p.add_argument("--method", action="append", dest="methods", metavar="NAME",
+                   help="only this method (repeatable); default: all")
+    p.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
+    p.set_defaults(func=run)
+
+
+def method_row(clip, method: str, frames: int, backbone_params: int) -> dict:
+    """Budget of one method on ``clip``, with the adapter size measured on disk."""
+    import tempfile
+    from pathlib import Path
+
+    from vop.adapter import WEIGHTS_FILE, save_adapter
+    from vop.model import build_model
+
+    model = build_model(clip, method, frames=frames, seed=0)
+    budget, parts = model.parameter_budget(), model.parameter_breakdown()
+    with tempfile.TemporaryDirectory() as tmp:
+        save_adapter(model, tmp)
+        size = (Path(tmp) / WEIGHTS_FILE).stat().st_size
+    return {
+        "method": method,
+        "trainable": budget["trainable"],
+        "frame_pos": parts.get("frame_pos", 0),
+        "percent_of_backbone": 100.0 * budget["trainable"] / backbone_params,
+        "adapter_bytes": size,
+        "whole_model": method == "full",
+        "components": model.method_config["components"],
+    }
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def _note(r: dict) -> str:
+    if r["whole_model"]:
+        return "adapter = the whole model"
+    if r["frame_pos"]:
+        return f"incl. frame positional embedding {r['frame_pos']:,}"
+    return ""
+
+
+def print_table(rows: list[dict], backbone: str, frames: int, backbone_params: int) -> None:
+    print(f"backbone {backbone} ({backbone_params:,} parameters), F = {frames}")
+    print(f"{'method':<14} {'trainable':>12} {'% backbone':>11} {'adapter':>10}  note")
+    for r in rows:
+        print(f"{r['method']:<14} {r['trainable']:>12,} {r['percent_of_backbone']:>10.4f}% "
+              f"{_size(r['adapter_bytes']):>10}  {_note(r)}")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    import torch
+    from tqdm import tqdm
+
+    from vop.backbone.clip import build_clip, get_config
+    from vop.model import list_methods
+
+    try:
+        cfg = get_config(args.backbone)
+    except KeyError as e:
+        print(f"vop methods: {e.args[0]}", file=sys.stderr)
+        return 2
+    methods = args.methods or list_methods()
+    unknown = [m for m in methods if m not in list_methods()]
+    if unknown:
+        print(f"vop methods: unknown method(s) {unknown}; known: {', '.join(list_methods())}", file=sys.stderr)
+        return 2
+    with torch.no_grad():
+        clip = build_clip(cfg, seed=0)
+        backbone_params = sum(p.numel() for p in clip.parameters())
+        rows = [method_row(clip, m, args.frames, backbone_params)
+                for m in tqdm(methods, desc="methods", disable=args.json or len(methods) < 3, leave=False)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print_table(rows, cfg.name, args.frames, backbone_params)
+    return 0
