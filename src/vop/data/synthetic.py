@@ -48,6 +48,11 @@ DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 REVERSE_DIRECTION = {"left": "right", "right": "left", "up": "down", "down": "up",
                      "grow": "shrink", "shrink": "grow", "appear": "disappear", "disappear": "appear"}
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+# Caption kinds written to each split's annotation file. A static caption is equally true of a
+# clip and of its reverse partner, so as a query with one correct video it would count a right
+# answer (the partner) as wrong; val/test therefore list temporal captions only. The static ones
+# stay in metadata.json, where the demo scores them with both clips of the pair as correct.
+ANNOTATED_KINDS = {"train": ("temporal", "static"), "val": ("temporal",), "test": ("temporal",)}
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,10 @@ class SyntheticSpec:
             raise ValueError(f"SyntheticSpec.frames must be even and >= 2, got {self.frames}")
         if self.size % 2:
             raise ValueError(f"SyntheticSpec.size must be even (yuv420p video), got {self.size}")
+        need = 2 * (self.radius[1] + 2) + self.move_distance[1]
+        if self.size < max(need, 2 * (self.size_event_radius[1] + 2)):
+            raise ValueError(f"SyntheticSpec.size {self.size} is too small for its shapes and moves "
+                             f"(needs >= {need} px; shrink radius/move_distance too)")
 
 
 @dataclass
@@ -388,9 +397,9 @@ def _write_video(path: Path, frames: np.ndarray, fps: int, crf: int) -> None:
             container.mux(packet)
 
 
-def _write_annotations(out: Path, split: str, clips: list[dict]) -> None:
-    """``<split>.csv`` and ``<split>.jsonl``: one row per (video, caption), generic format."""
-    rows = [(f"videos/{c['id']}.mp4", cap["text"]) for c in clips for cap in c["captions"]]
+def _write_annotations(out: Path, split: str, clips: list[dict], kinds: tuple[str, ...]) -> None:
+    """``<split>.csv`` and ``<split>.jsonl``: one row per (video, caption of ``kinds``), generic format."""
+    rows = [(f"videos/{c['id']}.mp4", cap["text"]) for c in clips for cap in c["captions"] if cap["kind"] in kinds]
     with open(out / f"{split}.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["video", "caption"])
@@ -411,7 +420,7 @@ def generate_dataset(out_dir, seed: int = 0, sizes: SplitSizes | None = None,
     """Write (or reuse) the dataset under ``out_dir``; returns the folder.
 
     Layout: ``videos/<id>.mp4``, ``{train,val,test}.{csv,jsonl}`` (``video,caption``; video paths
-    relative to the folder) and ``metadata.json`` (seed, spec, every clip with scene, event,
+    relative to the folder; see ``ANNOTATED_KINDS`` for which captions each split lists) and ``metadata.json`` (seed, spec, every clip with scene, event,
     partner and tagged captions). A folder made with the same seed/sizes/spec is reused as is.
     """
     from tqdm.auto import tqdm
@@ -428,7 +437,7 @@ def generate_dataset(out_dir, seed: int = 0, sizes: SplitSizes | None = None,
         clips = make_pairs(seed, split, n, spec)
         for c in tqdm(clips, desc=f"synthetic {split}", disable=not progress, leave=False):
             _write_video(out / "videos" / f"{c['id']}.mp4", render_clip(c["scene"], spec), spec.fps, spec.crf)
-        _write_annotations(out, split, clips)
+        _write_annotations(out, split, clips, ANNOTATED_KINDS[split])
         all_clips += clips
     meta = {"key": key, "seed": seed, "sizes": asdict(sizes), "spec": asdict(spec), "clips": all_clips}
     meta_path.write_text(json.dumps(meta, indent=1))  # written last: its presence marks a complete dataset
