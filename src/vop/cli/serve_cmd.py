@@ -1,0 +1,55 @@
+"""``vop serve``: HTTP API + web page over one or more indexes, one backbone in memory.
+
+Examples::
+
+    vop serve ~/videos.vop                                   # http://127.0.0.1:8000
+    vop serve msrvtt=IDX1 didemo=IDX2 --adapters msrvtt=runs/a/adapter didemo=runs/b/adapter
+
+Each index is searched only with the adapter it was built with (sha256 in its manifest);
+``--adapters NAME=DIR`` names adapters and says where they are if they moved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+USER_ERRORS = (OSError, ValueError, KeyError)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("serve", help="serve indexes over HTTP with a search page", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("indexes", nargs="+", metavar="INDEX", help="index folder, or NAME=INDEX")
+    p.add_argument("--adapters", nargs="*", default=[], metavar="NAME=DIR", help="adapter folders by name")
+    p.add_argument("--backbone", help="backbone weights, if moved since indexing (hash-checked)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--threads", type=int, help="torch CPU threads for query encoding")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import torch
+    import uvicorn
+
+    from vop.serve.app import create_app
+    from vop.serve.service import load_service
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        service = load_service(args.indexes, args.adapters, args.backbone)
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: binding {args.host}: anyone who can reach it can search and play the indexed videos",
+              file=sys.stderr)
+    names = ", ".join(f"{c.name} ({len(c.searcher)} videos)" for c in service.collections.values())
+    print(f"serving {names} on http://{args.host}:{args.port}/", flush=True)
+    try:
+        uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
+    finally:
+        service.close()
+    return 0
