@@ -15,7 +15,7 @@ from . import activitynet, didemo, generic, lsmdc, msrvtt, msvd
 from .records import AnnotationError, MissingAnnotationError, VideoFinder, VideoRecord, holdout_ids
 
 __all__ = ["DATASETS", "AnnotationError", "MissingAnnotationError", "VideoRecord", "load_records",
-           "check_dataset", "holdout_ids", "splits_of", "default_split"]
+           "check_dataset", "holdout_ids", "splits_of", "default_split", "VideoFinder"]
 
 # name -> (reader(root, split) -> list[Entry], splits, default split)
 DATASETS = {
@@ -71,13 +71,22 @@ def _caption_stats(records: list[VideoRecord]) -> dict:
             "per_record_max": max(counts), "words_mean": round(mean(words), 2)}
 
 
+def _present_splits(name: str, root: Path) -> tuple[str, ...]:
+    """Every split of a benchmark; for csv/jsonl only those whose file exists ('all' for one file)."""
+    if name not in ("csv", "jsonl"):
+        return splits_of(name)
+    if root.is_file():
+        return ("all",)
+    return tuple(s for s in splits_of(name) if (root / f"{s}.{name}").is_file()) or ("all",)
+
+
 def check_dataset(name: str, annotations: str | os.PathLike, videos_dir: str | os.PathLike | None = None,
                   splits: list[str] | None = None) -> dict:
     """Validate every split that can be read; problems are collected, never raised."""
     report = {"dataset": name, "annotations": str(annotations),
               "videos": None if videos_dir is None else str(videos_dir), "splits": {}, "problems": []}
     finder = VideoFinder(videos_dir) if videos_dir is not None else VideoFinder(None)
-    for split in splits or splits_of(name):
+    for split in splits or _present_splits(name, Path(annotations)):
         entry: dict = {"ok": False}
         try:
             records = load_records(name, annotations, split, finder=finder)

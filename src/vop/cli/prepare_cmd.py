@@ -1,0 +1,59 @@
+"""``vop prepare``: validate a dataset, then decode every video once into a frame cache.
+
+Examples::
+
+    vop prepare msrvtt --annotations data/msrvtt --videos data/msrvtt/videos --cache cache/msrvtt
+    vop prepare csv --annotations my.csv --videos ~/clips --cache cache/mine --frames 32 --size 224
+
+Each video keeps ``--frames`` frames (segment middles) with the short side resized to
+``--size``; training and evaluation then read those pixels (``cache:`` in the config) instead of
+decoding video. Resumable: a re-run skips finished videos, a killed run loses at most one.
+All readable splits share one cache. Undecodable videos are listed and skipped
+(``--on-error raise`` stops at the first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .data_cmd import add_dataset_args, format_report
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("prepare", help="validate a dataset and build its frame cache", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_dataset_args(p, videos_required=True)
+    p.add_argument("--cache", required=True, metavar="DIR", help="cache folder (created; reused to resume)")
+    p.add_argument("--frames", type=int, default=32, help="frames kept per video (default 32)")
+    p.add_argument("--size", type=int, default=224, help="short side of cached frames (the model's image size)")
+    p.add_argument("--on-error", choices=("skip", "raise"), default="skip", help="undecodable videos")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from vop.data.annotations import VideoFinder, check_dataset, load_records
+    from vop.data.cache import build_cache
+    from vop.data.decode import DecodeError
+
+    try:
+        report = check_dataset(args.dataset, args.annotations, args.videos, args.splits)
+        print(format_report(report), flush=True)
+        finder = VideoFinder(args.videos)
+        records = [r for split, entry in report["splits"].items() if entry.get("ok")
+                   for r in load_records(args.dataset, args.annotations, split, finder=finder)]
+        if not records:
+            print("error: no split could be read; nothing to cache", file=sys.stderr)
+            return 2
+        summary = build_cache(records, args.cache, frames=args.frames, short_side=args.size,
+                              on_error=args.on_error, progress=not args.no_progress)
+    except DecodeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary))
+    return 0

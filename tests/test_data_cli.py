@@ -1,0 +1,45 @@
+"""`vop data check` and `vop prepare` end to end on small inputs."""
+
+from __future__ import annotations
+
+import json
+
+from vop.cli import main
+from vop.data.cache import FrameCache
+
+
+def test_data_check_real_msrvtt_reports_missing_captions_file(shared_data, capsys):
+    code = main(["data", "check", "msrvtt", "--annotations", str(shared_data / "msrvtt"), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1  # problems were found: MSRVTT_data.json is absent
+    assert report["splits"]["test-1ka"]["records"] == 1000
+    assert any("MSRVTT_data.json" in p and "9000 videos" in p for p in report["problems"])
+
+
+def test_data_check_msvd_clean(shared_data, capsys):
+    code = main(["data", "check", "msvd", "--annotations", str(shared_data / "msvd")])
+    out = capsys.readouterr().out
+    assert code == 0 and "no problems found" in out
+    assert "670 records" in out and "27,763 captions" in out
+
+
+def test_prepare_builds_cache_and_reports(make_video, shared_data, tmp_path, capsys):
+    videos = tmp_path / "videos"
+    for i in range(2):
+        make_video(f"videos/clip{i}.mp4", num_frames=10, size=48, seed=i)
+    (videos / "broken.mp4").write_bytes((shared_data / "videos/decord/corrupted.mp4").read_bytes())
+    ann = tmp_path / "ann.csv"
+    ann.write_text("video,caption\nclip0.mp4,red things\nclip1.mp4,blue things\nbroken.mp4,nothing\n"
+                   "missing.mp4,never seen\n")
+    args = ["prepare", "csv", "--annotations", str(ann), "--videos", str(videos), "--cache",
+            str(tmp_path / "cache"), "--frames", "4", "--size", "32", "--no-progress"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert (summary["decoded"], summary["failed"]) == (2, 2)
+    assert "missing 1" in captured.out and "broken.mp4" in captured.err
+    cache = FrameCache(tmp_path / "cache")
+    assert cache.load("clip0.mp4").shape == (4, 32, 32, 3)
+    assert set(cache.failed) == {"broken.mp4", "missing.mp4"}
+    assert main(args) == 0  # resumes: nothing left to decode
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["skipped_done"] == 2
