@@ -28,8 +28,11 @@ __all__ = ["VideoTextDataset", "VideoDataset", "collate", "SkippingLoader", "mak
 ON_ERROR = ("skip", "raise")
 
 
-def load_video(record, frames: int, image_size: int, train: bool, rng, cache=None) -> torch.Tensor:
-    """CLIP-ready float ``[F, 3, S, S]`` for one record, from the cache when it holds the video."""
+def load_video(record, frames: int, image_size: int, train: bool, rng, cache=None, augment: bool = True) -> torch.Tensor:
+    """CLIP-ready float ``[F, 3, S, S]`` for one record, from the cache when it holds the video.
+
+    ``augment=False`` keeps training's random frames but skips crop and flip (a flip turns
+    "moves left" into "moves right": the synthetic benchmark trains without it)."""
     if cache is not None and record.video_id in cache.failed:
         raise DecodeError(record.path or record.video_id, f"failed when cached: {cache.failed[record.video_id]}")
     if cache is not None and cache.has(record.video_id):
@@ -40,7 +43,7 @@ def load_video(record, frames: int, image_size: int, train: bool, rng, cache=Non
             raise DecodeError(record.video_id, "video file not found")
         indices = sample_indices(probe(record.path).num_frames, frames, train, rng)
         raw = read_frames(record.path, indices, short_side=image_size)
-    return clip_preprocess(raw, size=image_size, train=train, rng=rng)
+    return clip_preprocess(raw, size=image_size, train=train and augment, rng=rng)
 
 
 class _Base(Dataset):
@@ -53,6 +56,7 @@ class _Base(Dataset):
             cache = FrameCache(cache)
         self.records, self.frames, self.image_size = list(records), frames, image_size
         self.train, self.seed, self.cache, self.on_error = train, seed, cache, on_error
+        self.augment = True  # train-time crop + flip; VideoTextDataset(augment=False) turns them off
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -68,7 +72,8 @@ class _Base(Dataset):
         """The video tensor, or an error marker dict when skipping."""
         record = self.records[index]
         try:
-            return load_video(record, self.frames, self.image_size, self.train, rng, self.cache)
+            return load_video(record, self.frames, self.image_size, self.train, rng, self.cache,
+                              self.augment)
         except DecodeError as err:
             if self.on_error == "raise":
                 raise
@@ -83,9 +88,9 @@ class VideoTextDataset(_Base):
     """
 
     def __init__(self, records, frames: int, image_size: int, train: bool, seed: int = 0, cache=None,
-                 on_error: str = "skip", context_length: int = 77):
+                 on_error: str = "skip", context_length: int = 77, augment: bool = True):
         super().__init__(records, frames, image_size, train, seed, cache, on_error)
-        self.context_length = context_length
+        self.context_length, self.augment = context_length, augment
 
     def __getitem__(self, index: int) -> dict:
         from vop.backbone.tokenizer import tokenize

@@ -42,6 +42,7 @@ class DataConfig:
     cache: str | None = None
     num_workers: int = 0
     on_error: str = "skip"              # an undecodable video: "skip" (logged) or "raise"
+    augment: bool = True                # train-time random crop + flip (off where left/right matters)
 
 
 @dataclass
