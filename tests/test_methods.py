@@ -169,3 +169,29 @@ def test_frame_count_is_checked_for_frame_indexed_methods(tiny_clip):
     with pytest.raises(ValueError, match="4 frames"):
         build(tiny_clip, "vop-p").encode_video(video(f=3))
     assert build(tiny_clip, "vop").encode_video(video(f=3)).shape == (2, tiny_clip.cfg.embed_dim)
+
+
+def test_token_layout_per_layer(tiny_clip, monkeypatch):
+    """Block inputs: text [N, 8 + L]; frame layers [B*F, 1 + 8 + P]; deep layers [B, F + 8 + F*P]."""
+    seen = {"text": [], "vision": []}
+    inputs = {}
+    for key, tr in (("text", tiny_clip.transformer), ("vision", tiny_clip.visual.transformer)):
+        original = tr.run_block
+
+        def record(i, x, is_causal=False, _orig=original, _key=key):
+            seen[_key].append((i, tuple(x.shape[:2]), is_causal))
+            inputs[_key, i] = x
+            return _orig(i, x, is_causal)
+
+        monkeypatch.setattr(tr, "run_block", record)
+    model = build(tiny_clip, "vop-f")
+    model.encode_text(tokens(3))
+    model.encode_video(video(b=2))
+    patches = tiny_clip.cfg.vision.num_patches  # 16
+    assert seen["text"] == [(0, (3, 8 + 77), True), (1, (3, 8 + 77), True)]
+    assert seen["vision"] == [(0, (2 * FRAMES, 1 + 8 + patches), False),
+                              (1, (2, FRAMES + 8 + FRAMES * patches), False)]
+    # raw prompts sit before the words (text) / after the frames' CLS tokens (deep layer)
+    assert torch.equal(inputs["text", 1][0, :8], model.prompts["text"].tokens[1])
+    assert torch.equal(inputs["vision", 1][0, FRAMES:FRAMES + 8], model.prompts["deep"].video[0])
+    assert torch.equal(inputs["vision", 0][0, 1:9], tiny_clip.visual.ln_pre(model.prompts["visual"].tokens[0]))
