@@ -12,7 +12,12 @@ def register(subparsers) -> None:
     q.add_argument("directory", help="adapter folder (adapter.json + adapter.safetensors)")
     q.add_argument("--json", action="store_true", help="print one JSON object")
     q.set_defaults(func=run)
-    p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
+    p.set_defaults(func=lambda args: _usage(p))
+
+
+def _usage(parser) -> int:
+    parser.print_help()
+    return 0
 
 
 def tensor_shapes(path) -> dict[str, list[int]]:

@@ -45,11 +45,13 @@ def method_row(clip, method: str, frames: int, backbone_params: int) -> dict:
 
 
 def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1000
-    return str(n)
+    """Decimal units, as file managers show them."""
+    if n < 1000:
+        return f"{n} B"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} B"
 
 
 def _note(r: dict) -> str:
