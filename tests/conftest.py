@@ -64,3 +64,21 @@ def make_video(tmp_path):
         return write_video(tmp_path / name, color_video(num_frames, size, seed), fps=fps)
 
     return _make
+
+
+@pytest.fixture()
+def tiny_retrieval_project(tmp_path):
+    """A tiny train/val/test project for ``vop train`` / ``vop eval``: a saved random tiny CLIP
+    (``tiny.safetensors``), 12 short generated videos, a generic ``ann.csv`` with a ``split``
+    column (8 train, 2 val, 2 test; two captions each). Returns the folder."""
+    from vop.backbone.clip import build_clip
+    from vop.backbone.loading import save_clip
+
+    save_clip(build_clip("tiny", seed=0), tmp_path / "tiny.safetensors")
+    rows = ["video,caption,split"]
+    for i in range(12):
+        write_video(tmp_path / "videos" / f"v{i}.mp4", color_video(8, 32, seed=i))
+        split = "train" if i < 8 else ("val" if i < 10 else "test")
+        rows += [f"v{i}.mp4,a video number {i},{split}", f"v{i}.mp4,clip {i} in changing colours,{split}"]
+    (tmp_path / "ann.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path

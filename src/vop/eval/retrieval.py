@@ -16,6 +16,7 @@ Videos that cannot be decoded are skipped with their queries and counted in the 
 from __future__ import annotations
 
 import contextlib
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,7 +83,9 @@ def encode_videos(model, records, image_size: int, batch_size: int, device, cach
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
     embs, kept = [], []
     for batch in tqdm(loader, desc="encode video", disable=not progress, leave=False):
-        if batch is None or len(batch["video_index"]) == 0:
+        for video_id, reason in batch.get("skipped", []):
+            print(f"warning: skipping undecodable video {video_id!r}: {reason}", file=sys.stderr)
+        if batch.get("empty"):
             continue
         with autocast_for(device, precision):
             embs.append(model.encode_video(batch["video"].to(device)).float().cpu())

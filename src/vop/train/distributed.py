@@ -59,6 +59,24 @@ def barrier() -> None:
         dist.barrier()
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather whose backward hands each rank the *sum over ranks* of the gradient of its slot."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        world, rank = dist.get_world_size(), dist.get_rank()
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rank, ctx.size = rank, x.shape[0]
+        return torch.cat(parts, dim=0)  # [world * b, ...]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)  # every rank's loss depends on every slot
+        return grad[ctx.rank * ctx.size:(ctx.rank + 1) * ctx.size]
+
+
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """``[b, E]`` on each rank -> ``[world * b, E]`` in rank order, differentiable.
 
@@ -68,9 +86,7 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x), dim=0)
+    return _GatherWithGrad.apply(x)
 
 
 def mean_over_ranks(value: float) -> float:

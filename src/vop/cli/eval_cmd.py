@@ -1,0 +1,105 @@
+"""``vop eval``: t2v and v2t R@1/5/10, MdR, MnR of an adapter (or zero-shot CLIP) on a split.
+
+Examples::
+
+    vop eval --adapter runs/msrvtt9k-vop/adapter --backbone ViT-B-32.pt \\
+             --dataset msrvtt --annotations data/msrvtt --videos data/msrvtt/videos --split test-1ka
+    vop eval --method zeroshot --backbone ViT-B-32.pt --dataset msvd ... --dsl --json out.json
+
+DSL (dual softmax) numbers use the statistics of all test queries and are printed separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="retrieval metrics of an adapter or zero-shot CLIP on a dataset split",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--adapter", help="adapter folder (adapter.json + adapter.safetensors)")
+    what.add_argument("--method", choices=["zeroshot"], help="evaluate plain CLIP")
+    p.add_argument("--backbone", help="CLIP weights (file, HF folder or bundled name); "
+                                      "default: the source recorded in the adapter")
+    p.add_argument("--frames", type=int, default=12, help="frames per video for --method zeroshot")
+    p.add_argument("--dataset", required=True, help="msrvtt, msvd, didemo, activitynet, lsmdc, csv, jsonl")
+    p.add_argument("--annotations", required=True, help="annotation folder or file")
+    p.add_argument("--videos", default=None, help="video folder")
+    p.add_argument("--split", default=None, help="split to evaluate (default: the dataset's test split)")
+    p.add_argument("--cache", default=None, help="frame cache from `vop prepare`")
+    p.add_argument("--image-size", type=int, default=None, help="default: the backbone's image size")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--captions", choices=["all", "first"], default="all",
+                   help="all: every caption is a query (MSVD multi-caption protocol); first: one per video")
+    p.add_argument("--tie", choices=["pessimistic", "optimistic"], default="pessimistic")
+    p.add_argument("--dsl", action="store_true", help="also report dual-softmax re-ranked numbers (separately)")
+    p.add_argument("--chunk", type=int, default=0, help="queries per similarity block (0: from a 256 MB budget)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--on-error", choices=["skip", "raise"], default="skip", help="undecodable videos")
+    p.add_argument("--json", default=None, help="write the result as JSON here")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def _backbone_source(args) -> str:
+    if args.backbone:
+        return args.backbone
+    if args.adapter:
+        from vop.adapter import read_metadata
+
+        source = read_metadata(args.adapter)["backbone"].get("source", "")
+        kind, _, where = source.partition(":")
+        if where:
+            return where
+    raise ValueError("--backbone is required (the adapter does not record a usable source)")
+
+
+def run(args) -> int:
+    import json
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from vop.backbone.loading import load_clip
+    from vop.data.annotations import load_records
+    from vop.eval.retrieval import evaluate, format_table
+
+    try:
+        clip = load_clip(_backbone_source(args))
+        if args.adapter:
+            from vop.adapter import load_adapter
+
+            model = load_adapter(args.adapter, clip)
+        else:
+            from vop.model import build_model
+
+            model = build_model(clip, "zeroshot", args.frames)
+        records = load_records(args.dataset, args.annotations, args.split, args.videos)
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        print(f"vop eval: {exc}", file=sys.stderr)
+        return 2
+    missing = [r.video_id for r in records if r.path is None]
+    if missing:
+        print(f"vop eval: {len(missing)} of {len(records)} videos not found (e.g. {missing[0]!r}); "
+              "they and their captions are left out", file=sys.stderr)
+    records = [r for r in records if r.path is not None]
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    cache = None
+    if args.cache:
+        from vop.data.cache import FrameCache
+
+        cache = FrameCache(args.cache)
+    result = evaluate(model.to(device), records, image_size=args.image_size or clip.cfg.vision.image_size,
+                      batch_size=args.batch_size, cache=cache, tie=args.tie, dsl=args.dsl, chunk=args.chunk,
+                      captions=args.captions, device=device, on_error=args.on_error,
+                      progress=not args.no_progress)
+    result.update(dataset=args.dataset, split=records[0].split if records else args.split,
+                  method=model.method, adapter=args.adapter, videos_missing=len(missing))
+    print(format_table(result))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
