@@ -37,11 +37,11 @@ def test_two_gloo_ranks_equal_one_process_with_double_batch(tiny_retrieval_proje
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "vop", "train", str(recipe), "--out", str(root / "ddp"), "--no-progress"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "over 2 rank(s)" in proc.stdout
 
-    load = lambda d: torch.load(root / d / "checkpoints" / "last.pt", weights_only=True)  # noqa: E731
+    load = lambda d: torch.load(root / d / "checkpoints" / "last.pt", weights_only=True)
     single, ddp = load("single"), load("ddp")
     assert ddp["world_size"] == 2 and single["progress"]["step"] == ddp["progress"]["step"] == 4
     from vop.backbone.clip import build_clip

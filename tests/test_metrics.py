@@ -102,7 +102,7 @@ def test_chunked_equals_unchunked(chunk, tie):
 
 def test_chunked_never_builds_the_full_matrix(monkeypatch):
     """Every similarity block that reaches the rank computation has at most ``chunk`` rows."""
-    import vop.eval.metrics as metrics
+    from vop.eval import metrics
 
     seen = []
     real = metrics.ranks_from_scores

@@ -103,7 +103,7 @@ def test_kill_and_resume_gives_the_same_result(tiny_retrieval_project):
     assert fa.keys() == fb.keys() and all(torch.equal(fa[k], fb[k]) for k in fa)
     rows_a = (root / "full" / "metrics.jsonl").read_text().splitlines()
     rows_b = (root / "resumed" / "metrics.jsonl").read_text().splitlines()
-    strip = lambda rows: [{k: v for k, v in json.loads(r).items() if k != "clips_per_s"} for r in rows]  # noqa: E731
+    strip = lambda rows: [{k: v for k, v in json.loads(r).items() if k != "clips_per_s"} for r in rows]
     assert strip(rows_a) == strip(rows_b)
 
 

@@ -49,7 +49,7 @@ def _backbone_source(args) -> str:
         from vop.adapter import read_metadata
 
         source = read_metadata(args.adapter)["backbone"].get("source", "")
-        kind, _, where = source.partition(":")
+        _kind, _, where = source.partition(":")
         if where:
             return where
     raise ValueError("--backbone is required (the adapter does not record a usable source)")

@@ -32,7 +32,7 @@ def run(args) -> int:
 
     try:
         cfg = load_config(args.config, args.overrides)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, FileNotFoundError) as exc:
         print(f"vop train: {exc}", file=sys.stderr)
         return 2
     if cfg.run.threads > 0:

@@ -93,7 +93,7 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         if self.data.val_split is not None and self.data.val_split == self.data.test_split:
             raise ValueError(
                 f"data.val_split {self.data.val_split!r} is the test split: a checkpoint must never be "
@@ -158,7 +158,7 @@ def _coerce(value: Any, tp, key: str) -> Any:
 
 def _build(cls, data: dict, where: str, prefix: str = ""):
     if not isinstance(data, dict):
-        raise ValueError(f"{where}: {prefix.rstrip('.') or 'the top level'} must be a mapping, got {data!r}")
+        raise TypeError(f"{where}: {prefix.rstrip('.') or 'the top level'} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -191,7 +191,7 @@ def read_yaml_with_bases(path: str | Path, _seen: tuple = ()) -> dict:
         raise FileNotFoundError(f"config file not found: {path}")
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a config must be a YAML mapping")
+        raise TypeError(f"{path}: a config must be a YAML mapping")
     bases = data.pop("base", None) or []
     merged: dict = {}
     for b in [bases] if isinstance(bases, str) else bases:
@@ -211,7 +211,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         for p in parts[:-1]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
-                raise ValueError(f"--set {key}: {p!r} is not a section")
+                raise TypeError(f"--set {key}: {p!r} is not a section")
         # inside free-form dicts (model.overrides) the YAML reading of the string decides the type
         node[parts[-1]] = yaml.safe_load(value) if parts[:2] == ["model", "overrides"] else value
     return data

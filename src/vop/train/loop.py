@@ -106,7 +106,7 @@ def build_for_training(cfg: TrainConfig):
 
 def load_splits(cfg: TrainConfig, log: RunLog):
     """Training and validation records; videos without a file are dropped with a count."""
-    from vop.data.annotations import load_records, holdout_ids
+    from vop.data.annotations import holdout_ids, load_records
 
     d = cfg.data
     train_recs = load_records(d.dataset, d.annotations, d.train_split, d.videos)
@@ -121,7 +121,7 @@ def load_splits(cfg: TrainConfig, log: RunLog):
     overlap = {r.video_id for r in train_recs} & {r.video_id for r in val_recs}
     if overlap:
         raise ValueError(f"{len(overlap)} videos are in both the training and the validation split, "
-                         f"e.g. {sorted(overlap)[0]!r}")
+                         f"e.g. {min(overlap)!r}")
     out = []
     for name, recs in (("train", train_recs), ("validation", val_recs)):
         missing = [r.video_id for r in recs if r.path is None]

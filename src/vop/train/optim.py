@@ -35,5 +35,5 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
 
 
 def build_scheduler(optimizer, total_steps: int, warmup_fraction: float):
-    warmup = int(round(warmup_fraction * total_steps))
+    warmup = round(warmup_fraction * total_steps)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total_steps, warmup))
