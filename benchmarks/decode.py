@@ -1,6 +1,6 @@
 """Decoding speed: 12 frames from each real video in ../shared/data/videos, side by side.
 
-* ``vop``      : ``probe`` + ``sample_indices`` + ``read_frames`` (one pass, early stop, FFmpeg threads)
+* ``vop``      : ``count_frames`` + ``sample_indices`` + ``read_frames`` (one pass, early stop, FFmpeg threads)
 * ``vop-224``  : the same with ``short_side=224`` (what training and ``vop prepare`` use)
 * ``opencv``   : the X-Pool / ModelScope way: ``cv2.VideoCapture``, ``CAP_PROP_FRAME_COUNT``,
                  then ``set(CAP_PROP_POS_FRAMES, i)`` + ``read()`` per frame (up to 5 retries)
@@ -59,10 +59,10 @@ def opencv_xpool(path: Path, frames: int) -> np.ndarray:
 
 
 def vop_read(path: Path, frames: int, short_side: int | None) -> np.ndarray:
-    from vop.data.decode import probe, read_frames
+    from vop.data.decode import count_frames, read_frames
     from vop.data.sampling import sample_indices
 
-    return read_frames(path, sample_indices(probe(path).num_frames, frames), short_side=short_side)
+    return read_frames(path, sample_indices(count_frames(path), frames), short_side=short_side)
 
 
 def cache_read(cache, video_id: str, frames: int) -> np.ndarray:
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
             outputs = {}
             for _ in range(args.repeats):
                 for name, fn in methods.items():
-                    seconds, outputs[name] = timed(lambda fn=fn: fn(path))
+                    seconds, outputs[name] = timed(lambda fn=fn, path=path: fn(path))
                     times[name].append(seconds)
             ours, theirs = outputs["vop"], outputs["opencv"]
             same_shape = ours.shape == theirs.shape

@@ -7,8 +7,13 @@ import shutil
 
 import pytest
 
-from vop.data.annotations import (AnnotationError, MissingAnnotationError, check_dataset, holdout_ids,
-                                  load_records)
+from vop.data.annotations import (
+    AnnotationError,
+    MissingAnnotationError,
+    check_dataset,
+    holdout_ids,
+    load_records,
+)
 
 
 def test_msrvtt_1ka_test_split(shared_data):

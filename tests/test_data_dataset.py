@@ -108,3 +108,28 @@ def test_dataset_reads_cache_without_the_videos(records, tmp_path):
     assert batch["video"].shape == (3, 4, 3, 32, 32)
     assert batch["video_index"].tolist() == [0, 1, 3]
     assert "failed when cached" in loader.stream.getvalue()
+
+
+def test_augment_off_keeps_random_frames_but_no_crop_or_flip(shared_data):
+    from vop.data.dataset import load_video
+    from vop.data.decode import count_frames
+    from vop.data.transforms import clip_preprocess
+
+    path = shared_data / "videos" / "mmaction2" / "test.avi"  # textured, so a crop or flip shows
+    record = VideoRecord("test.avi", path, ["x"], "train")
+    idx = sample_indices(count_frames(path), 4, train=True, rng=np.random.default_rng(7))
+    plain = clip_preprocess(read_frames(path, idx, short_side=32), size=32, train=False)
+    off = load_video(record, 4, 32, True, np.random.default_rng(7), augment=False)
+    on = load_video(record, 4, 32, True, np.random.default_rng(7), augment=True)
+    assert torch.equal(off, plain)
+    assert not torch.allclose(on, plain, atol=1e-2)
+
+
+def test_annotation_readers_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, vop.data.annotations as a; a.load_records; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from vop.data.decode import DecodeError, probe, read_all_frames, read_frames
+from vop.data.decode import DecodeError, count_frames, probe, read_all_frames, read_frames
 
 # file -> (decodable frames, display (H, W)); from ../shared/data/README.md
 VIDEOS = {
@@ -31,6 +31,7 @@ def test_real_video_count_and_size(shared_data, name):
     frames, (height, width) = VIDEOS[name]
     info = probe(path)
     assert (info.num_frames, info.height, info.width) == (frames, height, width)
+    assert count_frames(path) == frames
     assert read_all_frames(path, short_side=48).shape[0] == frames  # the count is what really decodes
     last = read_frames(path, [0, frames - 1])
     assert last.shape == (2, height, width, 3) and last.dtype == np.uint8

@@ -33,7 +33,7 @@ def test_eval_takes_segment_middles():
 
 
 def test_train_sampling_is_seeded_and_varies():
-    draw = lambda seed: sample_indices(300, 12, train=True, rng=np.random.default_rng(seed))  # noqa: E731
+    draw = lambda seed: sample_indices(300, 12, train=True, rng=np.random.default_rng(seed))
     assert draw(1) == draw(1)
     assert len({tuple(draw(s)) for s in range(10)}) > 1
     with pytest.raises(ValueError, match="explicit np.random.Generator"):

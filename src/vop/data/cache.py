@@ -26,12 +26,12 @@ import json
 import os
 import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
-from .decode import DecodeError, probe, read_frames
+from .decode import DecodeError, count_frames, read_frames
 from .sampling import sample_indices
 
 __all__ = ["CACHE_VERSION", "FrameCache", "build_cache", "cache_key"]
@@ -102,7 +102,7 @@ class FrameCache:
 
 
 def _decode_for_cache(path: Path, frames: int, short_side: int) -> tuple[np.ndarray, int]:
-    num_frames = probe(path).num_frames
+    num_frames = count_frames(path)
     indices = sample_indices(num_frames, min(frames, num_frames))
     return read_frames(path, indices, short_side=short_side), num_frames
 

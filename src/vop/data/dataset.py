@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .decode import DecodeError, probe, read_frames
+from .decode import DecodeError, count_frames, read_frames
 from .sampling import sample_indices
 from .transforms import clip_preprocess
 
-__all__ = ["VideoTextDataset", "VideoDataset", "collate", "SkippingLoader", "make_loader", "load_video", "EpochShuffle"]
+__all__ = ["EpochShuffle", "SkippingLoader", "VideoDataset", "VideoTextDataset", "collate", "load_video", "make_loader"]
 
 ON_ERROR = ("skip", "raise")
 
@@ -41,7 +41,7 @@ def load_video(record, frames: int, image_size: int, train: bool, rng, cache=Non
     else:
         if record.path is None:
             raise DecodeError(record.video_id, "video file not found")
-        indices = sample_indices(probe(record.path).num_frames, frames, train, rng)
+        indices = sample_indices(count_frames(record.path), frames, train, rng)
         raw = read_frames(record.path, indices, short_side=image_size)
     return clip_preprocess(raw, size=image_size, train=train and augment, rng=rng)
 

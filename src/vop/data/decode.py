@@ -25,13 +25,13 @@ Backend: PyAV (FFmpeg), imported lazily. Decisions, each checked on the real fil
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-__all__ = ["DecodeError", "VideoInfo", "probe", "read_frames", "read_all_frames"]
+__all__ = ["DecodeError", "VideoInfo", "count_frames", "probe", "read_all_frames", "read_frames"]
 
 
 class DecodeError(RuntimeError):
@@ -48,8 +48,9 @@ class DecodeError(RuntimeError):
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What ``probe`` learns without decoding pixels. ``width``/``height`` are display sizes
-    (after rotation); ``duration`` is in seconds and ``None`` when the container has none."""
+    """What ``probe`` learns from the headers (and one decoded frame, for the rotation).
+    ``width``/``height`` are display sizes (after rotation); ``duration`` is in seconds and
+    ``None`` when the container has none."""
 
     num_frames: int
     fps: float
@@ -86,10 +87,11 @@ def _open(path):
 def _stream_rotation(container, stream) -> int:
     """Display rotation in degrees counter-clockwise, read from the first decoded frame
     (PyAV exposes the display matrix only on frames)."""
+    av = _import_av()
     try:
         for frame in container.decode(stream):
-            return int(round(frame.rotation or 0))
-    except Exception:
+            return round(frame.rotation or 0)
+    except (av.FFmpegError, OSError, ValueError):  # no decodable first frame: read_frames will say why
         return 0
     return 0
 
@@ -118,6 +120,18 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     if rotation % 180 != 0:
         width, height = height, width
     return VideoInfo(num_frames, fps, duration, width, height, rotation)
+
+
+def count_frames(path: str | os.PathLike) -> int:
+    """Number of frames, from the header or by counting packets; decodes nothing (cheaper than ``probe``)."""
+    container, stream = _open(path)
+    try:
+        num_frames = int(stream.frames or 0) or _count_packets(container, stream, path)
+    finally:
+        container.close()
+    if num_frames <= 0:
+        raise DecodeError(path, "video stream has no frames")
+    return num_frames
 
 
 def _count_packets(container, stream, path) -> int:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["CLIP_MEAN", "CLIP_STD", "clip_preprocess", "resize_short_side", "center_crop"]
+__all__ = ["CLIP_MEAN", "CLIP_STD", "center_crop", "clip_preprocess", "resize_short_side"]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -48,7 +48,7 @@ def resize_short_side(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     h, w = x.shape[-2:]
-    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    top, left = round((h - size) / 2.0), round((w - size) / 2.0)
     return x[..., top : top + size, left : left + size]
 
 
@@ -58,7 +58,7 @@ def _random_crop_box(h: int, w: int, rng: np.random.Generator) -> tuple[int, int
     for _ in range(10):
         target = area * rng.uniform(*CROP_SCALE)
         aspect = math.exp(rng.uniform(math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1])))
-        cw, ch = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
+        cw, ch = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
         if 0 < cw <= w and 0 < ch <= h:
             return int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1)), ch, cw
     side = min(h, w)

@@ -14,8 +14,18 @@ from statistics import mean
 from . import activitynet, didemo, generic, lsmdc, msrvtt, msvd
 from .records import AnnotationError, MissingAnnotationError, VideoFinder, VideoRecord, holdout_ids
 
-__all__ = ["DATASETS", "AnnotationError", "MissingAnnotationError", "VideoRecord", "load_records",
-           "check_dataset", "holdout_ids", "splits_of", "default_split", "VideoFinder"]
+__all__ = [
+    "DATASETS",
+    "AnnotationError",
+    "MissingAnnotationError",
+    "VideoFinder",
+    "VideoRecord",
+    "check_dataset",
+    "default_split",
+    "holdout_ids",
+    "load_records",
+    "splits_of",
+]
 
 # name -> (reader(root, split) -> list[Entry], splits, default split)
 DATASETS = {
