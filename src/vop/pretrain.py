@@ -66,12 +66,11 @@ def trim_tokens(tokens):
 
 def make_data(cfg: PretrainConfig, held_out: bool = False):
     """(images uint8 ``[N, H, W, 3]``, tokens ``[N, 77]``, captions) of the training or held-out frames."""
-    from vop import get_config, tokenize
-    from vop.data.synthetic import SyntheticSpec, static_frames
+    from vop import tokenize
+    from vop.data.synthetic import static_frames
 
-    spec = SyntheticSpec(size=get_config(cfg.config).vision.image_size)
     n, seed = (cfg.eval_frames, cfg.data_seed + 1) if held_out else (cfg.train_frames, cfg.data_seed)
-    images, captions = static_frames(n, seed, spec)
+    images, captions = static_frames(n, seed)  # drawn at the videos' size; resized to the model's input
     return images, tokenize(captions), captions
 
 
