@@ -89,11 +89,25 @@ def test_cache_build_resume_and_read(records, tmp_path):
     expected = read_frames(v2.path, sample_indices(30, 8), short_side=32)
     assert np.array_equal(cache.load("v2"), expected)
     assert cache.load("v0").shape[0] == 5  # a 5-frame video keeps its 5 frames, no padding
-    again = build_cache(records, cache_dir, frames=8, short_side=32, progress=False)
-    assert (again["decoded"], again["skipped_done"]) == (0, 3)
     assert not list(cache_dir.rglob(".*tmp*"))  # atomic writes leave nothing behind
+    stale = cache_dir / "videos" / ".v9.npy.tmp-999"  # what a killed run leaves
+    stale.write_bytes(b"half")
+    again = build_cache(records, cache_dir, frames=8, short_side=32, progress=False)
+    assert (again["decoded"], again["skipped_done"]) == (0, 3) and not stale.exists()
     with pytest.raises(ValueError, match="frames=8, short_side=32"):
         build_cache(records, cache_dir, frames=16, short_side=32, progress=False)
+
+
+def test_cache_with_worker_processes_matches_serial(records, tmp_path):
+    serial = build_cache(records, tmp_path / "a", frames=6, short_side=32, progress=False)
+    parallel = build_cache(records, tmp_path / "b", frames=6, short_side=32, progress=False, workers=2)
+    assert {k: v for k, v in serial.items() if k != "cache"} == {k: v for k, v in parallel.items() if k != "cache"}
+    a, b = FrameCache(tmp_path / "a"), FrameCache(tmp_path / "b")
+    assert a.failed == b.failed
+    for r in records[:2] + records[3:]:
+        assert np.array_equal(a.load(r.video_id), b.load(r.video_id))
+    with pytest.raises(DecodeError, match="corrupted"):
+        build_cache(records, tmp_path / "c", frames=6, short_side=32, progress=False, on_error="raise")
 
 
 def test_dataset_reads_cache_without_the_videos(records, tmp_path):

@@ -28,6 +28,7 @@ def register(subparsers) -> None:
     p.add_argument("--cache", required=True, metavar="DIR", help="cache folder (created; reused to resume)")
     p.add_argument("--frames", type=int, default=32, help="frames kept per video (default 32)")
     p.add_argument("--size", type=int, default=224, help="short side of cached frames (the model's image size)")
+    p.add_argument("--workers", type=int, default=1, help="decoding processes (default 1; FFmpeg threads anyway)")
     p.add_argument("--on-error", choices=("skip", "raise"), default="skip", help="undecodable videos")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -48,7 +49,8 @@ def run(args) -> int:
             print("error: no split could be read; nothing to cache", file=sys.stderr)
             return 2
         summary = build_cache(records, args.cache, frames=args.frames, short_side=args.size,
-                              on_error=args.on_error, progress=not args.no_progress)
+                              on_error=args.on_error, progress=not args.no_progress,
+                              workers=args.workers)
     except DecodeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

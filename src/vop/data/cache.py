@@ -101,10 +101,23 @@ class FrameCache:
         return np.ascontiguousarray(self.load(video_id)[list(indices)])
 
 
-def _decode_for_cache(path: Path, frames: int, short_side: int) -> tuple[np.ndarray, int]:
-    num_frames = count_frames(path)
-    indices = sample_indices(num_frames, min(frames, num_frames))
-    return read_frames(path, indices, short_side=short_side), num_frames
+def _cache_one(video_id: str, path, target: Path, frames: int, short_side: int) -> dict:
+    """Decode one video into ``target`` (atomically). Runs in a worker process when ``workers > 1``."""
+    try:
+        if path is None:
+            raise DecodeError(video_id, "video file not found")
+        num_frames = count_frames(path)
+        array = read_frames(path, sample_indices(num_frames, min(frames, num_frames)), short_side=short_side)
+    except DecodeError as err:
+        return {"video_id": video_id, "error": err}
+    _write_npy_atomic(target, array)
+    return {"video_id": video_id, "frames": int(array.shape[0]), "source_frames": num_frames}
+
+
+def _remove_stale_temporaries(root: Path) -> None:
+    """Half-written files of a killed run (one ``vop prepare`` per cache folder at a time)."""
+    for tmp in (root / "videos").glob(".*.tmp-*"):
+        tmp.unlink(missing_ok=True)
 
 
 def _open_for_writing(root: Path, frames: int, short_side: int) -> FrameCache:
@@ -123,46 +136,67 @@ def _open_for_writing(root: Path, frames: int, short_side: int) -> FrameCache:
 
 
 def build_cache(records, root: str | os.PathLike, frames: int = 32, short_side: int = 224,
-                on_error: str = "skip", progress: bool = True) -> dict:
+                on_error: str = "skip", progress: bool = True, workers: int = 1) -> dict:
     """Decode each record's video once into ``root``; resumable. Returns a summary dict.
 
-    A video that fails to decode (or whose file is missing) is reported by id, path and reason
-    on one line and recorded under ``failed`` in the manifest, or stops the run when
-    ``on_error="raise"``.
+    A video that fails to decode (or whose file is missing) is reported by id and reason on one
+    line and recorded under ``failed`` in the manifest, or stops the run when
+    ``on_error="raise"``. ``workers > 1`` decodes in that many processes.
     """
     from tqdm import tqdm
 
     root = Path(root)
     cache = _open_for_writing(root, frames, short_side)
+    _remove_stale_temporaries(root)
     manifest_path = root / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     done, failed = manifest.get("videos", {}), manifest.get("failed", {})
-    counts = {"decoded": 0, "skipped_done": 0, "failed": 0}
     unique = list({r.video_id: r for r in records}.values())  # a video shared by records is decoded once
-    for n, record in enumerate(tqdm(unique, desc="caching frames", unit="video", disable=not progress)):
-        target = cache.path_for(record.video_id)
-        if target.is_file():
-            counts["skipped_done"] += 1
-            done.setdefault(record.video_id, {"file": str(target.relative_to(root))})
-            continue
-        try:
-            if record.path is None:
-                raise DecodeError(record.video_id, "video file not found")
-            array, source_frames = _decode_for_cache(Path(record.path), frames, short_side)
-        except DecodeError as err:
-            if on_error == "raise":
-                raise
-            print(f"warning: skipping video {record.video_id!r}: {err}", file=sys.stderr)
-            failed[record.video_id] = err.reason
-            counts["failed"] += 1
-            continue
-        _write_npy_atomic(target, array)
-        failed.pop(record.video_id, None)
-        done[record.video_id] = {"file": str(target.relative_to(root)), "frames": int(array.shape[0]),
-                                 "source_frames": source_frames}
-        counts["decoded"] += 1
-        if n % MANIFEST_EVERY == MANIFEST_EVERY - 1:
-            _write_json_atomic(manifest_path, {"videos": done, "failed": failed})
+    todo = [r for r in unique if not cache.has(r.video_id)]
+    for record in unique:
+        if cache.has(record.video_id):
+            done.setdefault(record.video_id, {"file": str(cache.path_for(record.video_id).relative_to(root))})
+    counts = {"decoded": 0, "skipped_done": len(unique) - len(todo), "failed": 0}
+    jobs = [(r.video_id, r.path, cache.path_for(r.video_id), frames, short_side) for r in todo]
+    with _executor(workers) as pool:
+        results = pool.map(_cache_one, *zip(*jobs)) if jobs else []
+        for n, result in enumerate(tqdm(results, total=len(jobs), desc="caching frames", unit="video",
+                                        disable=not progress)):
+            video_id = result["video_id"]
+            if "error" in result:
+                if on_error == "raise":
+                    raise result["error"]
+                print(f"warning: skipping video {video_id!r}: {result['error']}", file=sys.stderr)
+                failed[video_id] = result["error"].reason
+                counts["failed"] += 1
+                continue
+            failed.pop(video_id, None)
+            done[video_id] = {"file": str(cache.path_for(video_id).relative_to(root)),
+                              "frames": result["frames"], "source_frames": result["source_frames"]}
+            counts["decoded"] += 1
+            if n % MANIFEST_EVERY == MANIFEST_EVERY - 1:
+                _write_json_atomic(manifest_path, {"videos": done, "failed": failed})
     _write_json_atomic(manifest_path, {"videos": done, "failed": failed})
     return {"videos": len(unique), **counts, "cached_total": len(done), "failed_total": len(failed),
             "cache": str(root)}
+
+
+class _Serial:
+    """The executor interface, in this process (no pickling, exceptions with full tracebacks)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def map(self, fn, *iterables):
+        return map(fn, *iterables)
+
+
+def _executor(workers: int):
+    if workers <= 1:
+        return _Serial()
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=workers)
