@@ -43,3 +43,13 @@ def test_prepare_builds_cache_and_reports(make_video, shared_data, tmp_path, cap
     assert set(cache.failed) == {"broken.mp4", "missing.mp4"}
     assert main(args) == 0  # resumes: nothing left to decode
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["skipped_done"] == 2
+
+
+def test_data_check_probe_finds_truncated_video(shared_data, tmp_path, capsys):
+    ann = tmp_path / "ann.csv"
+    ann.write_text("video,caption\nmmaction2/test.mp4,a pool\ndecord/corrupted.mp4,broken\nnot/there.mp4,x\n")
+    code = main(["data", "check", "csv", "--annotations", str(ann), "--videos", str(shared_data / "videos"),
+                 "--probe", "--json"])
+    entry = json.loads(capsys.readouterr().out)["splits"]["all"]
+    assert code == 1
+    assert (entry["videos_found"], entry["videos_missing"], entry["videos_corrupt"]) == (2, 1, 1)

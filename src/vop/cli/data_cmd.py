@@ -24,7 +24,8 @@ def register(subparsers) -> None:
     c = sub.add_parser("check", help="validate annotations and videos", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dataset_args(c, videos_required=False)
-    c.add_argument("--probe", action="store_true", help="also open every found video and report undecodable ones")
+    c.add_argument("--probe", action="store_true",
+                   help="also decode every found video to its last frame and report undecodable ones (slow)")
     c.add_argument("--json", action="store_true", help="print the report as JSON")
     c.set_defaults(func=run)
 
@@ -38,9 +39,10 @@ def add_dataset_args(p, videos_required: bool) -> None:
 
 
 def probe_videos(report: dict, dataset: str, annotations, videos, splits) -> None:
-    """Add ``videos_corrupt`` per split: found files that PyAV cannot open or count."""
+    """Add ``videos_corrupt`` per split: found files that do not decode to their last frame
+    (a truncated file opens fine and fails only there, like ``corrupted.mp4``)."""
     from vop.data.annotations import load_records
-    from vop.data.decode import DecodeError, probe
+    from vop.data.decode import DecodeError, count_frames, read_frames
 
     verdicts: dict[str, str | None] = {}
     for split, entry in report["splits"].items():
@@ -52,7 +54,7 @@ def probe_videos(report: dict, dataset: str, annotations, videos, splits) -> Non
                 continue
             if record.video_id not in verdicts:
                 try:
-                    probe(record.path)
+                    read_frames(record.path, [count_frames(record.path) - 1], short_side=32)
                     verdicts[record.video_id] = None
                 except DecodeError as err:
                     verdicts[record.video_id] = err.reason
