@@ -34,7 +34,7 @@ def register(subparsers) -> None:
                    help="all: every caption is a query (MSVD multi-caption protocol); first: one per video")
     p.add_argument("--tie", choices=["pessimistic", "optimistic"], default="pessimistic")
     p.add_argument("--dsl", action="store_true", help="also report dual-softmax re-ranked numbers (separately)")
-    p.add_argument("--chunk", type=int, default=0, help="queries per similarity block (0: from a 256 MB budget)")
+    p.add_argument("--chunk", type=int, default=0, help="queries per similarity block (0: from a 64 MB block budget)")
     p.add_argument("--device", default="auto")
     p.add_argument("--on-error", choices=["skip", "raise"], default="skip", help="undecodable videos")
     p.add_argument("--json", default=None, help="write the result as JSON here")

@@ -50,6 +50,8 @@ def ranks_from_scores(
     if tie not in TIE_RULES:
         raise ValueError(f"unknown tie rule {tie!r}; choose one of {TIE_RULES}")
     sim = torch.as_tensor(sim)
+    if not sim.is_floating_point():
+        sim = sim.float()
     pos = as_positives(positives)
     if sim.ndim != 2 or sim.shape[0] != len(pos):
         raise ValueError(f"similarities {tuple(sim.shape)} do not match {len(pos)} queries")
@@ -60,13 +62,18 @@ def ranks_from_scores(
     cols = torch.from_numpy(np.concatenate(pos))
     if cols.numel() and (cols.min() < 0 or cols.max() >= num_items):
         raise ValueError(f"a correct item index is outside [0, {num_items})")
-    is_pos = torch.zeros(sim.shape, dtype=torch.bool)
-    is_pos[rows, cols] = True
-    best = sim.masked_fill(~is_pos, float("-inf")).amax(dim=1, keepdim=True)  # [Q, 1]
+    # only the correct items' scores are gathered: no [Q, N] mask or masked copy, so a block
+    # costs its scores plus one boolean comparison
+    pos_scores = sim[rows, cols]                                           # [P]
+    best = torch.full((len(pos),), float("-inf"), dtype=sim.dtype)
+    best = best.scatter_reduce(0, rows, pos_scores, reduce="amax")         # [Q]
     if tie == "pessimistic":
-        ahead = ((sim >= best) & ~is_pos).sum(dim=1)
+        at_or_above = (sim >= best[:, None]).sum(dim=1)                    # includes correct items tied at best
+        correct_at_best = torch.zeros(len(pos), dtype=torch.long).scatter_add(
+            0, rows, (pos_scores >= best[rows]).long())
+        ahead = at_or_above - correct_at_best
     else:
-        ahead = (sim > best).sum(dim=1)
+        ahead = (sim > best[:, None]).sum(dim=1)
     return (ahead + 1).numpy().astype(np.int64)
 
 
@@ -94,8 +101,11 @@ def retrieval_metrics(
 ScoreFn = Callable[[torch.Tensor, int], torch.Tensor]
 
 
-def default_chunk(num_items: int, budget_bytes: int = 256 * 2**20) -> int:
-    """Queries per chunk so that one ``[chunk, N]`` float32 block stays within ``budget_bytes``."""
+def default_chunk(num_items: int, budget_bytes: int = 64 * 2**20) -> int:
+    """Queries per chunk so that one ``[chunk, N]`` float32 block stays within ``budget_bytes``.
+
+    Ranking a block needs about twice the block (its scores and one comparison), so the
+    default 64 MB budget keeps the evaluation's extra memory near 150 MB at any N."""
     return max(1, budget_bytes // (4 * max(num_items, 1)))
 
 
