@@ -164,3 +164,35 @@ def test_vit_b32_shapes_equal_transformers(tmp_path):
     assert from_script.cfg.name == "ViT-B-32"
     for name, tensor in clip.state_dict().items():
         assert torch.equal(from_script.state_dict()[name], tensor.half().float()), name
+
+
+def test_text_padding_is_cut_without_changing_results(tiny_clip):
+    """encode_text runs only up to the batch's last EOT; the full-length pass gives the same vectors."""
+    tokens = vop.tokenize(CAPTIONS)
+    with torch.no_grad():
+        fast = tiny_clip.encode_text(tokens)
+        x = tiny_clip.transformer(tiny_clip.embed_text(tokens), is_causal=True)  # all 77 positions
+        full = tiny_clip.pool_text(x, tiny_clip.eot_index(tokens))
+    assert (fast - full).abs().max().item() <= 1e-5
+
+
+def test_fast_inference_paths_equal_autograd_paths(tiny_clip):
+    """The in-place QuickGELU / residual sums used without autograd give the autograd path's numbers,
+    and gradients still flow to a trainable input through the frozen blocks."""
+    block = tiny_clip.visual.transformer.resblocks[0]
+    x = torch.randn(2, 17, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        fast = block(x)
+    x_trainable = x.clone().requires_grad_(True)
+    slow = block(x_trainable)
+    assert torch.equal(fast, slow.detach())
+    slow.square().sum().backward()
+    assert x_trainable.grad is not None and x_trainable.grad.abs().sum() > 0
+    # reference: the plain formula, by hand
+    h = block.ln_1(x)
+    ref = x + block.attn(h)
+    h = block.ln_2(ref)
+    hidden = block.mlp.c_fc(h)
+    ref = ref + block.mlp.c_proj(hidden * torch.sigmoid(1.702 * hidden))
+    assert torch.equal(fast, ref.detach())
+    assert torch.equal(x, x_trainable.detach())  # the input was not modified in place

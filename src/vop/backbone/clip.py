@@ -102,8 +102,17 @@ def list_configs() -> list[str]:
 
 
 class QuickGELU(nn.Module):
+    """``x * sigmoid(1.702 x)``, OpenAI's activation.
+
+    Without autograd it runs in place on one fresh buffer: the MLP's ``[N, L, 4D]`` activations
+    are the largest tensors of the forward pass, and two fewer of them per block is measurably
+    faster on CPU (fewer page-faulting allocations). The numbers are bit-identical either way.
+    """
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(1.702 * x)
+        if torch.is_grad_enabled() and x.requires_grad:
+            return x * torch.sigmoid(1.702 * x)
+        return (1.702 * x).sigmoid_().mul_(x)
 
 
 class LayerNorm(nn.LayerNorm):
@@ -160,12 +169,15 @@ class ResidualAttentionBlock(nn.Module):
         self.mlp_adapter: nn.Module | None = None
 
     def forward(self, x: torch.Tensor, is_causal: bool = False) -> torch.Tensor:
+        # The residual sums are accumulated into the branch outputs, which are fresh tensors
+        # (outputs of linear layers, not needed by their backward): one allocation fewer per
+        # branch, same numbers as ``x + branch``. The input ``x`` itself is never modified.
         h = self.ln_1(x)
-        x = x + self.attn(h, is_causal=is_causal)
+        x = self.attn(h, is_causal=is_causal).add_(x)
         if self.attn_adapter is not None:
             x = x + self.attn_adapter(h)
         h = self.ln_2(x)
-        x = x + self.mlp(h)
+        x = self.mlp(h).add_(x)
         if self.mlp_adapter is not None:
             x = x + self.mlp_adapter(h)
         return x
@@ -317,9 +329,16 @@ class CLIP(nn.Module):
         return self.visual(images)
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``[N, L]`` token ids -> ``[N, E]`` (not normalised)."""
+        """``[N, L]`` token ids -> ``[N, E]`` (not normalised).
+
+        Under the causal mask the EOT output depends only on the tokens up to EOT, so the
+        padding after the batch's last EOT is cut before the transformer runs: the result is
+        the same (to float rounding) and a batch of short captions costs a fraction of 77 tokens.
+        """
+        eot = self.eot_index(tokens)
+        tokens = tokens[:, : int(eot.max()) + 1]  # [N, L'] with L' = longest caption incl. EOT
         x = self.transformer(self.embed_text(tokens), is_causal=True)
-        return self.pool_text(x, self.eot_index(tokens))
+        return self.pool_text(x, eot)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.visual.transformer.grad_checkpointing = enable
