@@ -212,21 +212,51 @@ def test_parse_shard():
             parse_shard(bad)
 
 
-def test_ivf_above_threshold_matches_exact_with_all_cells_probed():
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((3000, 16)).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
+def _unit_rows(n: int, dim: int, seed: int) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_kind_chosen_by_size_and_exact_is_exact():
+    x = _unit_rows(3000, 16, 0)
     ids = np.arange(100, 3100)
-    ivf = VectorIndex.build(ids, x, exact_max=1000)
+    assert VectorIndex.build(ids, x, exact_max=1000).info.kind == "pq"
     exact = VectorIndex.build(ids, x)
-    assert (ivf.info.kind, exact.info.kind) == ("ivf", "exact")
-    ivf.set_nprobe(ivf.info.nlist)
-    q = x[:20]
-    s_ivf, i_ivf = ivf.search(q, 5)
-    s_ex, i_ex = exact.search(q, 5)
-    np.testing.assert_array_equal(i_ivf, i_ex)  # fp16 codes, same order on this data
-    np.testing.assert_allclose(s_ivf, s_ex, atol=2e-3)
-    assert (i_ex[:, 0] == ids[:20]).all()
+    assert exact.info.kind == "exact"
+    scores, found = exact.search(x[:20], 5)
+    expected = np.argsort(-(x[:20] @ x.T), axis=1)[:, :5] + 100
+    np.testing.assert_array_equal(found, expected)
+    np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        VectorIndex.build(ids, x, kind="hnsw")
+
+
+@pytest.mark.parametrize("kind,knob", [("ivf", dict(nprobe=10**6)), ("pq", dict(k_factor=3000))])
+def test_approximate_kinds_equal_exact_when_exhaustive(kind, knob):
+    x = _unit_rows(3000, 16, 0)
+    ids = np.arange(100, 3100)
+    approx = VectorIndex.build(ids, x, kind=kind)
+    approx.set_params(**knob)  # every cell / every candidate: only fp16 rounding remains
+    s_ap, i_ap = approx.search(x[:20], 5)
+    s_ex, i_ex = VectorIndex.build(ids, x, kind="exact").search(x[:20], 5)
+    np.testing.assert_allclose(s_ap, s_ex, atol=2e-3)
+    assert (i_ap[:, 0] == ids[:20]).all()
+    assert np.mean([len(set(a) & set(b)) / 5 for a, b in zip(i_ap, i_ex)]) >= 0.95
+
+
+def test_vector_index_kind_is_kept_across_rebuilds(tmp_path, monkeypatch):
+    import vop.index.vectors as vectors
+
+    monkeypatch.setattr(vectors, "MIN_TRAIN", 1)  # let a 3-video collection train an IVF
+    root = _collection(tmp_path / "videos", n=3)
+    out = tmp_path / "index"
+    assert build_index(root, out, _encoder(), progress=False, vector_index="ivf").vector_index["kind"] == "ivf"
+    write_video(root / "more.mp4", color_video(num_frames=5, size=32, seed=20))
+    report = build_index(root, out, _encoder(), progress=False)  # no kind given: keep ivf
+    assert report.vector_index["kind"] == "ivf" and report.vector_index["count"] == 4
+    assert build_index(root, out, _encoder(), progress=False, vector_index="auto").vector_index["kind"] == "exact"
+    monkeypatch.setattr(vectors, "MIN_TRAIN", 256)
+    assert build_index(root, out, _encoder(), progress=False, vector_index="pq").vector_index["kind"] == "exact"
 
 
 def test_file_of_refuses_a_path_that_escapes_the_root(tmp_path):

@@ -28,6 +28,8 @@ def register(subparsers) -> None:
     p.add_argument("--shard", help="i/n: index only shard i of n into OUT/shards/i-of-n "
                                    "(default under torchrun: RANK/WORLD_SIZE)")
     p.add_argument("--merge", action="store_true", help="merge OUT/shards/* into OUT (no encoding)")
+    p.add_argument("--vector-index", choices=("auto", "exact", "pq", "ivf"),
+                   help="FAISS index kind (default: as last time, first time auto: exact below 50k videos, pq above)")
     p.add_argument("--retry-failed", action="store_true", help="try undecodable videos again")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -74,7 +76,7 @@ def _merge(args):
 
     if args.video_dir:
         raise ValueError("--merge takes no VIDEO_DIR (the shards remember their folder)")
-    return merge_shards(args.out)
+    return merge_shards(args.out, vector_index=args.vector_index)
 
 
 def _index(args):
@@ -89,4 +91,4 @@ def _index(args):
         torch.set_num_threads(args.threads)
     encoder = load_encoder(args.backbone, args.adapter, frames=args.frames, config=args.config)
     return build_index(args.video_dir, args.out, encoder, shard=_shard(args), progress=not args.quiet,
-                       retry_failed=args.retry_failed)
+                       retry_failed=args.retry_failed, vector_index=args.vector_index)

@@ -22,7 +22,8 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of lines")
     p.add_argument("--backbone", help="backbone weights, if moved since indexing (hash-checked)")
     p.add_argument("--adapter", help="adapter folder, if moved since indexing (hash-checked)")
-    p.add_argument("--nprobe", type=int, help="IVF cells to scan (large indexes; more = slower, better recall)")
+    p.add_argument("--nprobe", type=int, help="ivf index: cells to scan (more = slower, better recall)")
+    p.add_argument("--k-factor", type=int, help="pq index: candidates re-ranked per result (more = slower, better recall)")
     p.set_defaults(func=run)
 
 
@@ -55,8 +56,7 @@ def _search(args):
     if not 1 <= args.k <= MAX_K:
         raise ValueError(f"-k must be in 1..{MAX_K}")
     searcher = Searcher(args.index)
-    if args.nprobe:
-        searcher.vectors.set_nprobe(args.nprobe)
+    searcher.vectors.set_params(nprobe=args.nprobe, k_factor=args.k_factor)
     if args.like is None or searcher.indexed_id(args.like) is None:  # an indexed --like needs no model
         searcher.set_encoder(encoder_for_index(searcher.manifest, args.backbone, args.adapter))
     if args.like is not None:

@@ -73,10 +73,11 @@ def open_index_dir(out: Path, manifest: Manifest) -> IndexStore:
 
 
 def build_index(video_dir: str | Path, out: str | Path, encoder, shard: tuple[int, int] | None = None,
-                progress: bool = True, retry_failed: bool = False, exact_max: int = EXACT_MAX,
-                after_each: Callable[[int], None] | None = None) -> IndexReport:
+                progress: bool = True, retry_failed: bool = False, vector_index: str | None = None,
+                exact_max: int = EXACT_MAX, after_each: Callable[[int], None] | None = None) -> IndexReport:
     """Bring the index at ``out`` (or its shard folder) up to date with ``video_dir``.
 
+    ``vector_index``: "auto" | "exact" | "pq" | "ivf" (None keeps the last choice; see ``vectors.py``).
     ``after_each(n)`` is called after the n-th video is committed (tests inject a kill there).
     """
     from vop import __version__
@@ -100,7 +101,7 @@ def build_index(video_dir: str | Path, out: str | Path, encoder, shard: tuple[in
         todo = [f for f in files if stored.get(f.relpath) != (f.size, f.mtime_ns) or f.relpath in failed_before]
         report.removed, report.unchanged = len(removed), len(files) - len(todo)
         _encode_all(root, todo, encoder, store, report, progress, after_each)
-        _finish(out, store, manifest.dim, report, exact_max, start)
+        _finish(out, store, manifest.dim, report, vector_index, exact_max, start)
     return report
 
 
@@ -127,9 +128,10 @@ def _encode_all(root: Path, todo, encoder, store: IndexStore, report: IndexRepor
             after_each(n)
 
 
-def _finish(out: Path, store: IndexStore, dim: int, report: IndexReport, exact_max: int, start: float) -> None:
+def _finish(out: Path, store: IndexStore, dim: int, report: IndexReport, kind: str | None, exact_max: int,
+            start: float) -> None:
     """Rebuild the derived FAISS file and write ``report.json``."""
-    vi = load_or_build(out, store, dim, exact_max=exact_max)
+    vi = load_or_build(out, store, dim, kind=kind, exact_max=exact_max)
     report.indexed = store.count("ok")
     report.errors = store.errors()
     report.vector_index = asdict(vi.info)
@@ -139,7 +141,7 @@ def _finish(out: Path, store: IndexStore, dim: int, report: IndexReport, exact_m
     os.replace(tmp, out / REPORT_NAME)
 
 
-def merge_shards(out: str | Path, exact_max: int = EXACT_MAX) -> IndexReport:
+def merge_shards(out: str | Path, vector_index: str | None = None, exact_max: int = EXACT_MAX) -> IndexReport:
     """Combine ``OUT/shards/*-of-n`` (all n present, same root and model) into the index at ``OUT``."""
     start = time.perf_counter()
     out = Path(out)
@@ -170,7 +172,7 @@ def merge_shards(out: str | Path, exact_max: int = EXACT_MAX) -> IndexReport:
         removed = sorted(set(store.signatures()) - keep)
         store.remove(removed)
         report.removed = len(removed)
-        _finish(out, store, merged.dim, report, exact_max, start)
+        _finish(out, store, merged.dim, report, vector_index, exact_max, start)
     return report
 
 

@@ -1,9 +1,21 @@
-"""The FAISS side of an index: exact inner product for small collections, IVF beyond.
+"""The FAISS side of an index: exact search for small collections, approximate beyond.
 
-Vectors are L2-normalised, so inner product = cosine similarity. Below ``EXACT_MAX`` vectors
-exact search costs a few milliseconds and has perfect recall, so no approximation is worth it.
-Above, an inverted file (k-means cells, fp16 codes like the on-disk vectors) scans only
-``nprobe`` of ``nlist`` cells. ``benchmarks/search.py`` measures the recall/speed trade-off.
+Vectors are L2-normalised, so inner product = cosine similarity. Kinds (``kind=``):
+
+* ``exact`` (below ``EXACT_MAX`` vectors): ``IndexFlatIP``; a few ms per query, perfect recall.
+* ``pq`` (default at or above ``EXACT_MAX``): every vector as a 4-bit product-quantisation code
+  (dim/4 sub-vectors, SIMD "fast scan"), scanned exhaustively, then the best ``k * k_factor``
+  candidates re-ranked with the exact fp16 vectors. The scan touches 1/16 of the fp32 bytes and
+  does not depend on the data having cluster structure.
+* ``ivf``: an inverted file (``nlist`` k-means cells, fp16 codes) scanning ``nprobe`` cells. Much
+  faster on clustered embeddings, but on structureless data (the benchmark's random unit vectors)
+  it needs most cells for good recall.
+
+Approximate kinds fall back to exact below ``MIN_TRAIN`` vectors (too few to train on).
+
+Why ``pq`` and not ``ivf`` by default above the threshold: ``benchmarks/search.py`` (1M random
+unit vectors, dim 512) measured both; only ``pq`` reached recall@10 >= 0.95 at >= 20x the speed
+of NumPy brute force (numbers in ``benchmarks/results/search.json`` and the README).
 """
 
 from __future__ import annotations
@@ -17,74 +29,126 @@ from pathlib import Path
 import numpy as np
 
 FAISS_NAME = "vectors.faiss"
-FAISS_META = "vectors.json"
-EXACT_MAX = 50_000  # at dim 512 exact search over 50k vectors is ~5 ms on 2 cores
+FAISS_META = "vectors.json"  # written last: its generation says the other two files are complete
+IDS_NAME = "vectors.ids.npy"  # position -> store id, for the kinds that do not hold ids themselves
+KINDS = ("exact", "pq", "ivf")
+EXACT_MAX = 50_000  # at dim 512 exact search over 50k vectors is ~5-10 ms on 2 cores
 DEFAULT_NPROBE = 64
-TRAIN_PER_CELL = 64  # k-means training points per cell (FAISS warns below 39)
+DEFAULT_K_FACTOR = 500  # re-rank k * 500 candidates: recall@10 ~0.95+ on 1M random vectors (benchmark)
+IVF_TRAIN_PER_CELL = 40  # k-means training points per cell (FAISS warns below 39)
+IVF_KMEANS_ITERS = 10
+PQ_TRAIN = 65_536  # 16 centroids per sub-quantiser need few training points
 
 
 @dataclass
 class VectorIndexInfo:
-    kind: str  # "exact" | "ivf"
+    kind: str  # "exact" | "pq" | "ivf"
     count: int
     dim: int
     generation: int = -1  # the store generation the file was built from
+    requested: str = "auto"  # the kind asked for ("auto": by size), kept across rebuilds
     nlist: int = 0
     nprobe: int = 0
+    k_factor: int = 0
+
+
+MIN_TRAIN = 256  # fewer vectors than this cannot train an approximate index: exact search instead
 
 
 def default_nlist(n: int) -> int:
-    """About 4 sqrt(N) cells, the usual FAISS guidance for 1e5..1e7 vectors."""
-    return max(1, int(4 * math.sqrt(n)))
+    """About 4 sqrt(N) cells (FAISS guidance for 1e5..1e7 vectors), with enough training points each."""
+    return max(1, min(int(4 * math.sqrt(n)), n // IVF_TRAIN_PER_CELL))
+
+
+def choose_kind(n: int, dim: int, requested: str = "auto", exact_max: int = EXACT_MAX) -> str:
+    if requested not in ("auto", *KINDS):
+        raise ValueError(f"vector index kind must be one of auto, {', '.join(KINDS)}; got {requested!r}")
+    if requested == "exact" or n < MIN_TRAIN:
+        return "exact"
+    if requested != "auto":
+        return requested
+    if n < exact_max:
+        return "exact"
+    return "pq" if dim % 4 == 0 else "ivf"
 
 
 class VectorIndex:
-    """A FAISS index over (id, vector) pairs with the ids of the SQLite store."""
+    """A FAISS index over (id, vector) pairs with the ids of the SQLite store.
 
-    def __init__(self, index, info: VectorIndexInfo):
+    Exact and pq indexes keep positions and we map them to ids with ``ids`` ourselves: FAISS's
+    ``IndexIDMap`` opens an OpenMP region per search, which on a busy shared CPU waits for a
+    scheduler slice (measured: 0.4 ms -> 24 ms per query at 2 threads).
+    """
+
+    def __init__(self, index, info: VectorIndexInfo, ids: np.ndarray | None = None):
         self.index = index
         self.info = info
+        self.ids = ids  # [count] int64, or None when the FAISS index stores the ids (ivf)
 
     @classmethod
-    def build(cls, ids: np.ndarray, vectors: np.ndarray, exact_max: int = EXACT_MAX, nlist: int | None = None,
-              nprobe: int = DEFAULT_NPROBE, seed: int = 0, verbose: bool = False) -> "VectorIndex":
-        """Exact below ``exact_max`` vectors, IVF (fp16 codes) at or above it."""
+    def build(cls, ids: np.ndarray, vectors: np.ndarray, kind: str = "auto", exact_max: int = EXACT_MAX,
+              nlist: int | None = None, nprobe: int = DEFAULT_NPROBE, k_factor: int = DEFAULT_K_FACTOR,
+              seed: int = 0) -> "VectorIndex":
+        """Build the index kind for ``len(vectors)`` (``kind="auto"``) or the one asked for."""
         import faiss
 
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         n, dim = vectors.shape
-        if n < exact_max:
-            index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-            if n:
-                index.add_with_ids(vectors, ids)
-            return cls(index, VectorIndexInfo("exact", n, dim))
-        nlist = nlist or default_nlist(n)
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_fp16,
-                                              faiss.METRIC_INNER_PRODUCT)
-        index.cp.seed = seed
-        index.cp.verbose = verbose
+        info = VectorIndexInfo(choose_kind(n, dim, kind, exact_max), n, dim, requested=kind)
         rng = np.random.default_rng(seed)
-        sample = vectors[np.sort(rng.choice(n, size=min(n, nlist * TRAIN_PER_CELL), replace=False))]
-        index.train(sample)
-        index.add_with_ids(vectors, ids)
-        index.nprobe = min(nprobe, nlist)
-        return cls(index, VectorIndexInfo("ivf", n, dim, nlist=nlist, nprobe=index.nprobe))
+        own_ids = info.kind != "ivf"
+        if info.kind == "exact":
+            index = faiss.IndexFlatIP(dim)
+        elif info.kind == "pq":
+            if dim % 4:
+                raise ValueError(f"the pq index needs a dimension divisible by 4, got {dim}")
+            # [dim] -> dim/4 sub-vectors of 4 numbers, 4 bits each; fp16 copies for the re-rank
+            index = faiss.index_factory(dim, f"PQ{dim // 4}x4fs,Refine(SQfp16)", faiss.METRIC_INNER_PRODUCT)
+            index.train(_sample(vectors, PQ_TRAIN, rng))
+            info.k_factor = k_factor
+        else:
+            info.nlist = nlist or default_nlist(n)
+            index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, info.nlist,
+                                                  faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+            index.cp.seed, index.cp.niter = seed, IVF_KMEANS_ITERS
+            index.train(_sample(vectors, info.nlist * IVF_TRAIN_PER_CELL, rng))
+            info.nprobe = nprobe
+        if n and own_ids:
+            index.add(vectors)
+        elif n:
+            index.add_with_ids(vectors, ids)
+        vi = cls(index, info, ids.copy() if own_ids else None)
+        vi.set_params(nprobe=info.nprobe, k_factor=info.k_factor)
+        return vi
+
+    def set_params(self, nprobe: int | None = None, k_factor: int | None = None) -> None:
+        """Query-time knobs: IVF cells scanned; PQ candidates re-ranked per result."""
+        import faiss
+
+        if self.info.kind == "ivf" and nprobe:
+            self.index.nprobe = self.info.nprobe = max(1, min(int(nprobe), self.info.nlist))
+        if self.info.kind == "pq" and k_factor:
+            self.info.k_factor = max(1, int(k_factor))
+            faiss.downcast_index(self.index).k_factor = float(self.info.k_factor)
 
     def set_nprobe(self, nprobe: int) -> None:
-        if self.info.kind == "ivf":
-            self.index.nprobe = self.info.nprobe = max(1, min(int(nprobe), self.info.nlist))
+        self.set_params(nprobe=nprobe)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """``[Q, dim]`` -> scores ``[Q, k']`` and ids ``[Q, k']`` (k' = min(k, count); best first)."""
+        """``[Q, dim]`` -> scores ``[Q, k']`` and ids ``[Q, k']`` (k' = min(k, count); best first).
+
+        An approximate index may return id -1 (with score -inf or 0) when it found fewer than k.
+        """
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         k = min(int(k), self.info.count)
         if k <= 0:
             empty = np.zeros((queries.shape[0], 0))
             return empty.astype(np.float32), empty.astype(np.int64)
-        scores, ids = self.index.search(queries, k)
-        return scores, ids  # an IVF may return -1 ids when the probed cells hold fewer than k
+        scores, found = self.index.search(queries, k)
+        if self.ids is not None:
+            found = np.where(found >= 0, self.ids[np.maximum(found, 0)], -1)  # positions -> store ids
+        return scores, found
 
     def save(self, index_dir: str | Path) -> None:
         """Write ``vectors.faiss`` + ``vectors.json`` atomically (temp files, then rename)."""
@@ -94,6 +158,10 @@ class VectorIndex:
         tmp = index_dir / (FAISS_NAME + ".tmp")
         faiss.write_index(self.index, str(tmp))
         os.replace(tmp, index_dir / FAISS_NAME)
+        if self.ids is not None:
+            tmp = index_dir / "vectors.ids.tmp.npy"
+            np.save(tmp, self.ids)
+            os.replace(tmp, index_dir / IDS_NAME)
         tmp = index_dir / (FAISS_META + ".tmp")
         tmp.write_text(json.dumps(asdict(self.info), indent=2) + "\n")
         os.replace(tmp, index_dir / FAISS_META)
@@ -107,23 +175,41 @@ class VectorIndex:
         try:
             info = VectorIndexInfo(**json.loads((index_dir / FAISS_META).read_text()))
             index = faiss.read_index(str(index_dir / FAISS_NAME))
+            ids = None if info.kind == "ivf" else np.load(index_dir / IDS_NAME)
         except (OSError, ValueError, TypeError, RuntimeError):
             return None
-        vi = cls(index, info)
-        vi.set_nprobe(info.nprobe)
+        if ids is not None and len(ids) != index.ntotal:
+            return None
+        vi = cls(index, info, ids)
+        vi.set_params(nprobe=info.nprobe, k_factor=info.k_factor)
         return vi
 
 
-def load_or_build(index_dir: str | Path, store, dim: int, exact_max: int = EXACT_MAX,
+def _sample(vectors: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    n = len(vectors)
+    return vectors if size >= n else vectors[np.sort(rng.choice(n, size=size, replace=False))]
+
+
+def saved_kind(index_dir: str | Path) -> str:
+    """The kind requested when the saved index was built ("auto" when there is none)."""
+    try:
+        return json.loads((Path(index_dir) / FAISS_META).read_text()).get("requested", "auto")
+    except (OSError, ValueError):
+        return "auto"
+
+
+def load_or_build(index_dir: str | Path, store, dim: int, kind: str | None = None, exact_max: int = EXACT_MAX,
                   save: bool = True) -> VectorIndex:
-    """The FAISS index matching the store's current generation; rebuilt from the rows when stale."""
+    """The FAISS index matching the store's current generation; rebuilt from the rows when stale
+    (or when another ``kind`` is asked for; ``None`` keeps the kind asked for last time)."""
     generation = store.generation()
     vi = VectorIndex.load(index_dir)
-    if vi is not None and vi.info.generation == generation and vi.info.dim == dim:
+    if (vi is not None and vi.info.generation == generation and vi.info.dim == dim
+            and kind in (None, vi.info.requested)):
         return vi
     ids, vecs = store.vectors()
     vecs = vecs.reshape(len(ids), dim)  # also gives an empty store its [0, dim] shape
-    vi = VectorIndex.build(ids, vecs, exact_max=exact_max)
+    vi = VectorIndex.build(ids, vecs, kind=kind or saved_kind(index_dir), exact_max=exact_max)
     vi.info.generation = generation
     if save:
         vi.save(index_dir)

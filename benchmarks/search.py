@@ -1,0 +1,322 @@
+"""Search benchmark: our vector index vs exact NumPy brute force, and a load test of `vop serve`.
+
+Part 1 (vectors): N random unit vectors (default 1,000,000 x 512, fp32 in memory, generated in
+chunks). Two indexes: what ``VectorIndex.build`` picks at this size (``pq``: 4-bit fast-scan PQ +
+fp16 re-rank, curve over k_factor) and ``ivf`` (fp16 codes, nlist = 4 sqrt(N), curve over nprobe).
+For every latency query, NumPy brute force (``x @ q`` + top-k), FAISS exact, and every index
+setting are timed back to back, so load from other processes on the shared machine hits all alike.
+Recall@10 is measured on separate queries against the exact top-10 (chunked matmul). Random
+uniform vectors on the sphere are the worst case for IVF (no cluster structure).
+
+Part 2 (serve): a small index of synthetic videos encoded with a random-weight backbone, `vop serve`
+started on a free loopback port, a fixed number of POST /search requests from concurrent clients
+under a time limit: throughput, p50/p99 latency, errors.
+
+    python benchmarks/search.py [--n 1000000] [--threads 2] [--out benchmarks/results/search.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+K = 10
+
+
+# --------------------------------------------------------------------------- part 1: vectors
+def unit_vectors(n: int, dim: int, seed: int, chunk: int = 100_000) -> np.ndarray:
+    """``[n, dim]`` float32 unit vectors, generated chunk by chunk (no float64 copy of the whole)."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, dim), dtype=np.float32)
+    for s in range(0, n, chunk):
+        block = rng.standard_normal((min(chunk, n - s), dim), dtype=np.float32)
+        out[s : s + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return out
+
+
+def brute_force(x: np.ndarray, q: np.ndarray, k: int = K) -> np.ndarray:
+    """Exact top-k ids of one query ``[dim]`` (the reference a user would write with NumPy)."""
+    scores = x @ q  # [N]
+    top = np.argpartition(-scores, k)[:k]
+    return top[np.argsort(-scores[top])]
+
+
+def exact_topk(x: np.ndarray, queries: np.ndarray, k: int = K, chunk: int = 100) -> np.ndarray:
+    """Ground truth ``[Q, k]`` by chunked matmul."""
+    out = np.empty((len(queries), k), dtype=np.int64)
+    for s in range(0, len(queries), chunk):
+        scores = queries[s : s + chunk] @ x.T  # [c, N]
+        top = np.argpartition(-scores, k, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
+        out[s : s + chunk] = np.take_along_axis(top, order, axis=1)
+    return out
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth)]))
+
+
+def pct(values: list[float], p: float) -> float:
+    return float(np.percentile(np.asarray(values) * 1000.0, p))  # seconds -> ms
+
+
+def _build(kind: str, ids, x, tmp) -> tuple:
+    from vop.index.vectors import VectorIndex
+
+    t = time.perf_counter()
+    index = VectorIndex.build(ids, x, kind=kind)
+    build_s = time.perf_counter() - t
+    with tempfile.TemporaryDirectory(dir=tmp) as d:
+        index.save(d)
+        size = os.path.getsize(Path(d) / "vectors.faiss")
+    print(f"built {index.info.kind} index in {build_s:.1f}s, {size / 2**20:.0f} MiB on disk", flush=True)
+    return index, dict(kind=index.info.kind, build_s=build_s, size_bytes=size, bytes_per_vector=size / len(ids),
+                       nlist=index.info.nlist)
+
+
+def bench_vectors(args) -> dict:
+    import faiss
+
+    print(f"generating {args.n:,} x {args.dim} unit vectors ...", flush=True)
+    x = unit_vectors(args.n, args.dim, seed=0)
+    ids = np.arange(args.n, dtype=np.int64)
+    recall_q = unit_vectors(args.recall_queries, args.dim, seed=1)
+    latency_q = unit_vectors(args.latency_queries, args.dim, seed=2)
+    t = time.perf_counter()
+    truth = exact_topk(x, recall_q)
+    truth_s = time.perf_counter() - t
+    print(f"exact ground truth for {len(recall_q)} queries: {truth_s:.1f}s", flush=True)
+
+    auto, auto_meta = _build("auto", ids, x, args.tmp)  # what `vop index` builds at this size
+    ivf, ivf_meta = _build("ivf", ids, x, args.tmp)
+    flat = None
+    if args.with_faiss_flat:
+        flat = faiss.IndexFlatIP(args.dim)
+        flat.add(x)
+    # (name, index, knob name, knob value) for every point of both curves
+    points = [(auto_meta["kind"], auto, "k_factor", v) for v in args.k_factor]
+    points += [("ivf", ivf, "nprobe", v) for v in args.nprobe if v <= ivf.info.nlist]
+    times = {"numpy": [], "faiss_flat": [], **{p[:1] + p[2:]: [] for p in points}}
+    for q in latency_q:  # every method back to back on each query
+        t = time.perf_counter()
+        brute_force(x, q)
+        times["numpy"].append(time.perf_counter() - t)
+        if flat is not None:
+            t = time.perf_counter()
+            flat.search(q[None], K)
+            times["faiss_flat"].append(time.perf_counter() - t)
+        for name, index, knob, value in points:
+            index.set_params(**{knob: value})
+            t = time.perf_counter()
+            index.search(q[None], K)
+            times[(name, knob, value)].append(time.perf_counter() - t)
+
+    bf_p50 = pct(times["numpy"], 50)
+    curves = {auto_meta["kind"]: [], "ivf": []}
+    for name, index, knob, value in points:
+        index.set_params(**{knob: value})
+        _, found = index.search(recall_q, K)
+        lat = times[(name, knob, value)]
+        row = {knob: value, "recall_at_10": recall_at_k(found, truth), "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99)}
+        row["speedup_vs_numpy_p50"] = bf_p50 / row["p50_ms"]
+        curves[name].append(row)
+        print(f"  {name} {knob} {value:>5}: recall@10 {row['recall_at_10']:.3f}  p50 {row['p50_ms']:.2f} ms  "
+              f"p99 {row['p99_ms']:.2f} ms  {row['speedup_vs_numpy_p50']:.1f}x faster than numpy", flush=True)
+    meets = {name: [r for r in rows if r["recall_at_10"] >= 0.95 and r["speedup_vs_numpy_p50"] >= 20]
+             for name, rows in curves.items()}
+    result = dict(
+        n=args.n, dim=args.dim, k=K, recall_queries=len(recall_q), latency_queries=len(latency_q),
+        indexes={auto_meta["kind"]: auto_meta, "ivf": ivf_meta},
+        default_kind_at_this_size=auto_meta["kind"],
+        numpy_bruteforce=dict(p50_ms=bf_p50, p99_ms=pct(times["numpy"], 99)),
+        curves=curves,
+        target=dict(recall_at_10=0.95, speedup_vs_numpy=20,
+                    met_by={name: rows for name, rows in meets.items()}),
+        ground_truth_s=truth_s,
+    )
+    if flat is not None:
+        result["faiss_flat_exact"] = dict(p50_ms=pct(times["faiss_flat"], 50), p99_ms=pct(times["faiss_flat"], 99))
+    print(f"numpy brute force: p50 {bf_p50:.1f} ms, p99 {result['numpy_bruteforce']['p99_ms']:.1f} ms", flush=True)
+    for name, rows in meets.items():
+        print(f"target (recall@10 >= 0.95 at >= 20x): {name}: "
+              + (", ".join(f"{next(k for k in r if k in ('k_factor', 'nprobe'))}={r.get('k_factor', r.get('nprobe'))}"
+                           for r in rows) or "not met"), flush=True)
+    return result
+
+
+# --------------------------------------------------------------------------- part 2: serve load test
+def _make_index(tmp: Path, backbone_name: str, videos: int) -> tuple[Path, float]:
+    import torch
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from conftest import color_video, write_video
+
+    from vop.backbone.clip import build_clip
+    from vop.backbone.loading import save_clip
+    from vop.index.build import build_index
+    from vop.index.encoder import VideoEncoder
+
+    clip = build_clip(backbone_name, seed=0)
+    backbone = save_clip(clip, tmp / f"{backbone_name}.safetensors")
+    for i in range(videos):
+        write_video(tmp / "videos" / f"v{i:03d}.mp4", color_video(num_frames=12, size=64, seed=i))
+    t = time.perf_counter()
+    with torch.inference_mode():
+        enc = VideoEncoder.from_clip(clip, frames=4, backbone_source=str(backbone))
+        build_index(tmp / "videos", tmp / "index", enc, progress=False)
+    return tmp / "index", time.perf_counter() - t
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bench_serve(args) -> dict:
+    import httpx
+
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmpdir:
+        tmp = Path(tmpdir)
+        index, index_s = _make_index(tmp, args.serve_backbone, args.serve_videos)
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = subprocess.Popen([sys.executable, "-m", "vop", "serve", str(index), "--port", str(port),
+                                 "--threads", str(args.threads)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            _wait(url, proc)
+            return _load(url, args) | dict(backbone=args.serve_backbone, videos=args.serve_videos,
+                                           index_build_s=index_s)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def _wait(url: str, proc, timeout: float = 120.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"vop serve exited: {proc.stderr.read().decode()}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise TimeoutError("vop serve did not start")
+
+
+def _load(url: str, args) -> dict:
+    """``requests`` POST /search calls from ``clients`` threads, stopped at ``time_limit`` seconds."""
+    import httpx
+
+    words = ["dog", "red", "square", "car", "kitchen", "person", "ball", "moves", "left", "blue", "circle"]
+    rng = np.random.default_rng(0)
+    queries = [" ".join(rng.choice(words, size=5)) for _ in range(args.requests)]
+    next_i, lock = [0], threading.Lock()
+    latencies, errors = [], []
+    deadline = time.monotonic() + args.time_limit
+
+    def client():
+        with httpx.Client(base_url=url, timeout=30) as http:
+            while time.monotonic() < deadline:
+                with lock:
+                    i = next_i[0]
+                    next_i[0] += 1
+                if i >= len(queries):
+                    return
+                t = time.perf_counter()
+                try:
+                    res = http.post("/search", json={"query": queries[i], "k": 10})
+                    ok = res.status_code == 200 and len(res.json()["results"]) == min(10, args.serve_videos)
+                except httpx.HTTPError as err:
+                    ok, res = False, err
+                dt = time.perf_counter() - t
+                with lock:
+                    (latencies if ok else errors).append(dt if ok else repr(res))
+
+    threads = [threading.Thread(target=client) for _ in range(args.clients)]
+    start = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - start
+    out = dict(clients=args.clients, requests_planned=args.requests, time_limit_s=args.time_limit,
+               completed=len(latencies), errors=len(errors), error_samples=errors[:5], wall_s=wall,
+               throughput_rps=len(latencies) / wall, p50_ms=pct(latencies, 50) if latencies else None,
+               p99_ms=pct(latencies, 99) if latencies else None)
+    print(f"serve: {out['completed']} ok, {out['errors']} errors in {wall:.1f}s with {args.clients} clients: "
+          f"{out['throughput_rps']:.1f} req/s, p50 {out['p50_ms']:.1f} ms, p99 {out['p99_ms']:.1f} ms", flush=True)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=1_000_000)
+    p.add_argument("--dim", type=int, default=512)
+    p.add_argument("--recall-queries", type=int, default=1000)
+    p.add_argument("--latency-queries", type=int, default=100)
+    p.add_argument("--nprobe", type=int, nargs="+", default=[16, 64, 256, 1024, 2048, 4000])
+    p.add_argument("--k-factor", type=int, nargs="+", default=[10, 50, 100, 200, 500, 1000, 2000])
+    p.add_argument("--with-faiss-flat", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time FAISS exact IndexFlatIP (our exact mode; +N*dim*4 bytes of memory)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="threads for NumPy/BLAS, FAISS and torch alike (default 1: on a busy shared CPU an "
+                        "OpenMP region per query waits for a scheduler slice, ~20 ms; set OMP_NUM_THREADS "
+                        "and OPENBLAS_NUM_THREADS to the same value before starting)")
+    p.add_argument("--serve-backbone", default="ViT-B-32", help="random-weight CLIP config for the load test")
+    p.add_argument("--serve-videos", type=int, default=16)
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--requests", type=int, default=400)
+    p.add_argument("--time-limit", type=float, default=120.0)
+    p.add_argument("--skip-vectors", action="store_true")
+    p.add_argument("--skip-serve", action="store_true")
+    p.add_argument("--tmp", default=None, help="folder for temporary files")
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "search.json"))
+    args = p.parse_args()
+
+    import faiss
+    import torch
+
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        if os.environ.get(var) != str(args.threads):
+            print(f"warning: {var}={os.environ.get(var)} but --threads {args.threads}; NumPy's BLAS may use "
+                  f"another thread count than FAISS", file=sys.stderr)
+    torch.set_num_threads(args.threads)
+    faiss.omp_set_num_threads(args.threads)
+    result = dict(
+        benchmark="search",
+        date=time.strftime("%Y-%m-%d %H:%M:%S"),
+        machine=dict(note="shared 2-core CPU machine (six engineers working at the same time); "
+                          "timings are noisy, ratios measured back to back in one run",
+                     cpu_count=os.cpu_count(), platform=platform.platform(), processor=platform.processor()),
+        threads=dict(torch=args.threads, faiss=args.threads,
+                     OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "unset"),
+                     OPENBLAS_NUM_THREADS=os.environ.get("OPENBLAS_NUM_THREADS", "unset")),
+        versions=dict(numpy=np.__version__, faiss=faiss.__version__, torch=torch.__version__),
+    )
+    if not args.skip_vectors:
+        result["vectors"] = bench_vectors(args)
+    if not args.skip_serve:
+        result["serve"] = bench_serve(args)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
