@@ -18,6 +18,8 @@ import json
 import logging
 import os
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -33,6 +35,7 @@ log = logging.getLogger("vop.index")
 REPORT_NAME = "report.json"
 SHARDS_DIR = "shards"
 MERGE_BATCH = 1000
+DECODE_AHEAD = 2  # videos decoded ahead of the model (bounded: frames of F x 224 px each)
 
 
 @dataclass
@@ -111,10 +114,11 @@ def _encode_all(root: Path, todo, encoder, store: IndexStore, report: IndexRepor
 
     from vop.data.decode import DecodeError
 
-    for n, f in enumerate(tqdm(todo, desc="indexing", unit="video", disable=not progress or not todo), 1):
+    bar = tqdm(total=len(todo), desc="indexing", unit="video", disable=not progress or not todo)
+    for n, (f, pending) in enumerate(_decode_ahead(root, todo, encoder), 1):
         row = VideoRow(path=f.relpath, size=f.size, mtime_ns=f.mtime_ns, status="ok")
         try:
-            enc = encoder.encode_file(root / f.relpath)
+            enc = encoder.encode_decoded(pending.result())
         except DecodeError as err:
             log.warning("skipping %s: %s", f.relpath, err.reason)
             row.status, row.error = "error", err.reason
@@ -124,8 +128,27 @@ def _encode_all(root: Path, todo, encoder, store: IndexStore, report: IndexRepor
             row.duration, row.num_frames, row.width, row.height = enc.duration, enc.num_frames, enc.width, enc.height
             report.encoded += 1
         store.put(row)  # one transaction: the row and its vector land together or not at all
+        bar.update()
         if after_each is not None:
             after_each(n)
+    bar.close()
+
+
+def _decode_ahead(root: Path, todo, encoder, ahead: int = DECODE_AHEAD):
+    """Yield ``(file, future of its decoded frames)`` in order, decoding up to ``ahead`` videos in a
+    background thread while the caller runs the model on the current one."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vop-decode")
+    queue: deque = deque()
+    files = iter(todo)
+    try:
+        for f in files:
+            queue.append((f, pool.submit(encoder.decode, root / f.relpath)))
+            if len(queue) > ahead:
+                yield queue.popleft()
+        while queue:
+            yield queue.popleft()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # a stopped run leaves no thread behind
 
 
 def _finish(out: Path, store: IndexStore, dim: int, report: IndexReport, kind: str | None, exact_max: int,

@@ -123,20 +123,32 @@ class VideoEncoder:
         tokens = tokenize(list(texts), context_length=self.clip.cfg.text.context_length, truncate=True)
         return _unit(self.model.encode_text(tokens))
 
-    @torch.no_grad()
-    def encode_file(self, path: str | Path) -> EncodedVideo:
-        """Decode ``frames`` uniformly sampled frames, encode them; raises ``DecodeError``."""
+    def decode(self, path: str | Path) -> tuple:
+        """``frames`` uniformly sampled frames (uint8 ``[F, H, W, 3]``) and the probe info.
+
+        Separate from :meth:`encode_decoded` so that the indexer can decode the next video in a
+        thread while the model runs (PyAV releases the GIL). Raises ``DecodeError``.
+        """
         from vop.data.decode import probe, read_frames
         from vop.data.sampling import sample_indices
-        from vop.data.transforms import clip_preprocess
 
         info = probe(path)
         indices = sample_indices(info.num_frames, self.frames, train=False)
-        frames = read_frames(path, indices, short_side=max(self.image_size, THUMB_SIZE))  # [F, H, W, 3] uint8
-        video = clip_preprocess(frames, size=self.image_size)  # [F, 3, S, S]
+        return read_frames(path, indices, short_side=max(self.image_size, THUMB_SIZE)), info
+
+    @torch.no_grad()
+    def encode_decoded(self, decoded: tuple) -> EncodedVideo:
+        from vop.data.transforms import clip_preprocess
+
+        frames, info = decoded
+        video = clip_preprocess(frames, size=self.image_size)  # [F, H, W, 3] uint8 -> [F, 3, S, S]
         vector = _unit(self.model.encode_video(video[None]))[0]  # [1, F, 3, S, S] -> [E]
         return EncodedVideo(vector, info.duration, info.num_frames, info.width, info.height,
                             make_thumbnail(frames[len(frames) // 2]))
+
+    def encode_file(self, path: str | Path) -> EncodedVideo:
+        """Decode and encode one video file; raises ``DecodeError``."""
+        return self.encode_decoded(self.decode(path))
 
 
 def _unit(x: torch.Tensor) -> np.ndarray:
