@@ -1,0 +1,162 @@
+"""One optimisation step on ViT-B/32: ``vop`` and ``vop-fc`` against ``full``, side by side.
+
+Setting (DESIGN.md §3 recipe, CPU fp32): random-weight ViT-B/32, a batch of 4 videos x 12 frames
+at 224 px and 4 captions of 77 tokens, symmetric InfoNCE with CLIP's frozen logit scale, AdamW
+(weight decay 0.2) over the method's trainable tensors only. Every method runs in its own
+subprocess so that its memory is measured cleanly; the first step is a warm-up (it also allocates
+AdamW's state) and is discarded from the timing but not from the memory peak.
+
+Memory: after construction (model, optimiser, inputs) the worker resets the kernel's peak-RSS
+mark (``/proc/self/clear_refs`` = 5) and records its RSS as the baseline; the step overhead is
+``VmHWM - baseline`` after the steps (activations, gradients, AdamW state). The total peak is
+reported too. Without ``clear_refs`` it falls back to ``ru_maxrss`` and says so in the JSON.
+
+    python benchmarks/train_step.py [--steps 4] [--threads 2] [--methods vop vop-fc full]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "train_step.json"
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _reset_peak() -> str:
+    """Reset the peak-RSS mark; returns how peaks are measured."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return "VmHWM after clear_refs=5"
+    except OSError:
+        return "ru_maxrss (peak since process start; clear_refs unavailable)"
+
+
+def _peak_kb(how: str) -> int:
+    if how.startswith("VmHWM"):
+        return _status_kb("VmHWM")
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def worker(method: str, steps: int, threads: int, batch: int, frames: int, size: int) -> dict:
+    """Build, run ``steps`` optimisation steps, return timings and memory (runs in a subprocess)."""
+    import torch
+    import torch.nn.functional as F
+
+    from vop.backbone.clip import build_clip
+    from vop.model import build_model
+
+    torch.set_num_threads(threads)
+    model = build_model(build_clip("ViT-B-32", seed=0), method, frames=frames, seed=0)
+    model.train()
+    params = [p for _, p in model.trainable_named_parameters()]
+    opt = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.2)
+    g = torch.Generator().manual_seed(0)
+    video = torch.randn(batch, frames, 3, size, size, generator=g)
+    tokens = torch.zeros(batch, 77, dtype=torch.long)
+    tokens[:, 0], tokens[:, 1:11] = 49406, torch.randint(300, 40000, (batch, 10), generator=g)
+    tokens[:, 11] = 49407
+    target = torch.arange(batch)
+
+    how = _reset_peak()
+    baseline_kb = _status_kb("VmRSS")
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        logits = model.logit_scale() * model.similarity(model.encode_text(tokens), model.encode_video(video))
+        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    peak_kb = _peak_kb(how)
+    timed = times[1:] or times
+    return {
+        "method": method,
+        "trainable": model.parameter_budget()["trainable"],
+        "step_s_mean": sum(timed) / len(timed),
+        "step_s_min": min(timed),
+        "step_s_all": times,
+        "baseline_rss_mb": baseline_kb / 1024,
+        "peak_rss_mb": peak_kb / 1024,
+        "step_overhead_mb": (peak_kb - baseline_kb) / 1024,
+        "memory_measure": how,
+        "loss": float(loss),
+    }
+
+
+def run_worker_subprocess(method: str, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, __file__, "--worker", method, "--steps", str(args.steps), "--threads", str(args.threads),
+           "--batch", str(args.batch), "--frames", str(args.frames), "--size", str(args.size)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--methods", nargs="+", default=["vop", "vop-fc", "full"])
+    ap.add_argument("--reference", default="full")
+    ap.add_argument("--steps", type=int, default=4, help="steps per method; the first is a warm-up")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--frames", type=int, default=12)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.steps, args.threads, args.batch, args.frames, args.size)))
+        return 0
+
+    import torch
+
+    load_before = os.getloadavg()
+    rows = {}
+    for m in args.methods:
+        print(f"running {m} ...", file=sys.stderr, flush=True)
+        rows[m] = run_worker_subprocess(m, args)
+    ref = rows[args.reference]
+    print(f"{'method':<8} {'trainable':>12} {'step s':>8} {'time x':>7} {'step MB':>9} {'mem x':>6} {'peak MB':>9}")
+    for m, r in rows.items():
+        r["time_ratio_vs_" + args.reference] = r["step_s_mean"] / ref["step_s_mean"]
+        r["step_memory_ratio_vs_" + args.reference] = r["step_overhead_mb"] / ref["step_overhead_mb"]
+        r["peak_rss_ratio_vs_" + args.reference] = r["peak_rss_mb"] / ref["peak_rss_mb"]
+        print(f"{m:<8} {r['trainable']:>12,} {r['step_s_mean']:>8.2f} {r['time_ratio_vs_' + args.reference]:>7.2f} "
+              f"{r['step_overhead_mb']:>9.0f} {r['step_memory_ratio_vs_' + args.reference]:>6.2f} "
+              f"{r['peak_rss_mb']:>9.0f}")
+    result = {
+        "benchmark": "train_step",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "setting": {"backbone": "ViT-B-32 (random weights)", "batch_videos": args.batch, "frames": args.frames,
+                    "image_size": args.size, "captions": args.batch, "context_length": 77, "dtype": "float32",
+                    "optimizer": "AdamW(lr=1e-5, weight_decay=0.2)", "steps": args.steps,
+                    "warmup_steps_discarded": 1, "threads": args.threads, "reference": args.reference},
+        "machine": {"note": "shared 2-core CPU (six engineers working on it at the same time); timings are noisy",
+                    "cpu_count": os.cpu_count(), "platform": platform.platform(),
+                    "processor": platform.processor(), "python": platform.python_version(),
+                    "torch": torch.__version__, "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
+        "results": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
