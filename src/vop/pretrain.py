@@ -38,12 +38,12 @@ class PretrainConfig:
     data_seed: int = 1000  # training frames; held-out frames use data_seed + 1
     train_frames: int = 8000
     eval_frames: int = 500
-    steps: int = 1200
+    steps: int = 3000
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.1
     warmup: int = 100
-    threads: int = 2
+    threads: int = 1  # one thread: reproducible reductions, and robust on a shared CPU
 
 
 def lr_at(step: int, cfg: PretrainConfig) -> float:

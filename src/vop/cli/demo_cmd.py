@@ -16,7 +16,7 @@ def register(subparsers) -> None:
     p.add_argument("--methods", nargs="+", metavar="NAME",
                    help="methods to train (default: zeroshot full vop vop-p vop-f vop-fc; see `vop methods`)")
     p.add_argument("--seeds", nargs="+", type=int, metavar="N", help="training seeds (default: 0)")
-    p.add_argument("--out", default="vop-demo", help="output folder (default: ./vop-demo)")
+    p.add_argument("--out", default="demo_out", help="output folder (default: ./demo_out)")
     p.add_argument("--quick", action="store_true",
                    help="a tiny dataset and one epoch: checks the pipeline in seconds, numbers meaningless")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: 2)")
