@@ -172,7 +172,7 @@ def test_frame_count_is_checked_for_frame_indexed_methods(tiny_clip):
 
 
 def test_token_layout_per_layer(tiny_clip, monkeypatch):
-    """Block inputs: text [N, 8 + L]; frame layers [B*F, 1 + 8 + P]; deep layers [B, F + 8 + F*P]."""
+    """Block inputs: text [N, 8 + L'] (L' = up to the last EOT); frame layers [B*F, 1 + 8 + P]; deep layers [B, F + 8 + F*P]."""
     seen = {"text": [], "vision": []}
     inputs = {}
     for key, tr in (("text", tiny_clip.transformer), ("vision", tiny_clip.visual.transformer)):
@@ -188,7 +188,8 @@ def test_token_layout_per_layer(tiny_clip, monkeypatch):
     model.encode_text(tokens(3))
     model.encode_video(video(b=2))
     patches = tiny_clip.cfg.vision.num_patches  # 16
-    assert seen["text"] == [(0, (3, 8 + 77), True), (1, (3, 8 + 77), True)]
+    longest = 5  # SOT, 3 words, EOT: the padding after the batch's last EOT is cut
+    assert seen["text"] == [(0, (3, 8 + longest), True), (1, (3, 8 + longest), True)]
     assert seen["vision"] == [(0, (2 * FRAMES, 1 + 8 + patches), False),
                               (1, (2, FRAMES + 8 + FRAMES * patches), False)]
     # raw prompts sit before the words (text) / after the frames' CLS tokens (deep layer)

@@ -52,8 +52,12 @@ class DeepFrames(Protocol):
 
 def encode_text(clip: CLIP, tokens: torch.Tensor, prompts: TextPromptFn | None = None) -> torch.Tensor:
     """``[N, L]`` token ids -> ``[N, E]`` (not normalised) with per-layer prompts before the words."""
-    x = clip.embed_text(tokens)  # [N, L, D]
     eot = clip.eot_index(tokens)
+    if tokens.shape[0] > 0:
+        # as in CLIP.encode_text: under the causal mask (prompts first) the EOT output never sees
+        # the padding after it, so the batch is cut after its last EOT
+        tokens = tokens[:, : int(eot.max()) + 1]  # [N, L'] with L' = longest caption incl. EOT
+    x = clip.embed_text(tokens)  # [N, L', D]
     for i in range(clip.transformer.layers):
         p = prompts(i) if prompts is not None else None
         if p is None:
@@ -61,8 +65,8 @@ def encode_text(clip: CLIP, tokens: torch.Tensor, prompts: TextPromptFn | None =
             continue
         n = p.shape[0]
         p = p.to(x.dtype).expand(x.shape[0], -1, -1)  # [N, n, D]
-        x = clip.transformer.run_block(i, torch.cat([p, x], dim=1), is_causal=True)  # [N, n + L, D]
-        x = x[:, n:]  # strip the prompt outputs: [N, L, D]
+        x = clip.transformer.run_block(i, torch.cat([p, x], dim=1), is_causal=True)  # [N, n + L', D]
+        x = x[:, n:]  # strip the prompt outputs: [N, L', D]
     return clip.pool_text(x, eot)
 
 
