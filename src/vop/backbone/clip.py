@@ -336,7 +336,8 @@ class CLIP(nn.Module):
         the same (to float rounding) and a batch of short captions costs a fraction of 77 tokens.
         """
         eot = self.eot_index(tokens)
-        tokens = tokens[:, : int(eot.max()) + 1]  # [N, L'] with L' = longest caption incl. EOT
+        if tokens.shape[0] > 0:
+            tokens = tokens[:, : int(eot.max()) + 1]  # [N, L'] with L' = longest caption incl. EOT
         x = self.transformer(self.embed_text(tokens), is_causal=True)
         return self.pool_text(x, eot)
 

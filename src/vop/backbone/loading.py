@@ -53,32 +53,35 @@ def load_clip(source: str | Path, config: str | CLIPConfig | dict | None = None)
     the architecture the source declares. The returned model is frozen, in eval mode, with
     ``source`` set to ``"<format>:<path or name>"``.
     """
-    path = Path(source).expanduser()
-    if path.is_dir():
-        state, cfg, kind = _read_hf_dir(path)
-    elif path.is_file():
-        state, cfg, kind = _read_file(path)
-    else:
-        bundled = bundled_models()
-        if str(source) not in bundled:
-            raise FileNotFoundError(
-                f"CLIP source {str(source)!r} is neither a file, a directory nor a bundled model "
-                f"(bundled: {', '.join(sorted(bundled)) or 'none'})"
-            )
-        path = bundled[str(source)]
-        state, cfg, _ = _read_file(path)
-        kind = "bundled"
-        source = str(source)
-    if config is not None:
-        cfg = _as_config(config)
+    state, declared, path, label = _read_source(source)
+    cfg = _as_config(config) if config is not None else declared
     if cfg is None:
         raise CheckpointError(
             f"{path}: cannot tell the architecture; pass config=NAME (known: {', '.join(sorted(CONFIGS))}) "
             f"or name the file after a config, e.g. ViT-B-32.pt"
         )
     model = build_from_state_dict(state, cfg, origin=str(path))
-    model.source = f"{kind}:{source if kind == 'bundled' else path.resolve()}"
+    model.source = label
     return model
+
+
+def _read_source(source: str | Path) -> tuple[dict[str, torch.Tensor], CLIPConfig | None, Path, str]:
+    """-> (OpenAI-layout state dict, declared config or None, file read, ``"<format>:<where>"``)."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        state, cfg, kind = _read_hf_dir(path)
+        return state, cfg, path, f"{kind}:{path.resolve()}"
+    if path.is_file():
+        state, cfg, kind = _read_file(path)
+        return state, cfg, path, f"{kind}:{path.resolve()}"
+    bundled = bundled_models()
+    if str(source) not in bundled:
+        raise FileNotFoundError(
+            f"CLIP source {str(source)!r} is neither a file, a directory nor a bundled model "
+            f"(bundled: {', '.join(sorted(bundled)) or 'none'})"
+        )
+    state, cfg, _ = _read_file(bundled[str(source)])
+    return state, cfg, bundled[str(source)], f"bundled:{source}"
 
 
 def save_clip(model: CLIP, path: str | Path) -> Path:
