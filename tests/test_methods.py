@@ -196,3 +196,19 @@ def test_token_layout_per_layer(tiny_clip, monkeypatch):
     assert torch.equal(inputs["text", 1][0, :8], model.prompts["text"].tokens[1])
     assert torch.equal(inputs["vision", 1][0, FRAMES:FRAMES + 8], model.prompts["deep"].video[0])
     assert torch.equal(inputs["vision", 0][0, 1:9], tiny_clip.visual.ln_pre(model.prompts["visual"].tokens[0]))
+
+
+@pytest.mark.parametrize("method", ["vop", "vop-fc"])
+def test_grad_checkpointing_gives_the_same_gradients(method):
+    from vop.backbone.clip import build_clip
+
+    grads = []
+    for ckpt in (False, True):
+        model = build(build_clip("tiny", seed=0), method)
+        model.clip.set_grad_checkpointing(ckpt)
+        model.train()
+        _loss(model).backward()
+        grads.append({n: p.grad for n, p in model.trainable_named_parameters()})
+    assert grads[0].keys() == grads[1].keys()
+    for n in grads[0]:
+        assert torch.allclose(grads[0][n], grads[1][n], atol=1e-6), n
