@@ -69,6 +69,29 @@ class RunLog:
                 f.write(json.dumps(row) + "\n")
 
 
+class Meter:
+    """Loss and throughput over the steps since the last log line."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.start, self.clips, self.loss, self.steps = time.perf_counter(), 0, 0.0, 0
+
+    def add(self, loss: float, clips: int) -> None:
+        self.loss, self.clips, self.steps = self.loss + loss, self.clips + clips, self.steps + 1
+
+    def row(self, step: int, epoch: int, lr: float) -> dict:
+        """The log record (loss averaged over ranks: a collective, so every rank calls it)."""
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        return {"kind": "train", "step": step, "epoch": epoch, "lr": lr, "clips_per_s": self.clips / elapsed,
+                "loss": dist_utils.mean_over_ranks(self.loss / self.steps)}
+
+
+def _every(step: int, interval: int) -> bool:
+    return interval > 0 and step % interval == 0
+
+
 class _DualEncoder(nn.Module):
     """One forward for both towers, so DDP sees every trainable tensor used in ``forward``."""
 
@@ -321,7 +344,7 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Fa
             find_unused_parameters=cfg.run.find_unused_parameters)
     model.train()
     bar = tqdm(total=total, initial=progress.step, desc=cfg.name, disable=not (show_progress and info.is_main))
-    window_start, window_clips, window_loss, window_steps = time.perf_counter(), 0, 0.0, 0
+    meter = Meter()
 
     def save_last():
         if info.is_main:
@@ -340,38 +363,33 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Fa
                 log.line(f"step {progress.step + 1}: fewer than 2 decodable pairs, no update")
                 scheduler.step()  # keep the schedule aligned with the step count
             else:
-                window_loss += train_step(ddp_model, model, batch, optimizer, scheduler, cfg, device)
-                window_clips += len(batch["tokens"]) * info.world_size
-                window_steps += 1
+                meter.add(train_step(ddp_model, model, batch, optimizer, scheduler, cfg, device),
+                          len(batch["tokens"]) * info.world_size)
             progress.step += 1
             progress.batch_in_epoch += 1
             bar.update(1)
-            if window_steps and (progress.step % cfg.run.log_every == 0 or progress.step == total):
-                elapsed = time.perf_counter() - window_start
-                row = {"kind": "train", "step": progress.step, "epoch": epoch,
-                       "loss": dist_utils.mean_over_ranks(window_loss / window_steps),
-                       "lr": scheduler.get_last_lr()[0], "clips_per_s": window_clips / max(elapsed, 1e-9)}
+            last = progress.step == total
+            if meter.steps and (_every(progress.step, cfg.run.log_every) or last):
+                row = meter.row(progress.step, epoch, scheduler.get_last_lr()[0])
                 log.record(row)
                 log.line(f"step {row['step']}/{total} epoch {epoch} loss {row['loss']:.4f} "
                          f"lr {row['lr']:.3g} {row['clips_per_s']:.1f} clips/s")
-                window_start, window_clips, window_loss, window_steps = time.perf_counter(), 0, 0.0, 0
+                meter.reset()
             end_of_epoch = progress.batch_in_epoch == sampler.batches_per_epoch
             if end_of_epoch:
                 progress.epoch, progress.batch_in_epoch = epoch + 1, 0
-            if (cfg.eval.every_steps and progress.step % cfg.eval.every_steps == 0) or (
-                    end_of_epoch and cfg.eval.every_epochs and progress.epoch % cfg.eval.every_epochs == 0) or (
-                    progress.step == total):
+            if last or _every(progress.step, cfg.eval.every_steps) or (
+                    end_of_epoch and _every(progress.epoch, cfg.eval.every_epochs)):
                 validate(model, val_recs, cfg, device, cache, progress, log, run_dir, info)
                 model.train()
-            if end_of_epoch or progress.step == total or (
-                    cfg.run.checkpoint_every and progress.step % cfg.run.checkpoint_every == 0) or (
-                    progress.step == cfg.run.stop_after):
+            stop = progress.step == cfg.run.stop_after
+            if end_of_epoch or last or stop or _every(progress.step, cfg.run.checkpoint_every):
                 save_last()
-            if progress.step == cfg.run.stop_after:
+            if stop:
                 bar.close()
                 log.line(f"stopping at step {progress.step} (run.stop_after)")
                 raise TrainingStopped(f"stopped after step {progress.step}")
-            if end_of_epoch or progress.step >= total:
+            if end_of_epoch or last:
                 break
     bar.close()
     if info.is_main:

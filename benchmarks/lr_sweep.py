@@ -1,0 +1,108 @@
+"""Learning-rate sweep per method family on the synthetic temporal benchmark (tiny CLIP, CPU).
+
+No GPU and no real benchmark data are available where vop is built, so the recipes' learning
+rates come from the literature per family; this sweep checks, on the one benchmark we *can*
+train on, where each family's best rate lies and whether the families order the way the recipes
+assume (backbone weights << new modules <= prompts). Selection is on the validation split only
+(the test split is not read). Uses the demo's data, cache and settings (``vop.demo``), the
+project's training loop, one seed.
+
+    python benchmarks/lr_sweep.py [--methods vop proj ...] [--lrs 1e-4 1e-3 ...] [--out-dir sweep_out]
+
+Caveat: a 6-layer, 64-wide CLIP on 64 px cartoons is not ViT-B/32 on MSR-VTT; the absolute best
+rates do not transfer, the ordering between families is what this can support.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from dataclasses import replace
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "lr_sweep.json"
+GRID = {
+    "vop": [1e-4, 1e-3, 1e-2],
+    "vop-c": [1e-4, 5e-4, 2e-3, 5e-3],
+    "adapter-ffn": [1e-5, 1e-4, 1e-3],
+    "bias": [1e-5, 1e-4, 1e-3, 5e-3],
+    "proj": [1e-6, 1e-5, 1e-4, 1e-3],
+    "full": [1e-6, 1e-5, 1e-4],
+}
+
+
+def best_val(run_dir: Path) -> dict:
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    val = [r for r in rows if r["kind"] == "val"]
+    best = max(val, key=lambda r: r["t2v"]["R@1"])
+    return {"best_val_t2v_R@1": best["t2v"]["R@1"], "best_val_v2t_R@1": best["v2t"]["R@1"],
+            "best_step": best["step"], "last_val_t2v_R@1": val[-1]["t2v"]["R@1"],
+            "final_train_loss": [r for r in rows if r["kind"] == "train"][-1]["loss"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--methods", nargs="+", default=["vop", "adapter-ffn", "full"])
+    ap.add_argument("--lrs", nargs="+", type=float, help="one grid for every method (default: per family)")
+    ap.add_argument("--out-dir", default="sweep_out")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--train-pairs", type=int, help="fewer training pairs than the demo (CPU budget)")
+    ap.add_argument("--epochs", type=int, help="fewer epochs than the demo (CPU budget)")
+    ap.add_argument("--out", default=str(RESULTS))
+    args = ap.parse_args()
+
+    import torch
+
+    from vop.data.synthetic import SplitSizes, generate_dataset
+    from vop.demo import SETTINGS, prepare_cache, train_config
+    from vop.train.loop import train
+
+    torch.set_num_threads(args.threads)
+    settings = SETTINGS["full"]
+    if args.train_pairs:
+        settings = replace(settings, pairs=(args.train_pairs, *settings.pairs[1:]))
+    if args.epochs:
+        settings = replace(settings, epochs=args.epochs)
+    out = Path(args.out_dir)
+    train_pairs, val_pairs, test_pairs = settings.pairs
+    data_dir = generate_dataset(out / "data", seed=settings.data_seed,
+                                sizes=SplitSizes(train=train_pairs, val=val_pairs, test=test_pairs), progress=False)
+    cache_dir = prepare_cache(data_dir, out / "cache", progress=False)
+    rows = []
+    for method in args.methods:
+        for lr in args.lrs or GRID[method]:
+            cfg = train_config(settings, data_dir, cache_dir, method, 0, out / "runs")
+            cfg = replace(cfg, name=f"{method}-lr{lr:g}", optim=replace(cfg.optim, lr=lr))
+            run_dir = out / "runs" / cfg.name
+            t0 = time.perf_counter()
+            if not (run_dir / "adapter" / "adapter.json").is_file():
+                train(cfg, run_dir=run_dir, resume=(run_dir / "checkpoints" / "last.pt").is_file(),
+                      show_progress=False)
+            row = {"method": method, "lr": lr, "seconds": time.perf_counter() - t0, **best_val(run_dir)}
+            rows.append(row)
+            print(f"{method:<12} lr {lr:<8g} best val t2v R@1 {row['best_val_t2v_R@1']:6.2f} "
+                  f"(step {row['best_step']}) last {row['last_val_t2v_R@1']:6.2f} "
+                  f"loss {row['final_train_loss']:.3f}  {row['seconds']:.0f} s", flush=True)
+    chosen = {}
+    for method in args.methods:
+        mine = [r for r in rows if r["method"] == method]
+        chosen[method] = max(mine, key=lambda r: r["best_val_t2v_R@1"])["lr"]
+    print("best lr by validation t2v R@1:", json.dumps(chosen))
+    result = {
+        "benchmark": "lr_sweep on the synthetic temporal benchmark (validation split only)",
+        "machine": "shared 2-core CPU (six engineers' jobs running at the same time), no GPU; fp32",
+        "platform": platform.platform(), "torch": torch.__version__, "threads": args.threads,
+        "settings": {"backbone": "tiny-synthetic", "pairs_train_val_test": settings.pairs,
+                     "frames": settings.frames, "epochs": settings.epochs, "batch_size": settings.batch_size,
+                     "weight_decay": settings.weight_decay, "augment": False, "seed": 0},
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows, "best_lr_by_validation": chosen,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
