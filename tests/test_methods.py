@@ -116,7 +116,7 @@ def test_only_trainable_parameters_get_gradients(tiny_clip, method):
 
 
 def test_trainable_sets_are_the_documented_ones(tiny_clip):
-    names = lambda m: {n for n, _ in build(tiny_clip, m).trainable_named_parameters()}  # noqa: E731
+    names = lambda m: {n for n, _ in build(tiny_clip, m).trainable_named_parameters()}
     assert names("proj") == {"clip.visual.proj", "clip.text_projection"}
     assert names("vop") == {"prompts.text.tokens", "prompts.visual.tokens"}
     assert "clip.logit_scale" not in names("full")

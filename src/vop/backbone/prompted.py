@@ -24,7 +24,8 @@ With zero prompt tokens every pass equals plain CLIP exactly (tested).
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import torch
 

@@ -62,7 +62,7 @@ class ContextPrompts(nn.Module):
         nn.init.zeros_(self.generate.bias)
 
     @classmethod
-    def from_config(cls, c: dict, clip_cfg, frames: int) -> "ContextPrompts":
+    def from_config(cls, c: dict, clip_cfg, frames: int) -> ContextPrompts:
         return cls(shallow_depth(c, clip_cfg), clip_cfg.vision.width, frames,
                    c["shared_length"], c["generated_length"], c["cmm"])
 

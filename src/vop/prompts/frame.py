@@ -29,7 +29,7 @@ class DeepFramePrompts(nn.Module):
         self.frame_pos = nn.Parameter(torch.zeros(frames, width)) if deep else None  # [F, D]
 
     @classmethod
-    def from_config(cls, c: dict, clip_cfg, frames: int) -> "DeepFramePrompts":
+    def from_config(cls, c: dict, clip_cfg, frames: int) -> DeepFramePrompts:
         v = clip_cfg.vision
         return cls(v.layers, shallow_depth(c, clip_cfg), v.width, frames, c["video_length"])
 

@@ -21,7 +21,7 @@ class PositionPrompts(nn.Module):
         self.position = nn.Parameter(torch.randn(layers, frames, position_length, width) * INIT_STD)  # [K, F, np, D]
 
     @classmethod
-    def from_config(cls, c: dict, clip_cfg, frames: int) -> "PositionPrompts":
+    def from_config(cls, c: dict, clip_cfg, frames: int) -> PositionPrompts:
         return cls(shallow_depth(c, clip_cfg), clip_cfg.vision.width, frames,
                    c["shared_length"], c["position_length"])
 

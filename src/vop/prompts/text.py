@@ -21,7 +21,7 @@ class TextPrompts(nn.Module):
         self.tokens = nn.Parameter(torch.randn(layers, length, width) * INIT_STD)  # [K, n, D]
 
     @classmethod
-    def from_config(cls, c: dict, clip_cfg, frames: int) -> "TextPrompts":
+    def from_config(cls, c: dict, clip_cfg, frames: int) -> TextPrompts:
         return cls(clip_cfg.text.layers, clip_cfg.text.width, c["text_length"])
 
     def prompts(self, i: int) -> torch.Tensor | None:

@@ -27,7 +27,7 @@ class SharedPrompts(nn.Module):
         self.tokens = nn.Parameter(torch.randn(layers, length, width) * INIT_STD)  # [K, n, D]
 
     @classmethod
-    def from_config(cls, c: dict, clip_cfg, frames: int) -> "SharedPrompts":
+    def from_config(cls, c: dict, clip_cfg, frames: int) -> SharedPrompts:
         return cls(shallow_depth(c, clip_cfg), clip_cfg.vision.width, c["visual_length"])
 
     def prompts(self, i: int, cls: torch.Tensor) -> torch.Tensor | None:

@@ -12,6 +12,8 @@ from torch import nn
 
 from vop.backbone.clip import CLIP
 
+HOOKS = {"attn": "attn_adapter", "ffn": "mlp_adapter"}  # config "where" -> block hook attribute
+
 
 class Bottleneck(nn.Module):
     def __init__(self, width: int, hidden: int = 64):
@@ -29,15 +31,14 @@ class AdapterTuning:
     """Installs one ``Bottleneck`` per block into the (private) backbone and trains only them."""
 
     role = "backbone"
-    HOOKS = {"attn": "attn_adapter", "ffn": "mlp_adapter"}
 
     def __init__(self, where: str = "attn", hidden: int = 64):
-        if where not in self.HOOKS:
-            raise ValueError(f"adapter 'where' must be one of {sorted(self.HOOKS)}, got {where!r}")
-        self.hook, self.hidden = self.HOOKS[where], hidden
+        if where not in HOOKS:
+            raise ValueError(f"adapter 'where' must be one of {sorted(HOOKS)}, got {where!r}")
+        self.hook, self.hidden = HOOKS[where], hidden
 
     @classmethod
-    def from_config(cls, c: dict, clip_cfg, frames: int) -> "AdapterTuning":
+    def from_config(cls, c: dict, clip_cfg, frames: int) -> AdapterTuning:
         return cls(c["where"], c["hidden"])
 
     def select(self, clip: CLIP) -> list[nn.Parameter]:

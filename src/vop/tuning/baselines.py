@@ -27,7 +27,7 @@ class FullTuning:
     role = "backbone"
 
     @classmethod
-    def from_config(cls, c: dict, clip_cfg, frames: int) -> "FullTuning":
+    def from_config(cls, c: dict, clip_cfg, frames: int) -> FullTuning:
         return cls()
 
     def select(self, clip: CLIP) -> list[nn.Parameter]:
@@ -48,7 +48,7 @@ class BiasTuning:
     role = "backbone"
 
     @classmethod
-    def from_config(cls, c: dict, clip_cfg, frames: int) -> "BiasTuning":
+    def from_config(cls, c: dict, clip_cfg, frames: int) -> BiasTuning:
         return cls()
 
     def select(self, clip: CLIP) -> list[nn.Parameter]:
@@ -59,7 +59,7 @@ class ProjTuning:
     role = "backbone"
 
     @classmethod
-    def from_config(cls, c: dict, clip_cfg, frames: int) -> "ProjTuning":
+    def from_config(cls, c: dict, clip_cfg, frames: int) -> ProjTuning:
         return cls()
 
     def select(self, clip: CLIP) -> list[nn.Parameter]:
@@ -73,7 +73,7 @@ class PartialTuning:
         self.include_heads = include_heads
 
     @classmethod
-    def from_config(cls, c: dict, clip_cfg, frames: int) -> "PartialTuning":
+    def from_config(cls, c: dict, clip_cfg, frames: int) -> PartialTuning:
         return cls(bool(c.get("include_heads", False)))
 
     def select(self, clip: CLIP) -> list[nn.Parameter]:
