@@ -220,16 +220,12 @@ def _truncate_metrics(run_dir: Path, step: int) -> None:
 # --------------------------------------------------------------------------- steps
 
 
-def usable_batch(batch: dict, info: dist_utils.DistInfo, log: RunLog) -> dict | None:
+def usable_batch(batch: dict, log: RunLog) -> dict | None:
     """Drop what did not decode; under DDP cut every rank to the smallest batch (the gather needs
     equal sizes). None when fewer than two pairs are left (no negatives: the step is skipped)."""
     for video_id, reason in batch.get("skipped", []):
         log.line(f"warning: skipping undecodable video {video_id!r}: {reason}")
-    size = 0 if batch.get("empty") else len(batch["tokens"])
-    if info.enabled:
-        t = torch.tensor([size])
-        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
-        size = int(t.item())
+    size = dist_utils.min_over_ranks(0 if batch.get("empty") else len(batch["tokens"]))
     if size < 2:
         return None
     return {"tokens": batch["tokens"][:size], "video": batch["video"][:size]}
@@ -269,11 +265,9 @@ def validate(model, val_records, cfg: TrainConfig, device, cache, progress: Prog
             progress.best_r1, progress.best_step = r1, progress.step
             save_adapter(model, run_dir / "adapter", extra={"step": progress.step, "validation": res,
                                                             "run": cfg.name, "selected_on": "validation t2v R@1"})
-    if info.enabled:
-        # everyone learns the best score so every rank's checkpoint progress agrees
-        t = torch.tensor([progress.best_r1, float(progress.best_step)], dtype=torch.float64)
-        torch.distributed.broadcast(t, src=0)
-        progress.best_r1, progress.best_step = float(t[0]), int(t[1])
+    # every rank learns the best score, so their checkpoint progress agrees
+    best_r1, best_step = dist_utils.broadcast_from_main([progress.best_r1, float(progress.best_step)])
+    progress.best_r1, progress.best_step = best_r1, int(best_step)
     dist_utils.barrier()
 
 
@@ -358,7 +352,7 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Fa
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(epoch)
         for raw in loader:
-            batch = usable_batch(raw, info, log)
+            batch = usable_batch(raw, log)
             if batch is None:
                 log.line(f"step {progress.step + 1}: fewer than 2 decodable pairs, no update")
                 scheduler.step()  # keep the schedule aligned with the step count
