@@ -82,8 +82,13 @@ def _build(kind: str, ids, x, tmp) -> tuple:
         index.save(d)
         size = os.path.getsize(Path(d) / "vectors.faiss")
     print(f"built {index.info.kind} index in {build_s:.1f}s, {size / 2**20:.0f} MiB on disk", flush=True)
-    return index, dict(kind=index.info.kind, build_s=build_s, size_bytes=size, bytes_per_vector=size / len(ids),
-                       nlist=index.info.nlist)
+    return index, dict(
+        kind=index.info.kind,
+        build_s=build_s,
+        size_bytes=size,
+        bytes_per_vector=size / len(ids),
+        nlist=index.info.nlist,
+    )
 
 
 def bench_vectors(args) -> dict:
@@ -129,30 +134,49 @@ def bench_vectors(args) -> dict:
         index.set_params(**{knob: value})
         _, found = index.search(recall_q, K)
         lat = times[(name, knob, value)]
-        row = {knob: value, "recall_at_10": recall_at_k(found, truth), "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99)}
+        row = {
+            knob: value,
+            "recall_at_10": recall_at_k(found, truth),
+            "p50_ms": pct(lat, 50),
+            "p99_ms": pct(lat, 99),
+        }
         row["speedup_vs_numpy_p50"] = bf_p50 / row["p50_ms"]
         curves[name].append(row)
-        print(f"  {name} {knob} {value:>5}: recall@10 {row['recall_at_10']:.3f}  p50 {row['p50_ms']:.2f} ms  "
-              f"p99 {row['p99_ms']:.2f} ms  {row['speedup_vs_numpy_p50']:.1f}x faster than numpy", flush=True)
-    meets = {name: [r for r in rows if r["recall_at_10"] >= 0.95 and r["speedup_vs_numpy_p50"] >= 20]
-             for name, rows in curves.items()}
+        print(
+            f"  {name} {knob} {value:>5}: recall@10 {row['recall_at_10']:.3f}  p50 {row['p50_ms']:.2f} ms  "
+            f"p99 {row['p99_ms']:.2f} ms  {row['speedup_vs_numpy_p50']:.1f}x faster than numpy",
+            flush=True,
+        )
+    meets = {
+        name: [r for r in rows if r["recall_at_10"] >= 0.95 and r["speedup_vs_numpy_p50"] >= 20]
+        for name, rows in curves.items()
+    }
     result = dict(
-        n=args.n, dim=args.dim, k=K, recall_queries=len(recall_q), latency_queries=len(latency_q),
+        n=args.n,
+        dim=args.dim,
+        k=K,
+        recall_queries=len(recall_q),
+        latency_queries=len(latency_q),
         indexes={auto_meta["kind"]: auto_meta, "ivf": ivf_meta},
         default_kind_at_this_size=auto_meta["kind"],
         numpy_bruteforce=dict(p50_ms=bf_p50, p99_ms=pct(times["numpy"], 99)),
         curves=curves,
-        target=dict(recall_at_10=0.95, speedup_vs_numpy=20,
-                    met_by={name: rows for name, rows in meets.items()}),
+        target=dict(
+            recall_at_10=0.95, speedup_vs_numpy=20, met_by={name: rows for name, rows in meets.items()}
+        ),
         ground_truth_s=truth_s,
     )
     if flat is not None:
-        result["faiss_flat_exact"] = dict(p50_ms=pct(times["faiss_flat"], 50), p99_ms=pct(times["faiss_flat"], 99))
-    print(f"numpy brute force: p50 {bf_p50:.1f} ms, p99 {result['numpy_bruteforce']['p99_ms']:.1f} ms", flush=True)
+        result["faiss_flat_exact"] = dict(
+            p50_ms=pct(times["faiss_flat"], 50), p99_ms=pct(times["faiss_flat"], 99)
+        )
+    print(
+        f"numpy brute force: p50 {bf_p50:.1f} ms, p99 {result['numpy_bruteforce']['p99_ms']:.1f} ms",
+        flush=True,
+    )
     for name, rows in meets.items():
-        print(f"target (recall@10 >= 0.95 at >= 20x): {name}: "
-              + (", ".join(f"{next(k for k in r if k in ('k_factor', 'nprobe'))}={r.get('k_factor', r.get('nprobe'))}"
-                           for r in rows) or "not met"), flush=True)
+        met = ", ".join(f"{knob}={r[knob]}" for r in rows for knob in ("k_factor", "nprobe") if knob in r)
+        print(f"target (recall@10 >= 0.95 at >= 20x): {name}: {met or 'not met'}", flush=True)
     return result
 
 
@@ -186,19 +210,32 @@ def _free_port() -> int:
 
 
 def bench_serve(args) -> dict:
-    import httpx
 
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmpdir:
         tmp = Path(tmpdir)
         index, index_s = _make_index(tmp, args.serve_backbone, args.serve_videos)
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
-        proc = subprocess.Popen([sys.executable, "-m", "vop", "serve", str(index), "--port", str(port),
-                                 "--threads", str(args.threads)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "vop",
+                "serve",
+                str(index),
+                "--port",
+                str(port),
+                "--threads",
+                str(args.threads),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
             _wait(url, proc)
-            return _load(url, args) | dict(backbone=args.serve_backbone, videos=args.serve_videos,
-                                           index_build_s=index_s)
+            return _load(url, args) | dict(
+                backbone=args.serve_backbone, videos=args.serve_videos, index_build_s=index_s
+            )
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -255,12 +292,23 @@ def _load(url: str, args) -> dict:
     for th in threads:
         th.join()
     wall = time.perf_counter() - start
-    out = dict(clients=args.clients, requests_planned=args.requests, time_limit_s=args.time_limit,
-               completed=len(latencies), errors=len(errors), error_samples=errors[:5], wall_s=wall,
-               throughput_rps=len(latencies) / wall, p50_ms=pct(latencies, 50) if latencies else None,
-               p99_ms=pct(latencies, 99) if latencies else None)
-    print(f"serve: {out['completed']} ok, {out['errors']} errors in {wall:.1f}s with {args.clients} clients: "
-          f"{out['throughput_rps']:.1f} req/s, p50 {out['p50_ms']:.1f} ms, p99 {out['p99_ms']:.1f} ms", flush=True)
+    out = dict(
+        clients=args.clients,
+        requests_planned=args.requests,
+        time_limit_s=args.time_limit,
+        completed=len(latencies),
+        errors=len(errors),
+        error_samples=errors[:5],
+        wall_s=wall,
+        throughput_rps=len(latencies) / wall,
+        p50_ms=pct(latencies, 50) if latencies else None,
+        p99_ms=pct(latencies, 99) if latencies else None,
+    )
+    print(
+        f"serve: {out['completed']} ok, {out['errors']} errors in {wall:.1f}s with {args.clients} clients: "
+        f"{out['throughput_rps']:.1f} req/s, p50 {out['p50_ms']:.1f} ms, p99 {out['p99_ms']:.1f} ms",
+        flush=True,
+    )
     return out
 
 
@@ -272,12 +320,20 @@ def main() -> None:
     p.add_argument("--latency-queries", type=int, default=100)
     p.add_argument("--nprobe", type=int, nargs="+", default=[16, 64, 256, 1024, 2048, 4000])
     p.add_argument("--k-factor", type=int, nargs="+", default=[10, 50, 100, 200, 500, 1000, 2000])
-    p.add_argument("--with-faiss-flat", action=argparse.BooleanOptionalAction, default=True,
-                   help="also time FAISS exact IndexFlatIP (our exact mode; +N*dim*4 bytes of memory)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="threads for NumPy/BLAS, FAISS and torch alike (default 1: on a busy shared CPU an "
-                        "OpenMP region per query waits for a scheduler slice, ~20 ms; set OMP_NUM_THREADS "
-                        "and OPENBLAS_NUM_THREADS to the same value before starting)")
+    p.add_argument(
+        "--with-faiss-flat",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time FAISS exact IndexFlatIP (our exact mode; +N*dim*4 bytes of memory)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads for NumPy/BLAS, FAISS and torch alike (default 1: on a busy shared CPU an "
+        "OpenMP region per query waits for a scheduler slice, ~20 ms; set OMP_NUM_THREADS "
+        "and OPENBLAS_NUM_THREADS to the same value before starting)",
+    )
     p.add_argument("--serve-backbone", default="ViT-B-32", help="random-weight CLIP config for the load test")
     p.add_argument("--serve-videos", type=int, default=16)
     p.add_argument("--clients", type=int, default=8)
@@ -294,19 +350,29 @@ def main() -> None:
 
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         if os.environ.get(var) != str(args.threads):
-            print(f"warning: {var}={os.environ.get(var)} but --threads {args.threads}; NumPy's BLAS may use "
-                  f"another thread count than FAISS", file=sys.stderr)
+            print(
+                f"warning: {var}={os.environ.get(var)} but --threads {args.threads}; NumPy's BLAS may use "
+                f"another thread count than FAISS",
+                file=sys.stderr,
+            )
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
     result = dict(
         benchmark="search",
         date=time.strftime("%Y-%m-%d %H:%M:%S"),
-        machine=dict(note="shared 2-core CPU machine (six engineers working at the same time); "
-                          "timings are noisy, ratios measured back to back in one run",
-                     cpu_count=os.cpu_count(), platform=platform.platform(), processor=platform.processor()),
-        threads=dict(torch=args.threads, faiss=args.threads,
-                     OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "unset"),
-                     OPENBLAS_NUM_THREADS=os.environ.get("OPENBLAS_NUM_THREADS", "unset")),
+        machine=dict(
+            note="shared 2-core CPU machine (six engineers working at the same time); "
+            "timings are noisy, ratios measured back to back in one run",
+            cpu_count=os.cpu_count(),
+            platform=platform.platform(),
+            processor=platform.processor(),
+        ),
+        threads=dict(
+            torch=args.threads,
+            faiss=args.threads,
+            OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "unset"),
+            OPENBLAS_NUM_THREADS=os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
+        ),
         versions=dict(numpy=np.__version__, faiss=faiss.__version__, torch=torch.__version__),
     )
     if not args.skip_vectors:

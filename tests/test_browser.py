@@ -10,16 +10,27 @@ import sys
 import time
 
 import pytest
-
 from test_serve import make_collection
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = "/usr/bin/chromedriver" if os.path.exists("/usr/bin/chromedriver") else shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                                reason="headless browser test needs Debian's chromium + chromium-driver "
-                                       "(apt-get install chromium chromium-driver)")
-CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage")
+CHROMEDRIVER = (
+    "/usr/bin/chromedriver" if os.path.exists("/usr/bin/chromedriver") else shutil.which("chromedriver")
+)
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="headless browser test needs Debian's chromium + chromium-driver "
+    "(apt-get install chromium chromium-driver)",
+)
+CHROME_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+)
 
 
 def _free_port() -> int:
@@ -48,10 +59,26 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> No
 def server(tmp_path):
     env = make_collection(tmp_path)
     port = _free_port()
-    cmd = [sys.executable, "-m", "vop", "serve", *env["indexes"], "--adapters", f"mine={env['adapter']}",
-           "--port", str(port), "--threads", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "vop",
+        "serve",
+        *env["indexes"],
+        "--adapters",
+        f"mine={env['adapter']}",
+        "--port",
+        str(port),
+        "--threads",
+        "1",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -14,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import color_video, write_video
+
 from vop.backbone.clip import build_clip
 from vop.index.build import build_index, merge_shards, read_report
 from vop.index.discover import discover_videos, parse_shard, shard_of
@@ -61,7 +60,12 @@ def test_real_videos_indexed_and_corrupt_one_reported(shared_index, shared_data)
     assert read_report(out)["errors"] == report.errors  # listed in report.json on disk
     manifest = read_manifest(out)
     assert manifest.backbone_sha256 == build_clip("tiny", seed=0).weights_sha256
-    assert (manifest.method, manifest.frames, manifest.dim, manifest.adapter_sha256) == ("zeroshot", FRAMES, 32, None)
+    assert (manifest.method, manifest.frames, manifest.dim, manifest.adapter_sha256) == (
+        "zeroshot",
+        FRAMES,
+        32,
+        None,
+    )
     with IndexStore(out / DB_NAME) as store:
         ids, vecs = store.vectors()
         assert vecs.dtype == np.float16 and vecs.shape == (11, 32)
@@ -167,8 +171,13 @@ def test_resume_after_sigkill_of_a_real_process(tmp_path):
                 os.kill(os.getpid(), signal.SIGKILL)
         build_index({str(root)!r}, {str(out)!r}, enc, progress=False, after_each=kill)
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert len(_rows(out)) == 2
     report = build_index(root, out, _encoder(), progress=False)
@@ -250,13 +259,20 @@ def test_vector_index_kind_is_kept_across_rebuilds(tmp_path, monkeypatch):
     monkeypatch.setattr(vectors, "MIN_TRAIN", 1)  # let a 3-video collection train an IVF
     root = _collection(tmp_path / "videos", n=3)
     out = tmp_path / "index"
-    assert build_index(root, out, _encoder(), progress=False, vector_index="ivf").vector_index["kind"] == "ivf"
+    assert (
+        build_index(root, out, _encoder(), progress=False, vector_index="ivf").vector_index["kind"] == "ivf"
+    )
     write_video(root / "more.mp4", color_video(num_frames=5, size=32, seed=20))
     report = build_index(root, out, _encoder(), progress=False)  # no kind given: keep ivf
     assert report.vector_index["kind"] == "ivf" and report.vector_index["count"] == 4
-    assert build_index(root, out, _encoder(), progress=False, vector_index="auto").vector_index["kind"] == "exact"
+    assert (
+        build_index(root, out, _encoder(), progress=False, vector_index="auto").vector_index["kind"]
+        == "exact"
+    )
     monkeypatch.setattr(vectors, "MIN_TRAIN", 256)
-    assert build_index(root, out, _encoder(), progress=False, vector_index="pq").vector_index["kind"] == "exact"
+    assert (
+        build_index(root, out, _encoder(), progress=False, vector_index="pq").vector_index["kind"] == "exact"
+    )
 
 
 def test_file_of_refuses_a_path_that_escapes_the_root(tmp_path):

@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import color_video, write_video
+
 from vop.backbone.clip import build_clip
 from vop.backbone.loading import save_clip
 from vop.cli import main
@@ -33,8 +33,9 @@ def _run(capsys, *argv) -> tuple[int, str, str]:
 
 def test_index_then_search_text_and_like(files, capsys):
     backbone, videos, index = files
-    code, out, err = _run(capsys, "index", videos, "--backbone", backbone, "--frames", 4, "--out", index,
-                          "--quiet", "--json")
+    code, out, err = _run(
+        capsys, "index", videos, "--backbone", backbone, "--frames", 4, "--out", index, "--quiet", "--json"
+    )
     assert code == 0, err
     report = json.loads(out)
     assert report["indexed"] == 4 and [e["path"] for e in report["errors"]] == ["broken.webm"]
@@ -47,16 +48,20 @@ def test_index_then_search_text_and_like(files, capsys):
     code, out, err = _run(capsys, "search", index, "--like", videos / "v0.mp4", "-k", 10)
     lines = out.strip().splitlines()
     assert code == 0 and len(lines) == 3 and not any(line.endswith("v0.mp4") for line in lines)
-    code, out, err = _run(capsys, "index", videos, "--backbone", backbone, "--frames", 4, "--out", index,
-                          "--quiet")
+    code, out, err = _run(
+        capsys, "index", videos, "--backbone", backbone, "--frames", 4, "--out", index, "--quiet"
+    )
     assert code == 0 and "0 encoded now" in out and "undecodable: broken.webm" in out
 
 
 def test_search_refuses_a_different_backbone(files, capsys):
     backbone, videos, index = files
-    assert _run(capsys, "index", videos, "--backbone", backbone, "--frames", 4, "--out", index, "--quiet")[0] == 0
+    assert (
+        _run(capsys, "index", videos, "--backbone", backbone, "--frames", 4, "--out", index, "--quiet")[0]
+        == 0
+    )
     other = save_clip(build_clip("tiny", seed=1), backbone.parent / "other.safetensors")
-    code, out, err = _run(capsys, "search", index, "query", "--backbone", other)
+    code, _, err = _run(capsys, "search", index, "query", "--backbone", other)
     assert code == 2 and "backbone_sha256" in err
 
 
@@ -66,7 +71,10 @@ def test_cli_errors_are_clear(files, capsys):
     assert code == 2 and "manifest.json not found" in err
     code, _, err = _run(capsys, "index", videos / "nope", "--backbone", backbone, "--out", index)
     assert code == 2 and "nope" in err
-    assert _run(capsys, "index", videos, "--backbone", backbone, "--frames", 4, "--out", index, "--quiet")[0] == 0
+    assert (
+        _run(capsys, "index", videos, "--backbone", backbone, "--frames", 4, "--out", index, "--quiet")[0]
+        == 0
+    )
     code, _, err = _run(capsys, "search", index, "x", "-k", 0)
     assert code == 2 and "-k" in err
 
@@ -74,8 +82,20 @@ def test_cli_errors_are_clear(files, capsys):
 def test_cli_shards_and_merge(files, capsys):
     backbone, videos, index = files
     for i in range(2):
-        code, out, err = _run(capsys, "index", videos, "--backbone", backbone, "--frames", 4, "--out", index,
-                              "--shard", f"{i}/2", "--quiet")
+        code, out, err = _run(
+            capsys,
+            "index",
+            videos,
+            "--backbone",
+            backbone,
+            "--frames",
+            4,
+            "--out",
+            index,
+            "--shard",
+            f"{i}/2",
+            "--quiet",
+        )
         assert code == 0, err
     code, out, err = _run(capsys, "index", "--merge", "--out", index, "--json")
     assert code == 0, err

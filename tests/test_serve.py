@@ -11,8 +11,8 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-
 from conftest import color_video, write_video
+
 from vop.backbone.clip import build_clip
 from vop.backbone.loading import save_clip
 from vop.index.build import build_index
@@ -47,8 +47,14 @@ def make_collection(tmp):
     build_index(videos, tmp / "idx-zeroshot", zs, progress=False)
     ad = VideoEncoder.from_clip(clip, adapter=adapter, backbone_source=str(backbone))
     build_index(videos, tmp / "idx-vop", ad, progress=False)
-    return dict(backbone=backbone, adapter=adapter, videos=videos, zs=zs, ad=ad,
-                indexes=[str(tmp / "idx-zeroshot"), str(tmp / "idx-vop")])
+    return dict(
+        backbone=backbone,
+        adapter=adapter,
+        videos=videos,
+        zs=zs,
+        ad=ad,
+        indexes=[str(tmp / "idx-zeroshot"), str(tmp / "idx-vop")],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -112,9 +118,14 @@ def test_no_path_traversal(env):
     escape_id = env["service"].get("zeroshot").searcher.store.id_of("escape.mp4")
     assert escape_id is not None
     assert client.get(f"/videos/zeroshot/{escape_id}/file").status_code == 404  # symlink out of the root
-    for url in ("/videos/zeroshot/..%2F..%2F..%2Fetc%2Fpasswd/file", "/videos/zeroshot/999999/file",
-                "/videos/zeroshot/-1/thumbnail.jpg", "/static/..%2F..%2F..%2F..%2Fetc%2Fpasswd",
-                "/static/%2e%2e/app.py", "/videos/..%2Fzeroshot/1/file"):
+    for url in (
+        "/videos/zeroshot/..%2F..%2F..%2Fetc%2Fpasswd/file",
+        "/videos/zeroshot/999999/file",
+        "/videos/zeroshot/-1/thumbnail.jpg",
+        "/static/..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+        "/static/%2e%2e/app.py",
+        "/videos/..%2Fzeroshot/1/file",
+    ):
         res = client.get(url)
         assert res.status_code in (404, 422), url
         assert b"root:" not in res.content and b"create_app" not in res.content
@@ -138,10 +149,16 @@ def test_bounded_inputs_and_clear_4xx(env):
         res = client.post("/search", json=body)
         assert res.status_code == status, (body, res.text)
         assert "detail" in res.json()
-    big = client.post("/search", content=b'{"query": "' + b"x" * MAX_BODY_BYTES + b'"}',
-                      headers={"content-type": "application/json"})
+    big = client.post(
+        "/search",
+        content=b'{"query": "' + b"x" * MAX_BODY_BYTES + b'"}',
+        headers={"content-type": "application/json"},
+    )
     assert big.status_code == 413 and "bytes" in big.json()["detail"]
-    assert client.post("/search", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+    assert (
+        client.post("/search", content=b"{not json", headers={"content-type": "application/json"}).status_code
+        == 422
+    )
 
 
 def test_page_is_served(env):
@@ -172,10 +189,15 @@ def test_serve_imports_nothing_from_train(env):
         import sys
         from vop.serve.app import create_app
         from vop.serve.service import load_service
-        create_app(load_service({env['indexes']!r}, ["mine={env['adapter']}"]))
+        create_app(load_service({env["indexes"]!r}, ["mine={env["adapter"]}"]))
         bad = sorted(m for m in sys.modules if m.startswith("vop.train"))
         assert not bad, bad
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 0, proc.stderr

@@ -17,19 +17,28 @@ USER_ERRORS = (OSError, ValueError, KeyError)  # bad paths, mismatched hashes, b
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("index", help="index a folder of videos for search", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "index",
+        help="index a folder of videos for search",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("video_dir", nargs="?", help="folder searched recursively for video files")
     p.add_argument("--out", required=True, help="index folder (created; re-runs update it)")
     p.add_argument("--backbone", help="CLIP weights: OpenAI .pt, state dict, HF folder or bundled name")
     p.add_argument("--config", help="CLIP config name when the weights file does not say (e.g. ViT-B-32)")
     p.add_argument("--adapter", help="adapter folder from `vop train` (default: zero-shot CLIP)")
     p.add_argument("--frames", type=int, help="frames per video (default: the adapter's, else 12)")
-    p.add_argument("--shard", help="i/n: index only shard i of n into OUT/shards/i-of-n "
-                                   "(default under torchrun: RANK/WORLD_SIZE)")
+    p.add_argument(
+        "--shard",
+        help="i/n: index only shard i of n into OUT/shards/i-of-n (default under torchrun: RANK/WORLD_SIZE)",
+    )
     p.add_argument("--merge", action="store_true", help="merge OUT/shards/* into OUT (no encoding)")
-    p.add_argument("--vector-index", choices=("auto", "exact", "pq", "ivf"),
-                   help="FAISS index kind (default: as last time, first time auto: exact below 50k videos, pq above)")
+    p.add_argument(
+        "--vector-index",
+        choices=("auto", "exact", "pq", "ivf"),
+        help="FAISS index kind (default: as last time, first time auto: exact below 50k videos, pq above)",
+    )
     p.add_argument("--retry-failed", action="store_true", help="try undecodable videos again")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -90,5 +99,12 @@ def _index(args):
     if args.threads:
         torch.set_num_threads(args.threads)
     encoder = load_encoder(args.backbone, args.adapter, frames=args.frames, config=args.config)
-    return build_index(args.video_dir, args.out, encoder, shard=_shard(args), progress=not args.quiet,
-                       retry_failed=args.retry_failed, vector_index=args.vector_index)
+    return build_index(
+        args.video_dir,
+        args.out,
+        encoder,
+        shard=_shard(args),
+        progress=not args.quiet,
+        retry_failed=args.retry_failed,
+        vector_index=args.vector_index,
+    )

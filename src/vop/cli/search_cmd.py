@@ -6,7 +6,6 @@ sha256 is checked); ``--backbone`` / ``--adapter`` point at them if the files ha
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 MAX_K = 10_000
@@ -23,7 +22,11 @@ def register(subparsers) -> None:
     p.add_argument("--backbone", help="backbone weights, if moved since indexing (hash-checked)")
     p.add_argument("--adapter", help="adapter folder, if moved since indexing (hash-checked)")
     p.add_argument("--nprobe", type=int, help="ivf index: cells to scan (more = slower, better recall)")
-    p.add_argument("--k-factor", type=int, help="pq index: candidates re-ranked per result (more = slower, better recall)")
+    p.add_argument(
+        "--k-factor",
+        type=int,
+        help="pq index: candidates re-ranked per result (more = slower, better recall)",
+    )
     p.set_defaults(func=run)
 
 

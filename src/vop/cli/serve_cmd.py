@@ -18,8 +18,12 @@ USER_ERRORS = (OSError, ValueError, KeyError)
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("serve", help="serve indexes over HTTP with a search page", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "serve",
+        help="serve indexes over HTTP with a search page",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("indexes", nargs="+", metavar="INDEX", help="index folder, or NAME=INDEX")
     p.add_argument("--adapters", nargs="*", default=[], metavar="NAME=DIR", help="adapter folders by name")
     p.add_argument("--backbone", help="backbone weights, if moved since indexing (hash-checked)")
@@ -44,8 +48,10 @@ def run(args) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: binding {args.host}: anyone who can reach it can search and play the indexed videos",
-              file=sys.stderr)
+        print(
+            f"warning: binding {args.host}: anyone who can reach it can search and play the indexed videos",
+            file=sys.stderr,
+        )
     names = ", ".join(f"{c.name} ({len(c.searcher)} videos)" for c in service.collections.values())
     print(f"serving {names} on http://{args.host}:{args.port}/", flush=True)
     try:

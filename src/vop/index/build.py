@@ -26,7 +26,12 @@ from typing import Callable
 
 from vop.index.discover import discover_videos, shard_of
 from vop.index.manifest import (
-    MANIFEST_NAME, IndexMismatchError, Manifest, check_same_model, read_manifest, write_manifest,
+    MANIFEST_NAME,
+    IndexMismatchError,
+    Manifest,
+    check_same_model,
+    read_manifest,
+    write_manifest,
 )
 from vop.index.store import DB_NAME, IndexStore, VideoRow
 from vop.index.vectors import EXACT_MAX, load_or_build
@@ -53,8 +58,10 @@ class IndexReport:
     shard: list[int] | None = None
 
     def summary(self) -> str:
-        return (f"{self.indexed} videos indexed ({self.encoded} encoded now, {self.unchanged} unchanged, "
-                f"{self.removed} removed), {len(self.errors)} undecodable, {self.seconds:.1f}s")
+        return (
+            f"{self.indexed} videos indexed ({self.encoded} encoded now, {self.unchanged} unchanged, "
+            f"{self.removed} removed), {len(self.errors)} undecodable, {self.seconds:.1f}s"
+        )
 
 
 def shard_dir(out: str | Path, shard: tuple[int, int]) -> Path:
@@ -70,14 +77,24 @@ def open_index_dir(out: Path, manifest: Manifest) -> IndexStore:
             raise IndexMismatchError(f"{out} indexes {old.root}, not {manifest.root}; choose another --out")
         check_same_model(old, manifest, "the backbone/adapter given now")
     elif (out / DB_NAME).exists():
-        raise FileExistsError(f"{out} holds {DB_NAME} but no {MANIFEST_NAME}; remove it or choose another --out")
+        raise FileExistsError(
+            f"{out} holds {DB_NAME} but no {MANIFEST_NAME}; remove it or choose another --out"
+        )
     write_manifest(out, manifest)  # written first, so even a run killed at once leaves a readable index
     return IndexStore(out / DB_NAME)
 
 
-def build_index(video_dir: str | Path, out: str | Path, encoder, shard: tuple[int, int] | None = None,
-                progress: bool = True, retry_failed: bool = False, vector_index: str | None = None,
-                exact_max: int = EXACT_MAX, after_each: Callable[[int], None] | None = None) -> IndexReport:
+def build_index(
+    video_dir: str | Path,
+    out: str | Path,
+    encoder,
+    shard: tuple[int, int] | None = None,
+    progress: bool = True,
+    retry_failed: bool = False,
+    vector_index: str | None = None,
+    exact_max: int = EXACT_MAX,
+    after_each: Callable[[int], None] | None = None,
+) -> IndexReport:
     """Bring the index at ``out`` (or its shard folder) up to date with ``video_dir``.
 
     ``vector_index``: "auto" | "exact" | "pq" | "ivf" (None keeps the last choice; see ``vectors.py``).
@@ -92,8 +109,12 @@ def build_index(video_dir: str | Path, out: str | Path, encoder, shard: tuple[in
         files = [f for f in files if shard_of(f.relpath, shard[1]) == shard[0]]
         out = shard_dir(out, shard)
     out = Path(out)
-    manifest = Manifest(root=str(root), shard=None if shard is None else list(shard), vop_version=__version__,
-                        **encoder.identity())
+    manifest = Manifest(
+        root=str(root),
+        shard=None if shard is None else list(shard),
+        vop_version=__version__,
+        **encoder.identity(),
+    )
     report = IndexReport(root=str(root), discovered=len(files), shard=manifest.shard)
     with open_index_dir(out, manifest) as store:
         stored = store.signatures()
@@ -101,15 +122,18 @@ def build_index(video_dir: str | Path, out: str | Path, encoder, shard: tuple[in
         present = {f.relpath for f in files}
         removed = sorted(set(stored) - present)
         store.remove(removed)
-        todo = [f for f in files if stored.get(f.relpath) != (f.size, f.mtime_ns) or f.relpath in failed_before]
+        todo = [
+            f for f in files if stored.get(f.relpath) != (f.size, f.mtime_ns) or f.relpath in failed_before
+        ]
         report.removed, report.unchanged = len(removed), len(files) - len(todo)
         _encode_all(root, todo, encoder, store, report, progress, after_each)
         _finish(out, store, manifest.dim, report, vector_index, exact_max, start)
     return report
 
 
-def _encode_all(root: Path, todo, encoder, store: IndexStore, report: IndexReport, progress: bool,
-                after_each) -> None:
+def _encode_all(
+    root: Path, todo, encoder, store: IndexStore, report: IndexReport, progress: bool, after_each
+) -> None:
     from tqdm.auto import tqdm
 
     from vop.data.decode import DecodeError
@@ -125,7 +149,12 @@ def _encode_all(root: Path, todo, encoder, store: IndexStore, report: IndexRepor
             report.failed.append({"path": f.relpath, "error": err.reason})
         else:
             row.vector, row.thumbnail = enc.vector, enc.thumbnail
-            row.duration, row.num_frames, row.width, row.height = enc.duration, enc.num_frames, enc.width, enc.height
+            row.duration, row.num_frames, row.width, row.height = (
+                enc.duration,
+                enc.num_frames,
+                enc.width,
+                enc.height,
+            )
             report.encoded += 1
         store.put(row)  # one transaction: the row and its vector land together or not at all
         bar.update()
@@ -151,8 +180,15 @@ def _decode_ahead(root: Path, todo, encoder, ahead: int = DECODE_AHEAD):
         pool.shutdown(wait=True, cancel_futures=True)  # a stopped run leaves no thread behind
 
 
-def _finish(out: Path, store: IndexStore, dim: int, report: IndexReport, kind: str | None, exact_max: int,
-            start: float) -> None:
+def _finish(
+    out: Path,
+    store: IndexStore,
+    dim: int,
+    report: IndexReport,
+    kind: str | None,
+    exact_max: int,
+    start: float,
+) -> None:
     """Rebuild the derived FAISS file and write ``report.json``."""
     vi = load_or_build(out, store, dim, kind=kind, exact_max=exact_max)
     report.indexed = store.count("ok")
@@ -170,16 +206,22 @@ def merge_shards(out: str | Path, vector_index: str | None = None, exact_max: in
     out = Path(out)
     shards = sorted((out / SHARDS_DIR).glob("*-of-*")) if (out / SHARDS_DIR).is_dir() else []
     if not shards:
-        raise FileNotFoundError(f"no shards under {out / SHARDS_DIR} (write them with `vop index --shard i/n`)")
+        raise FileNotFoundError(
+            f"no shards under {out / SHARDS_DIR} (write them with `vop index --shard i/n`)"
+        )
     manifests = [read_manifest(d) for d in shards]
     n = manifests[0].shard[1]
     have = sorted(m.shard[0] for m in manifests if m.shard and m.shard[1] == n)
     if have != list(range(n)) or len(manifests) != n:
-        raise ValueError(f"shards under {out / SHARDS_DIR} are incomplete or mixed: found "
-                         f"{[d.name for d in shards]}, need 0-of-{n} ... {n - 1}-of-{n}")
+        raise ValueError(
+            f"shards under {out / SHARDS_DIR} are incomplete or mixed: found "
+            f"{[d.name for d in shards]}, need 0-of-{n} ... {n - 1}-of-{n}"
+        )
     for d, m in zip(shards[1:], manifests[1:]):
         if m.root != manifests[0].root:
-            raise IndexMismatchError(f"shard {d} indexes {m.root}, shard {shards[0]} indexes {manifests[0].root}")
+            raise IndexMismatchError(
+                f"shard {d} indexes {m.root}, shard {shards[0]} indexes {manifests[0].root}"
+            )
         check_same_model(manifests[0], m, f"shard {d}")
     merged = Manifest(**{**asdict(manifests[0]), "shard": None})
     report = IndexReport(root=merged.root)

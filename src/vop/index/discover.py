@@ -8,10 +8,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Containers people actually have; matched case-insensitively on the file suffix.
-VIDEO_EXTENSIONS = frozenset({
-    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv",
-    ".3gp", ".ts", ".mts", ".m2ts", ".ogv", ".vob", ".divx", ".f4v", ".asf",
-})
+VIDEO_EXTENSIONS = frozenset(
+    {
+        ".mp4",
+        ".m4v",
+        ".mov",
+        ".mkv",
+        ".webm",
+        ".avi",
+        ".mpg",
+        ".mpeg",
+        ".wmv",
+        ".flv",
+        ".3gp",
+        ".ts",
+        ".mts",
+        ".m2ts",
+        ".ogv",
+        ".vob",
+        ".divx",
+        ".f4v",
+        ".asf",
+    }
+)
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,9 @@ def build_video_model(clip, adapter: str | Path | None = None, frames: int | Non
         return build_model(clip, method="zeroshot", frames=frames or DEFAULT_FRAMES)
     model = load_adapter(adapter, clip)
     if frames is not None and frames != model.frames:
-        raise ValueError(f"adapter {adapter} was trained with {model.frames} frames; --frames {frames} differs")
+        raise ValueError(
+            f"adapter {adapter} was trained with {model.frames} frames; --frames {frames} differs"
+        )
     return model
 
 
@@ -84,7 +86,7 @@ class VideoEncoder:
         self._adapter_sha = None if adapter_dir is None else adapter_sha256(adapter_dir)
 
     @classmethod
-    def from_clip(cls, clip, adapter=None, frames=None, backbone_source=None) -> "VideoEncoder":
+    def from_clip(cls, clip, adapter=None, frames=None, backbone_source=None) -> VideoEncoder:
         model = build_video_model(clip, adapter, frames)
         return cls(clip, model, backbone_source or getattr(clip, "source", "unknown"), adapter)
 
@@ -143,8 +145,14 @@ class VideoEncoder:
         frames, info = decoded
         video = clip_preprocess(frames, size=self.image_size)  # [F, H, W, 3] uint8 -> [F, 3, S, S]
         vector = _unit(self.model.encode_video(video[None]))[0]  # [1, F, 3, S, S] -> [E]
-        return EncodedVideo(vector, info.duration, info.num_frames, info.width, info.height,
-                            make_thumbnail(frames[len(frames) // 2]))
+        return EncodedVideo(
+            vector,
+            info.duration,
+            info.num_frames,
+            info.width,
+            info.height,
+            make_thumbnail(frames[len(frames) // 2]),
+        )
 
     def encode_file(self, path: str | Path) -> EncodedVideo:
         """Decode and encode one video file; raises ``DecodeError``."""
@@ -167,8 +175,13 @@ def make_thumbnail(frame: np.ndarray, size: int = THUMB_SIZE) -> bytes:
     return buf.getvalue()
 
 
-def load_encoder(backbone: str, adapter: str | Path | None = None, frames: int | None = None,
-                 config: str | None = None, clip=None) -> VideoEncoder:
+def load_encoder(
+    backbone: str,
+    adapter: str | Path | None = None,
+    frames: int | None = None,
+    config: str | None = None,
+    clip=None,
+) -> VideoEncoder:
     """Load the backbone from local files (``vop.load_clip``) and build the encoder.
 
     ``clip`` reuses an already loaded backbone (the server shares one between adapters).

@@ -42,8 +42,10 @@ class Manifest:
     @property
     def model_key(self) -> dict:
         """The fields that must agree for two sets of vectors to be comparable."""
-        return {k: getattr(self, k) for k in
-                ("backbone_sha256", "adapter_sha256", "method", "frames", "image_size", "dim")}
+        return {
+            k: getattr(self, k)
+            for k in ("backbone_sha256", "adapter_sha256", "method", "frames", "image_size", "dim")
+        }
 
 
 def adapter_sha256(adapter_dir: str | Path) -> str:
@@ -65,8 +67,10 @@ def read_manifest(index_dir: str | Path) -> Manifest:
         raise FileNotFoundError(f"{index_dir} is not a vop index: {MANIFEST_NAME} not found")
     data = json.loads(path.read_text())
     if data.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{path}: index format {data.get('format')} is not supported "
-                         f"(this vop reads format {FORMAT_VERSION}); re-run `vop index`")
+        raise ValueError(
+            f"{path}: index format {data.get('format')} is not supported "
+            f"(this vop reads format {FORMAT_VERSION}); re-run `vop index`"
+        )
     known = Manifest.__dataclass_fields__
     unknown = sorted(set(data) - set(known))
     if unknown:

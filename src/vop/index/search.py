@@ -29,8 +29,9 @@ class Hit:
         return asdict(self)
 
 
-def encoder_for_index(manifest: Manifest, backbone: str | None = None, adapter: str | Path | None = None,
-                      clip=None):
+def encoder_for_index(
+    manifest: Manifest, backbone: str | None = None, adapter: str | Path | None = None, clip=None
+):
     """The encoder recorded in ``manifest`` (optionally from moved files), hash-checked."""
     from vop.index.encoder import load_encoder
 
@@ -41,8 +42,9 @@ def encoder_for_index(manifest: Manifest, backbone: str | None = None, adapter: 
     from vop.backbone.clip import CONFIGS
 
     config = manifest.backbone_name if manifest.backbone_name in CONFIGS else None  # for a bare state dict
-    encoder = load_encoder(backbone or manifest.backbone_source, adapter, frames=manifest.frames,
-                           config=config, clip=clip)
+    encoder = load_encoder(
+        backbone or manifest.backbone_source, adapter, frames=manifest.frames, config=config, clip=clip
+    )
     check_encoder(manifest, encoder)
     return encoder
 
@@ -82,9 +84,18 @@ class Searcher:
         infos = self.store.infos(sorted({int(i) for i in ids.ravel() if i >= 0}))
         out = []
         for row_scores, row_ids in zip(scores, ids):
-            hits = [Hit(int(i), infos[int(i)]["path"], float(s), infos[int(i)]["duration"],
-                        infos[int(i)]["width"], infos[int(i)]["height"])
-                    for s, i in zip(row_scores, row_ids) if i >= 0 and int(i) in infos]
+            hits = [
+                Hit(
+                    int(i),
+                    infos[int(i)]["path"],
+                    float(s),
+                    infos[int(i)]["duration"],
+                    infos[int(i)]["width"],
+                    infos[int(i)]["height"],
+                )
+                for s, i in zip(row_scores, row_ids)
+                if i >= 0 and int(i) in infos
+            ]
             out.append(hits)
         return out
 

@@ -35,7 +35,18 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('generation', '0');
 """
 
-_INFO_COLUMNS = ("id", "path", "size", "mtime_ns", "status", "error", "duration", "num_frames", "width", "height")
+_INFO_COLUMNS = (
+    "id",
+    "path",
+    "size",
+    "mtime_ns",
+    "status",
+    "error",
+    "duration",
+    "num_frames",
+    "width",
+    "height",
+)
 
 
 @dataclass
@@ -86,7 +97,9 @@ class IndexStore:
             try:
                 for sql, params in statements:
                     self._con.execute(sql, params)
-                self._con.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+                self._con.execute(
+                    "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
+                )
                 self._con.execute("COMMIT")
             except BaseException:
                 self._con.execute("ROLLBACK")
@@ -108,10 +121,28 @@ class IndexStore:
         statements = []
         for row in rows:
             if (row.status == "ok") != (row.vector is not None):
-                raise ValueError(f"{row.path}: an 'ok' row needs a vector and an 'error' row must not have one")
+                raise ValueError(
+                    f"{row.path}: an 'ok' row needs a vector and an 'error' row must not have one"
+                )
             vec = None if row.vector is None else np.asarray(row.vector, dtype=np.float16).tobytes()
-            statements.append((sql, (row.path, row.size, row.mtime_ns, row.status, row.error, row.duration,
-                                     row.num_frames, row.width, row.height, row.thumbnail, vec)))
+            statements.append(
+                (
+                    sql,
+                    (
+                        row.path,
+                        row.size,
+                        row.mtime_ns,
+                        row.status,
+                        row.error,
+                        row.duration,
+                        row.num_frames,
+                        row.width,
+                        row.height,
+                        row.thumbnail,
+                        vec,
+                    ),
+                )
+            )
         if statements:
             self._write(statements)
 
@@ -145,8 +176,9 @@ class IndexStore:
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        rows = self._query(f"SELECT {', '.join(_INFO_COLUMNS)} FROM videos WHERE id IN ({marks})",
-                           tuple(int(i) for i in ids))
+        rows = self._query(
+            f"SELECT {', '.join(_INFO_COLUMNS)} FROM videos WHERE id IN ({marks})", tuple(int(i) for i in ids)
+        )
         return {r[0]: dict(zip(_INFO_COLUMNS, r)) for r in rows}
 
     def errors(self) -> list[dict]:
@@ -176,8 +208,19 @@ class IndexStore:
 
     def rows(self) -> list[VideoRow]:
         """Every row in full (used to merge shards)."""
-        cols = ("path", "size", "mtime_ns", "status", "error", "duration", "num_frames", "width", "height",
-                "thumbnail", "vector")
+        cols = (
+            "path",
+            "size",
+            "mtime_ns",
+            "status",
+            "error",
+            "duration",
+            "num_frames",
+            "width",
+            "height",
+            "thumbnail",
+            "vector",
+        )
         out = []
         for r in self._query(f"SELECT {', '.join(cols)} FROM videos ORDER BY path"):
             d = dict(zip(cols, r))

@@ -86,9 +86,17 @@ class VectorIndex:
         self.ids = ids  # [count] int64, or None when the FAISS index stores the ids (ivf)
 
     @classmethod
-    def build(cls, ids: np.ndarray, vectors: np.ndarray, kind: str = "auto", exact_max: int = EXACT_MAX,
-              nlist: int | None = None, nprobe: int = DEFAULT_NPROBE, k_factor: int = DEFAULT_K_FACTOR,
-              seed: int = 0) -> "VectorIndex":
+    def build(
+        cls,
+        ids: np.ndarray,
+        vectors: np.ndarray,
+        kind: str = "auto",
+        exact_max: int = EXACT_MAX,
+        nlist: int | None = None,
+        nprobe: int = DEFAULT_NPROBE,
+        k_factor: int = DEFAULT_K_FACTOR,
+        seed: int = 0,
+    ) -> VectorIndex:
         """Build the index kind for ``len(vectors)`` (``kind="auto"``) or the one asked for."""
         import faiss
 
@@ -109,8 +117,13 @@ class VectorIndex:
             info.k_factor = k_factor
         else:
             info.nlist = nlist or default_nlist(n)
-            index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, info.nlist,
-                                                  faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+            index = faiss.IndexIVFScalarQuantizer(
+                faiss.IndexFlatIP(dim),
+                dim,
+                info.nlist,
+                faiss.ScalarQuantizer.QT_fp16,
+                faiss.METRIC_INNER_PRODUCT,
+            )
             index.cp.seed, index.cp.niter = seed, IVF_KMEANS_ITERS
             index.train(_sample(vectors, info.nlist * IVF_TRAIN_PER_CELL, rng))
             info.nprobe = nprobe
@@ -167,7 +180,7 @@ class VectorIndex:
         os.replace(tmp, index_dir / FAISS_META)
 
     @classmethod
-    def load(cls, index_dir: str | Path) -> "VectorIndex | None":
+    def load(cls, index_dir: str | Path) -> VectorIndex | None:
         """The saved index, or None when there is none (or it is unreadable)."""
         import faiss
 
@@ -198,14 +211,24 @@ def saved_kind(index_dir: str | Path) -> str:
         return "auto"
 
 
-def load_or_build(index_dir: str | Path, store, dim: int, kind: str | None = None, exact_max: int = EXACT_MAX,
-                  save: bool = True) -> VectorIndex:
+def load_or_build(
+    index_dir: str | Path,
+    store,
+    dim: int,
+    kind: str | None = None,
+    exact_max: int = EXACT_MAX,
+    save: bool = True,
+) -> VectorIndex:
     """The FAISS index matching the store's current generation; rebuilt from the rows when stale
     (or when another ``kind`` is asked for; ``None`` keeps the kind asked for last time)."""
     generation = store.generation()
     vi = VectorIndex.load(index_dir)
-    if (vi is not None and vi.info.generation == generation and vi.info.dim == dim
-            and kind in (None, vi.info.requested)):
+    if (
+        vi is not None
+        and vi.info.generation == generation
+        and vi.info.dim == dim
+        and kind in (None, vi.info.requested)
+    ):
         return vi
     ids, vecs = store.vectors()
     vecs = vecs.reshape(len(ids), dim)  # also gives an empty store its [0, dim] shape

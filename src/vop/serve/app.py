@@ -49,13 +49,15 @@ def create_app(service: SearchService) -> FastAPI:
 
     @app.get("/health")
     def health():
-        return {"status": "ok", "version": __version__,
-                "videos": sum(len(c.searcher) for c in service.collections.values())}
+        return {
+            "status": "ok",
+            "version": __version__,
+            "videos": sum(len(c.searcher) for c in service.collections.values()),
+        }
 
     @app.get("/adapters")
     def adapters():
-        return {"default": service.default,
-                "adapters": [c.describe() for c in service.collections.values()]}
+        return {"default": service.default, "adapters": [c.describe() for c in service.collections.values()]}
 
     @app.post("/search")
     def search(req: SearchRequest):
@@ -64,13 +66,18 @@ def create_app(service: SearchService) -> FastAPI:
         c = collection(req.adapter)
         try:
             with service.lock:
-                hits = (c.searcher.search_text(req.query, req.k) if req.query is not None
-                        else c.searcher.search_like(req.like, req.k))
+                hits = (
+                    c.searcher.search_text(req.query, req.k)
+                    if req.query is not None
+                    else c.searcher.search_like(req.like, req.k)
+                )
         except KeyError as err:
             raise HTTPException(404, str(err.args[0])) from None
         base = f"/videos/{c.name}"
-        results = [dict(rank=r, **h.to_dict(), thumbnail=f"{base}/{h.id}/thumbnail.jpg", video=f"{base}/{h.id}/file")
-                   for r, h in enumerate(hits, 1)]
+        results = [
+            dict(rank=r, **h.to_dict(), thumbnail=f"{base}/{h.id}/thumbnail.jpg", video=f"{base}/{h.id}/file")
+            for r, h in enumerate(hits, 1)
+        ]
         return {"adapter": c.name, "query": req.query, "like": req.like, "k": req.k, "results": results}
 
     @app.get("/videos/{name}/{video_id}/thumbnail.jpg")

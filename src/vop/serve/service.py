@@ -23,8 +23,14 @@ class Collection:
 
     def describe(self) -> dict:
         m = self.searcher.manifest
-        return {"name": self.name, "method": m.method, "adapter_sha256": m.adapter_sha256,
-                "backbone": m.backbone_name, "frames": m.frames, "videos": len(self.searcher)}
+        return {
+            "name": self.name,
+            "method": m.method,
+            "adapter_sha256": m.adapter_sha256,
+            "backbone": m.backbone_name,
+            "frames": m.frames,
+            "videos": len(self.searcher),
+        }
 
 
 class SearchService:
@@ -73,11 +79,15 @@ def _adapter_for(searcher: Searcher, adapters: dict[str, str]) -> tuple[str, str
             return name, directory
     if m.adapter_path and Path(m.adapter_path).is_dir():
         return m.adapter_name or Path(m.adapter_path).name, m.adapter_path
-    raise IndexMismatchError(f"index {searcher.index_dir} was built with adapter sha256 {m.adapter_sha256[:16]}... "
-                             f"({m.adapter_path}); none of --adapters matches and that folder is gone")
+    raise IndexMismatchError(
+        f"index {searcher.index_dir} was built with adapter sha256 {m.adapter_sha256[:16]}... "
+        f"({m.adapter_path}); none of --adapters matches and that folder is gone"
+    )
 
 
-def load_service(indexes: list[str], adapters: list[str] | None = None, backbone: str | None = None) -> SearchService:
+def load_service(
+    indexes: list[str], adapters: list[str] | None = None, backbone: str | None = None
+) -> SearchService:
     """Open every index, load the backbone once, and give each index its own adapter on top."""
     from vop import load_clip
     from vop.backbone.clip import CONFIGS
@@ -87,8 +97,10 @@ def load_service(indexes: list[str], adapters: list[str] | None = None, backbone
     first = searchers[0][1].manifest
     for _, s in searchers[1:]:
         if s.manifest.backbone_sha256 != first.backbone_sha256:
-            raise IndexMismatchError(f"{s.index_dir} and {searchers[0][1].index_dir} use different backbones; "
-                                     "one server shares one backbone (run one server per backbone)")
+            raise IndexMismatchError(
+                f"{s.index_dir} and {searchers[0][1].index_dir} use different backbones; "
+                "one server shares one backbone (run one server per backbone)"
+            )
     config = first.backbone_name if first.backbone_name in CONFIGS else None
     clip = load_clip(backbone or first.backbone_source, config=config)
     collections, used = [], set()
@@ -102,6 +114,8 @@ def load_service(indexes: list[str], adapters: list[str] | None = None, backbone
         collections.append(Collection(name, s))
     unused = sorted(set(named_adapters) - used)
     if unused:
-        raise ValueError(f"--adapters {', '.join(unused)}: no given index was built with "
-                         f"{'it' if len(unused) == 1 else 'them'}; index the videos with that adapter first")
+        raise ValueError(
+            f"--adapters {', '.join(unused)}: no given index was built with "
+            f"{'it' if len(unused) == 1 else 'them'}; index the videos with that adapter first"
+        )
     return SearchService(collections)
