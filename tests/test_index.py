@@ -93,6 +93,21 @@ def test_search_returns_ranked_paths(shared_index, shared_data):
     like = searcher.search_like(shared_data / "videos" / "mmaction2" / "test.mp4", k=3)
     assert len(like) == 3 and all(h.path != "mmaction2/test.mp4" for h in like)
     assert searcher.search_like(searcher.store.id_of("mmaction2/test.mp4"), k=3) == like
+    everything = searcher.search_like(shared_data / "videos" / "mmaction2" / "test.mp4", k=20)
+    assert len(everything) == 10  # every other indexed video, the query itself left out
+
+
+def test_like_a_video_outside_the_collection_is_encoded(shared_index, tmp_path):
+    out, _ = shared_index
+    query = write_video(tmp_path / "query.mp4", color_video(num_frames=8, size=32, seed=5))
+    searcher = Searcher(out)
+    with pytest.raises(RuntimeError, match="no query encoder"):
+        searcher.search_like(query, k=3)
+    searcher.set_encoder(_encoder())
+    hits = searcher.search_like(query, k=11)
+    assert len(hits) == 11
+    expected = searcher.search_vectors(_encoder().encode_file(query).vector[None], k=11)[0]
+    assert hits == expected
 
 
 def test_query_encoder_must_match_the_index(shared_index):

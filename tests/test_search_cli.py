@@ -101,3 +101,31 @@ def test_cli_shards_and_merge(files, capsys):
     assert code == 0, err
     assert json.loads(out)["indexed"] == 4
     assert _run(capsys, "search", index, "anything", "--json")[0] == 0
+
+
+def test_torchrun_environment_selects_the_shard(files, capsys, monkeypatch):
+    backbone, videos, index = files
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        code, out, err = _run(
+            capsys, "index", videos, "--backbone", backbone, "--frames", 4, "--out", index, "--quiet"
+        )
+        assert code == 0, err
+        assert (
+            f"shard {rank}/2 done" in out and (index / "shards" / f"{rank}-of-2" / "manifest.json").is_file()
+        )
+    monkeypatch.delenv("WORLD_SIZE")
+    code, out, err = _run(capsys, "index", "--merge", "--out", index, "--json")
+    assert code == 0 and json.loads(out)["indexed"] == 4
+
+
+def test_empty_folder_gives_an_empty_index(tmp_path, files, capsys):
+    backbone, _, _ = files
+    (tmp_path / "empty").mkdir()
+    code, _, err = _run(
+        capsys, "index", tmp_path / "empty", "--backbone", backbone, "--out", tmp_path / "e", "--quiet"
+    )
+    assert code == 0, err
+    code, out, err = _run(capsys, "search", tmp_path / "e", "anything", "--json")
+    assert code == 0 and json.loads(out)["results"] == []
