@@ -129,3 +129,38 @@ def test_empty_folder_gives_an_empty_index(tmp_path, files, capsys):
     assert code == 0, err
     code, out, err = _run(capsys, "search", tmp_path / "e", "anything", "--json")
     assert code == 0 and json.loads(out)["results"] == []
+
+
+def test_real_torchrun_two_ranks_then_merge(files, capsys):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun not found")
+    backbone, videos, index = files
+    cmd = [
+        torchrun,
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "vop",
+        "index",
+        str(videos),
+        "--backbone",
+        str(backbone),
+        "--frames",
+        "4",
+        "--out",
+        str(index),
+        "--quiet",
+    ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "shard 0/2 done" in proc.stdout and "shard 1/2 done" in proc.stdout
+    code, out, err = _run(capsys, "index", "--merge", "--out", index, "--json")
+    assert code == 0 and json.loads(out)["indexed"] == 4
