@@ -290,16 +290,22 @@ def test_vector_index_kind_is_kept_across_rebuilds(tmp_path, monkeypatch):
     )
 
 
-def test_file_of_refuses_a_path_that_escapes_the_root(tmp_path):
+def test_links_out_of_the_root_are_not_indexed_nor_served(tmp_path):
     root = _collection(tmp_path / "videos", n=2)
     secret = tmp_path / "secret.mp4"
     shutil.copy(root / "sub0" / "clip0.mp4", secret)
     (root / "link.mp4").symlink_to(secret)
+    (root / "inside.mp4").symlink_to(root / "sub1" / "clip1.mp4")
+    assert [v.relpath for v in discover_videos(root)] == ["inside.mp4", "sub0/clip0.mp4", "sub1/clip1.mp4"]
+    shutil.copy(secret, root / "swapped.mp4")
     out = tmp_path / "index"
     build_index(root, out, _encoder(), progress=False)
+    (root / "swapped.mp4").unlink()
+    (root / "swapped.mp4").symlink_to(secret)  # swapped for a link after indexing
     searcher = Searcher(out)
-    link_id = searcher.store.id_of("link.mp4")
-    assert link_id is not None and searcher.file_of(link_id) is None  # resolves outside the root
+    swapped = searcher.store.id_of("swapped.mp4")
+    assert swapped is not None and searcher.file_of(swapped) is None  # resolves outside the root
+    assert searcher.file_of(searcher.store.id_of("inside.mp4")) == (root / "sub1" / "clip1.mp4").resolve()
     ok_id = searcher.store.id_of("sub0/clip0.mp4")
     assert searcher.file_of(ok_id) == (root / "sub0" / "clip0.mp4").resolve()
     assert searcher.file_of(10**6) is None

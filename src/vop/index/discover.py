@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger("vop.index")
 
 # Containers people actually have; matched case-insensitively on the file suffix.
 VIDEO_EXTENSIONS = frozenset(
@@ -43,10 +46,15 @@ class VideoFile:
 
 
 def discover_videos(root: str | Path) -> list[VideoFile]:
-    """Every video file under ``root`` (recursive, hidden folders skipped), sorted by path."""
+    """Every video file under ``root`` (recursive, hidden folders skipped), sorted by path.
+
+    Symlinked folders are not followed, and a file link that resolves outside ``root`` is skipped:
+    the server plays only files inside the collection, so such a video could never be shown.
+    """
     root = Path(root)
     if not root.is_dir():
         raise NotADirectoryError(f"video folder {root} does not exist or is not a folder")
+    real_root = root.resolve()
     found = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -57,6 +65,9 @@ def discover_videos(root: str | Path) -> list[VideoFile]:
             try:
                 st = full.stat()
             except OSError:  # vanished or a dangling link: nothing to index
+                continue
+            if full.is_symlink() and not full.resolve().is_relative_to(real_root):
+                log.warning("skipping %s: a link to %s, outside the collection", full, full.resolve())
                 continue
             found.append(VideoFile(full.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
     return sorted(found, key=lambda v: v.relpath)
