@@ -39,11 +39,23 @@ def hf_model(cfg: CLIPConfig, seed: int):
     act = "quick_gelu" if cfg.quick_gelu else "gelu"
     v, t = cfg.vision, cfg.text
     config = transformers.CLIPConfig(
-        text_config=dict(hidden_size=t.width, intermediate_size=4 * t.width, num_hidden_layers=t.layers,
-                         num_attention_heads=t.heads, max_position_embeddings=t.context_length, hidden_act=act),
-        vision_config=dict(hidden_size=v.width, intermediate_size=4 * v.width, num_hidden_layers=v.layers,
-                           num_attention_heads=v.heads, patch_size=v.patch_size, image_size=v.image_size,
-                           hidden_act=act),
+        text_config={
+            "hidden_size": t.width,
+            "intermediate_size": 4 * t.width,
+            "num_hidden_layers": t.layers,
+            "num_attention_heads": t.heads,
+            "max_position_embeddings": t.context_length,
+            "hidden_act": act,
+        },
+        vision_config={
+            "hidden_size": v.width,
+            "intermediate_size": 4 * v.width,
+            "num_hidden_layers": v.layers,
+            "num_attention_heads": v.heads,
+            "patch_size": v.patch_size,
+            "image_size": v.image_size,
+            "hidden_act": act,
+        },
         projection_dim=cfg.embed_dim,
     )
     return transformers.CLIPModel(config).eval()
@@ -59,7 +71,11 @@ def transformer_flops(n: int, length: int, width: int, layers: int) -> float:
 def image_flops(cfg: CLIPConfig, images: int) -> float:
     v = cfg.vision
     patch = 2 * images * v.num_patches * 3 * v.patch_size**2 * v.width  # conv1
-    return transformer_flops(images, v.num_patches + 1, v.width, v.layers) + patch + 2 * images * v.width * cfg.embed_dim
+    return (
+        transformer_flops(images, v.num_patches + 1, v.width, v.layers)
+        + patch
+        + 2 * images * v.width * cfg.embed_dim
+    )
 
 
 def text_flops(cfg: CLIPConfig, texts: int, length: int) -> float:
@@ -114,7 +130,7 @@ def measure(runs: dict, warmup: int, repeats: int) -> dict:
     with torch.inference_mode():
         for i in range(warmup + repeats):
             # alternate models, rotating who goes first, so background load hits all alike
-            for name in names[i % len(names):] + names[: i % len(names)]:
+            for name in names[i % len(names) :] + names[: i % len(names)]:
                 for part, fn in runs[name].items():
                     t = timed(fn)
                     if i >= warmup:
@@ -126,11 +142,17 @@ def summarise(times: dict, flops: dict, gemm: float) -> dict:
     models = {}
     for name, parts in times.items():
         totals = [a + b for a, b in zip(parts["image"], parts["text"])]
-        med = {**{part: statistics.median(ts) for part, ts in parts.items()}, "total": statistics.median(totals)}
+        med = {
+            **{part: statistics.median(ts) for part, ts in parts.items()},
+            "total": statistics.median(totals),
+        }
         best = {**{part: min(ts) for part, ts in parts.items()}, "total": min(totals)}
         f = flops[name]
         models[name] = {
-            "min_s": best, "median_s": med, "all_s": parts, "gflop": {k: v / 1e9 for k, v in f.items()},
+            "min_s": best,
+            "median_s": med,
+            "all_s": parts,
+            "gflop": {k: v / 1e9 for k, v in f.items()},
             "image_gflops": f["image"] / best["image"] / 1e9,
             "total_gflops": (f["image"] + f["text"]) / best["total"] / 1e9,
             "image_fraction_of_sgemm": f["image"] / best["image"] / 1e9 / gemm,
@@ -139,8 +161,10 @@ def summarise(times: dict, flops: dict, gemm: float) -> dict:
 
 
 def report(result: dict) -> None:
-    print(f"\n== threads {result['threads']}, sgemm {result['sgemm_gflops']:.1f} GFLOP/s, "
-          f"load avg {result['load_avg_before'][0]:.2f} -> {result['load_avg_after'][0]:.2f}")
+    print(
+        f"\n== threads {result['threads']}, sgemm {result['sgemm_gflops']:.1f} GFLOP/s, "
+        f"load avg {result['load_avg_before'][0]:.2f} -> {result['load_avg_after'][0]:.2f}"
+    )
     diffs = result["max_abs_diff_normalised"]
     print(f"max |diff| of normalised embeddings: image {diffs['image']:.1e}, text {diffs['text']:.1e}")
     tok = result["text_tokens"]
@@ -154,8 +178,10 @@ def report(result: dict) -> None:
     for ref in REFERENCES:
         for stat in ("min", "median"):
             ratio = result[f"ratio_ours_over_{ref}"][stat]
-            print(f"ratio ours/{ref} ({stat}): image {ratio['image']:.3f}, text {ratio['text']:.3f}, "
-                  f"total {ratio['total']:.3f}")
+            print(
+                f"ratio ours/{ref} ({stat}): image {ratio['image']:.3f}, text {ratio['text']:.3f}, "
+                f"total {ratio['total']:.3f}"
+            )
 
 
 REFERENCES = ("transformers", "transformers_trimmed")
@@ -169,36 +195,54 @@ def run_threads(threads: int, models, warmup: int, repeats: int) -> dict:
     # "trimmed" row gives transformers the same shortened ids, as padding="longest" would.
     length = int(tokens.argmax(dim=-1).max()) + 1
     trimmed = tokens[:, :length]  # [12, length]
-    hf_image = lambda: theirs.get_image_features(pixel_values=images).pooler_output  # noqa: E731
+    hf_image = lambda: theirs.get_image_features(pixel_values=images).pooler_output
     runs = {
         "ours": {"image": lambda: ours.encode_image(images), "text": lambda: ours.encode_text(tokens)},
-        "transformers": {"image": hf_image,
-                         "text": lambda: theirs.get_text_features(input_ids=tokens).pooler_output},
-        "transformers_trimmed": {"image": hf_image,
-                                 "text": lambda: theirs.get_text_features(input_ids=trimmed).pooler_output},
+        "transformers": {
+            "image": hf_image,
+            "text": lambda: theirs.get_text_features(input_ids=tokens).pooler_output,
+        },
+        "transformers_trimmed": {
+            "image": hf_image,
+            "text": lambda: theirs.get_text_features(input_ids=trimmed).pooler_output,
+        },
     }
     with torch.inference_mode():
-        diffs = {part: (F.normalize(runs["ours"][part](), dim=-1) - F.normalize(runs["transformers"][part](), dim=-1))
-                 .abs().max().item() for part in ("image", "text")}
+        diffs = {
+            part: (
+                F.normalize(runs["ours"][part](), dim=-1) - F.normalize(runs["transformers"][part](), dim=-1)
+            )
+            .abs()
+            .max()
+            .item()
+            for part in ("image", "text")
+        }
     load_before = os.getloadavg()
     times = measure(runs, warmup, repeats)
     gemm = sgemm_gflops()
     load_after = os.getloadavg()
 
     img = image_flops(cfg, FRAMES)
-    flops = {"ours": {"image": img, "text": text_flops(cfg, len(CAPTIONS), length)},
-             "transformers": {"image": img, "text": text_flops(cfg, len(CAPTIONS), tokens.shape[1])},
-             "transformers_trimmed": {"image": img, "text": text_flops(cfg, len(CAPTIONS), length)}}
+    flops = {
+        "ours": {"image": img, "text": text_flops(cfg, len(CAPTIONS), length)},
+        "transformers": {"image": img, "text": text_flops(cfg, len(CAPTIONS), tokens.shape[1])},
+        "transformers_trimmed": {"image": img, "text": text_flops(cfg, len(CAPTIONS), length)},
+    }
     result = {
-        "threads": threads, "load_avg_before": load_before, "load_avg_after": load_after,
-        "sgemm_gflops": gemm, "max_abs_diff_normalised": diffs,
+        "threads": threads,
+        "load_avg_before": load_before,
+        "load_avg_after": load_after,
+        "sgemm_gflops": gemm,
+        "max_abs_diff_normalised": diffs,
         "text_tokens": {"full": tokens.shape[1], "trimmed": length},
         "models": summarise(times, flops, gemm),
     }
     for ref in REFERENCES:
         result[f"ratio_ours_over_{ref}"] = {
-            stat: {part: result["models"]["ours"][f"{stat}_s"][part] / result["models"][ref][f"{stat}_s"][part]
-                   for part in ("image", "text", "total")}
+            stat: {
+                part: result["models"]["ours"][f"{stat}_s"][part] / result["models"][ref][f"{stat}_s"][part]
+                for part in ("image", "text", "total")
+            }
             for stat in ("min", "median")
         }
     return result
@@ -206,8 +250,13 @@ def run_threads(threads: int, models, warmup: int, repeats: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, torch.get_num_threads()],
-                        help="thread counts to compare at (default: 1 and all)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[1, torch.get_num_threads()],
+        help="thread counts to compare at (default: 1 and all)",
+    )
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "backbone.json"))
@@ -216,16 +265,20 @@ def main() -> None:
     models = build()
     result = {
         "workload": f"ViT-B-32 random weights, {FRAMES} frames 224px + {len(CAPTIONS)} captions "
-                    f"(tokenized to 77), fp32, inference_mode",
+        f"(tokenized to 77), fp32, inference_mode",
         "sgemm_size": SGEMM_N,
         "machine": {
             "note": "shared 2-core CPU VM; other engineers' jobs ran concurrently (see load averages); "
-                    "with more runnable threads than cores, multi-threaded timings are the noisiest",
-            "cpu": cpu_name(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "transformers": __import__("transformers").__version__,
+            "with more runnable threads than cores, multi-threaded timings are the noisiest",
+            "cpu": cpu_name(),
+            "cpu_count": os.cpu_count(),
+            "torch": torch.__version__,
+            "transformers": __import__("transformers").__version__,
             "transformers_attn_implementation": models[2].config._attn_implementation,
-            "python": platform.python_version(), "platform": platform.platform(),
-            "repeats": args.repeats, "warmup": args.warmup,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "repeats": args.repeats,
+            "warmup": args.warmup,
         },
         "runs": [],
     }

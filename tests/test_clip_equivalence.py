@@ -28,12 +28,24 @@ def hf_config(cfg: CLIPConfig):
     act = "quick_gelu" if cfg.quick_gelu else "gelu"
     v, t = cfg.vision, cfg.text
     return transformers.CLIPConfig(
-        text_config=dict(hidden_size=t.width, intermediate_size=4 * t.width, num_hidden_layers=t.layers,
-                         num_attention_heads=t.heads, max_position_embeddings=t.context_length,
-                         vocab_size=t.vocab_size, hidden_act=act),
-        vision_config=dict(hidden_size=v.width, intermediate_size=4 * v.width, num_hidden_layers=v.layers,
-                           num_attention_heads=v.heads, patch_size=v.patch_size, image_size=v.image_size,
-                           hidden_act=act),
+        text_config={
+            "hidden_size": t.width,
+            "intermediate_size": 4 * t.width,
+            "num_hidden_layers": t.layers,
+            "num_attention_heads": t.heads,
+            "max_position_embeddings": t.context_length,
+            "vocab_size": t.vocab_size,
+            "hidden_act": act,
+        },
+        vision_config={
+            "hidden_size": v.width,
+            "intermediate_size": 4 * v.width,
+            "num_hidden_layers": v.layers,
+            "num_attention_heads": v.heads,
+            "patch_size": v.patch_size,
+            "image_size": v.image_size,
+            "hidden_act": act,
+        },
         projection_dim=cfg.embed_dim,
     )
 
@@ -76,8 +88,11 @@ def assert_close(ours, theirs):
 def torchscript_archive(state: dict[str, torch.Tensor], path, dtype=torch.float32, image_size=224):
     """A TorchScript file holding ``state`` under OpenAI's names, like OpenAI's release archives."""
     root = nn.Module()
-    extras = {"input_resolution": torch.tensor(image_size), "context_length": torch.tensor(77),
-              "vocab_size": torch.tensor(49408)}
+    extras = {
+        "input_resolution": torch.tensor(image_size),
+        "context_length": torch.tensor(77),
+        "vocab_size": torch.tensor(49408),
+    }
     for key, tensor in [*state.items(), *extras.items()]:
         *parents, leaf = key.split(".")
         module = root

@@ -12,7 +12,17 @@ def test_env_text(capsys):
     out = capsys.readouterr().out
     import torch
 
-    for label in ("python", "torch", "numpy", "av", "transformers", "fastapi", "torch threads", "cuda", "platform"):
+    for label in (
+        "python",
+        "torch",
+        "numpy",
+        "av",
+        "transformers",
+        "fastapi",
+        "torch threads",
+        "cuda",
+        "platform",
+    ):
         assert any(line.startswith(label) for line in out.splitlines()), label
     assert torch.__version__.split("+")[0] in out
 

@@ -88,9 +88,14 @@ def test_missing_and_unexpected_keys_are_listed(tiny_clip, tmp_path):
 def test_wrong_config_reports_shape_mismatch(tiny_clip, tmp_path):
     torch.save(tiny_clip.state_dict(), tmp_path / "w.pt")
     wider = CLIPConfig.from_dict({**get_config("tiny").to_dict(), "name": "wide", "embed_dim": 48})
-    with pytest.raises(CheckpointError, match=r"config 'wide'.*shape mismatches \(2\): text_projection: file \(32, 32\) vs model \(32, 48\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"config 'wide'.*shape mismatches \(2\): text_projection: file \(32, 32\) vs model \(32, 48\)",
+    ):
         load_clip(tmp_path / "w.pt", config=wider)
-    with pytest.raises(CheckpointError, match=r"config 'tiny-12'.*missing keys \(\d+\): transformer.resblocks.10"):
+    with pytest.raises(
+        CheckpointError, match=r"config 'tiny-12'.*missing keys \(\d+\): transformer.resblocks.10"
+    ):
         load_clip(tmp_path / "w.pt", config="tiny-12")
 
 
@@ -106,8 +111,9 @@ def test_directory_without_config(tmp_path):
 
 
 def test_hf_config_with_unsupported_activation(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({
-        "model_type": "clip", "text_config": {"hidden_act": "relu"}, "vision_config": {}}))
+    (tmp_path / "config.json").write_text(
+        json.dumps({"model_type": "clip", "text_config": {"hidden_act": "relu"}, "vision_config": {}})
+    )
     with pytest.raises(CheckpointError, match=r"text_config.hidden_act 'relu'"):
         load_clip(tmp_path)
 

@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-
 # --------------------------------------------------------------------------- configs
 
 
@@ -65,7 +64,7 @@ class CLIPConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CLIPConfig":
+    def from_dict(cls, d: dict) -> CLIPConfig:
         return cls(
             name=d["name"],
             embed_dim=d["embed_dim"],
@@ -294,7 +293,7 @@ class CLIP(nn.Module):
             self.logit_scale.fill_(torch.log(torch.tensor(1 / 0.07)).item())
         self._sha256 = None
 
-    def freeze(self) -> "CLIP":
+    def freeze(self) -> CLIP:
         for p in self.parameters():
             p.requires_grad_(False)
         return self.eval()
@@ -373,8 +372,8 @@ def state_dict_sha256(state_dict: dict[str, torch.Tensor]) -> str:
 
 __all__ = [
     "CLIP",
-    "CLIPConfig",
     "CONFIGS",
+    "CLIPConfig",
     "TextCfg",
     "VisionCfg",
     "build_clip",

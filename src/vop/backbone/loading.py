@@ -118,7 +118,9 @@ def assets_dir() -> Path:
     return Path(str(resources.files("vop"))) / "assets"
 
 
-def build_from_state_dict(state: dict[str, torch.Tensor], cfg: CLIPConfig, origin: str = "state dict") -> CLIP:
+def build_from_state_dict(
+    state: dict[str, torch.Tensor], cfg: CLIPConfig, origin: str = "state dict"
+) -> CLIP:
     """A frozen CLIP of architecture ``cfg`` holding exactly the tensors of ``state`` (OpenAI layout)."""
     model = CLIP(cfg)
     check_state_dict(model, state, cfg, origin)
@@ -205,7 +207,7 @@ def _unwrap(obj, path: Path) -> dict[str, torch.Tensor]:
             raise CheckpointError(f"{path}: entry {name!r} is a {type(tensor).__name__}, not a tensor")
         for prefix in WRAPPER_PREFIXES:
             if name.startswith(prefix):
-                name = name[len(prefix):]
+                name = name[len(prefix) :]
                 break
         if name not in NON_PARAMETER_KEYS:
             state[name] = tensor
@@ -230,7 +232,9 @@ def _config_from_metadata(meta: dict[str, str], path: Path) -> CLIPConfig | None
     try:
         return CLIPConfig.from_dict(json.loads(meta[CONFIG_METADATA_KEY]))
     except (ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{path}: metadata key {CONFIG_METADATA_KEY!r} is not a valid CLIP config: {e}") from e
+        raise CheckpointError(
+            f"{path}: metadata key {CONFIG_METADATA_KEY!r} is not a valid CLIP config: {e}"
+        ) from e
 
 
 def config_from_filename(path: Path) -> CLIPConfig | None:
@@ -251,10 +255,26 @@ def _as_config(config: str | CLIPConfig | dict) -> CLIPConfig:
 # --------------------------------------------------------------------------- Hugging Face
 
 # Defaults of transformers' CLIPTextConfig / CLIPVisionConfig for keys a config.json may omit.
-HF_TEXT_DEFAULTS = dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8,
-                        max_position_embeddings=77, vocab_size=49408, hidden_act="quick_gelu", layer_norm_eps=1e-5)
-HF_VISION_DEFAULTS = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                          image_size=224, patch_size=32, hidden_act="quick_gelu", layer_norm_eps=1e-5)
+HF_TEXT_DEFAULTS = {
+    "hidden_size": 512,
+    "intermediate_size": 2048,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 8,
+    "max_position_embeddings": 77,
+    "vocab_size": 49408,
+    "hidden_act": "quick_gelu",
+    "layer_norm_eps": 1e-5,
+}
+HF_VISION_DEFAULTS = {
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "image_size": 224,
+    "patch_size": 32,
+    "hidden_act": "quick_gelu",
+    "layer_norm_eps": 1e-5,
+}
 HF_ACTIVATIONS = {"quick_gelu": True, "gelu": False}  # act name -> CLIPConfig.quick_gelu
 
 # HF module names -> ours, applied to the part of a key after the encoder prefix.
@@ -281,15 +301,19 @@ HF_RENAMES = {
 }
 HF_TRANSPOSED = {"text_projection.weight": "text_projection", "visual_projection.weight": "visual.proj"}
 HF_QKV = {"self_attn.q_proj": "q", "self_attn.k_proj": "k", "self_attn.v_proj": "v"}
-HF_ENCODERS = {"text_model.encoder.layers.": "transformer.resblocks.",
-               "vision_model.encoder.layers.": "visual.transformer.resblocks."}
+HF_ENCODERS = {
+    "text_model.encoder.layers.": "transformer.resblocks.",
+    "vision_model.encoder.layers.": "visual.transformer.resblocks.",
+}
 HF_BUFFERS = ("text_model.embeddings.position_ids", "vision_model.embeddings.position_ids")
 
 
 def _read_hf_dir(path: Path) -> tuple[dict[str, torch.Tensor], CLIPConfig, str]:
     config_file = path / "config.json"
     if not config_file.is_file():
-        raise CheckpointError(f"{path}: a directory source must be a Hugging Face CLIPModel folder with config.json")
+        raise CheckpointError(
+            f"{path}: a directory source must be a Hugging Face CLIPModel folder with config.json"
+        )
     hf_config = json.loads(config_file.read_text(encoding="utf-8"))
     cfg = config_from_hf(hf_config, name=path.name, origin=str(config_file))
     return hf_to_openai(_read_hf_weights(path)), cfg, "hf"
@@ -323,18 +347,32 @@ def config_from_hf(hf_config: dict, name: str, origin: str) -> CLIPConfig:
         if sub["intermediate_size"] != 4 * sub["hidden_size"]:
             raise CheckpointError(f"{origin}: {label}.intermediate_size must be 4 x hidden_size for CLIP")
         if sub["hidden_act"] not in HF_ACTIVATIONS:
-            raise CheckpointError(f"{origin}: {label}.hidden_act {sub['hidden_act']!r} is not one of {list(HF_ACTIVATIONS)}")
+            raise CheckpointError(
+                f"{origin}: {label}.hidden_act {sub['hidden_act']!r} is not one of {list(HF_ACTIVATIONS)}"
+            )
         if abs(sub["layer_norm_eps"] - 1e-5) > 1e-12:
-            raise CheckpointError(f"{origin}: {label}.layer_norm_eps {sub['layer_norm_eps']} is not CLIP's 1e-5")
+            raise CheckpointError(
+                f"{origin}: {label}.layer_norm_eps {sub['layer_norm_eps']} is not CLIP's 1e-5"
+            )
     if text["hidden_act"] != vision["hidden_act"]:
         raise CheckpointError(f"{origin}: text and vision use different activations; CLIP uses one")
     cfg = CLIPConfig(
         name=name,
         embed_dim=hf_config.get("projection_dim", 512),
-        vision=VisionCfg(vision["hidden_size"], vision["num_hidden_layers"], vision["num_attention_heads"],
-                         vision["patch_size"], vision["image_size"]),
-        text=TextCfg(text["hidden_size"], text["num_hidden_layers"], text["num_attention_heads"],
-                     text["max_position_embeddings"], text["vocab_size"]),
+        vision=VisionCfg(
+            vision["hidden_size"],
+            vision["num_hidden_layers"],
+            vision["num_attention_heads"],
+            vision["patch_size"],
+            vision["image_size"],
+        ),
+        text=TextCfg(
+            text["hidden_size"],
+            text["num_hidden_layers"],
+            text["num_attention_heads"],
+            text["max_position_embeddings"],
+            text["vocab_size"],
+        ),
         quick_gelu=HF_ACTIVATIONS[text["hidden_act"]],
     )
     for known in CONFIGS.values():
@@ -368,14 +406,16 @@ def hf_to_openai(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             else:
                 for hf_name, ours in HF_BLOCK_RENAMES.items():
                     if rest.startswith(hf_name):
-                        rest = ours + rest[len(hf_name):]
+                        rest = ours + rest[len(hf_name) :]
                         break
                 out[prefix + rest] = tensor
         else:
             out[key] = tensor
     for name, parts in qkv.items():
         if set(parts) != {"q", "k", "v"}:
-            raise CheckpointError(f"Hugging Face state dict: {name} needs q, k and v projections, found {sorted(parts)}")
+            raise CheckpointError(
+                f"Hugging Face state dict: {name} needs q, k and v projections, found {sorted(parts)}"
+            )
         out[name] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)  # [3D, D] or [3D]
     return out
 
@@ -384,7 +424,7 @@ def _hf_block_key(key: str) -> tuple[str, str] | None:
     """``text_model.encoder.layers.3.mlp.fc1.bias`` -> (``transformer.resblocks.3.``, ``mlp.fc1.bias``)."""
     for hf_prefix, ours in HF_ENCODERS.items():
         if key.startswith(hf_prefix):
-            index, rest = key[len(hf_prefix):].split(".", 1)
+            index, rest = key[len(hf_prefix) :].split(".", 1)
             return f"{ours}{index}.", rest
     return None
 
@@ -399,8 +439,10 @@ def _short_list(items: list[str], limit: int = 12) -> str:
 
 def _describe(cfg: CLIPConfig) -> str:
     v, t = cfg.vision, cfg.text
-    return (f"vision width {v.width} x {v.layers} layers, patch {v.patch_size}, {v.image_size} px; "
-            f"text width {t.width} x {t.layers} layers, context {t.context_length}; embed {cfg.embed_dim}")
+    return (
+        f"vision width {v.width} x {v.layers} layers, patch {v.patch_size}, {v.image_size} px; "
+        f"text width {t.width} x {t.layers} layers, context {t.context_length}; embed {cfg.embed_dim}"
+    )
 
 
 __all__ = [

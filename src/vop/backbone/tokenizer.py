@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import gzip
 import html
+import itertools
 from importlib import resources
 
 import torch
@@ -41,7 +42,11 @@ def bytes_to_unicode() -> dict[int, str]:
     to themselves, the rest to code points from 256 on) lets merges operate on any UTF-8 input
     without whitespace or control characters inside the symbols.
     """
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     table = {b: chr(b) for b in printable}
     extra = 0
     for b in range(256):
@@ -99,7 +104,7 @@ class Tokenizer:
         parts = [*word[:-1], word[-1] + "</w>"]
         while len(parts) > 1:
             # merge the adjacent pair with the lowest rank, everywhere it occurs
-            best = min(zip(parts, parts[1:]), key=lambda pair: self.ranks.get(pair, float("inf")))
+            best = min(itertools.pairwise(parts), key=lambda pair: self.ranks.get(pair, float("inf")))
             if best not in self.ranks:
                 break
             merged, i = [], 0

@@ -5,14 +5,30 @@ from __future__ import annotations
 import argparse
 
 # distribution names whose versions matter for bugs; optional ones show "not installed"
-PACKAGES = ("vop", "torch", "numpy", "av", "safetensors", "ftfy", "regex", "faiss-cpu", "faiss-gpu",
-            "fastapi", "uvicorn", "transformers", "opencv-python-headless", "tqdm", "pyyaml")
+PACKAGES = (
+    "vop",
+    "torch",
+    "numpy",
+    "av",
+    "safetensors",
+    "ftfy",
+    "regex",
+    "faiss-cpu",
+    "faiss-gpu",
+    "fastapi",
+    "uvicorn",
+    "transformers",
+    "opencv-python-headless",
+    "tqdm",
+    "pyyaml",
+)
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("env", help="print versions, threads and devices (for bug reports)",
-                              description=__doc__)
+    p = subparsers.add_parser(
+        "env", help="print versions, threads and devices (for bug reports)", description=__doc__
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of aligned lines")
     p.set_defaults(func=run)
 
@@ -65,11 +81,17 @@ def format_report(info: dict) -> str:
     rows = [("python", info["python"]), ("platform", info["platform"])]
     rows += [(name, version) for name, version in info["packages"].items()]
     rows += [
-        ("torch threads", f"{info['torch_threads']} (interop {info['torch_interop_threads']}, "
-                          f"{info['cpu_count']} CPUs)"),
+        (
+            "torch threads",
+            (f"{info['torch_threads']} (interop {info['torch_interop_threads']}, {info['cpu_count']} CPUs)"),
+        ),
         *[(k, v) for k, v in info["env"].items()],
-        ("cuda", f"available, CUDA {info['cuda_version']}: {', '.join(info['gpus'])}" if info["cuda_available"]
-         else "not available"),
+        (
+            "cuda",
+            f"available, CUDA {info['cuda_version']}: {', '.join(info['gpus'])}"
+            if info["cuda_available"]
+            else "not available",
+        ),
         ("mps", "available" if info["mps_available"] else "not available"),
         ("bundled models", ", ".join(info["bundled_models"]) or "none"),
     ]
