@@ -211,3 +211,32 @@ def test_fast_inference_paths_equal_autograd_paths(tiny_clip):
     ref = ref + block.mlp.c_proj(hidden * torch.sigmoid(1.702 * hidden))
     assert torch.equal(fast, ref.detach())
     assert torch.equal(x, x_trainable.detach())  # the input was not modified in place
+
+
+def test_hf_directory_with_bin_or_shards(tiny_hf, tiny_inputs, tmp_path):
+    """Older folders hold pytorch_model.bin; large ones are sharded with an index file."""
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    model, folder = tiny_hf
+    reference = hf_embeddings(model, *tiny_inputs)
+    state = load_file(str(folder / "model.safetensors"))
+
+    as_bin = tmp_path / "bin"
+    as_bin.mkdir()
+    shutil.copy(folder / "config.json", as_bin / "config.json")
+    torch.save(state, as_bin / "pytorch_model.bin")
+    assert_close(our_embeddings(vop.load_clip(as_bin), *tiny_inputs), reference)
+
+    sharded = tmp_path / "sharded"
+    sharded.mkdir()
+    shutil.copy(folder / "config.json", sharded / "config.json")
+    names = sorted(state)
+    halves = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+    for shard, keys in halves.items():
+        save_file({k: state[k].contiguous() for k in keys}, str(sharded / shard))
+    weight_map = {k: shard for shard, keys in halves.items() for k in keys}
+    (sharded / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    assert_close(our_embeddings(vop.load_clip(sharded), *tiny_inputs), reference)
