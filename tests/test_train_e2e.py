@@ -112,3 +112,17 @@ def test_zeroshot_recipe_only_validates(tiny_retrieval_project, capsys):
     assert main(["train", str(write_recipe(root, "zeroshot", "{}")), "--out", str(root / "zs"), "--no-progress"]) == 0
     assert "nothing to train" in capsys.readouterr().out
     assert (root / "zs" / "adapter" / "adapter.json").is_file()
+
+
+def test_eval_skips_an_undecodable_video_with_its_queries(tiny_retrieval_project, capsys):
+    root = tiny_retrieval_project
+    (root / "videos" / "v3.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video")
+    out_json = root / "zs.json"
+    assert main(["eval", "--method", "zeroshot", "--backbone", str(root / "tiny.safetensors"), "--frames", "4",
+                 "--dataset", "csv", "--annotations", str(root / "ann.csv"), "--videos", str(root / "videos"),
+                 "--split", "all", "--json", str(out_json), "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "v3.mp4" in captured.err and "1 undecodable videos SKIPPED" in captured.out
+    result = json.loads(out_json.read_text())
+    assert (result["videos"], result["texts"], result["videos_skipped"]) == (11, 22, 1)
+    assert result["method"] == "zeroshot" and result["t2v"]["queries"] == 22
