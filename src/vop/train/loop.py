@@ -53,6 +53,7 @@ class RunLog:
 
     def __init__(self, run_dir: Path, is_main: bool):
         self.run_dir, self.is_main = run_dir, is_main
+        self.skipped: set[str] = set()  # undecodable videos already reported (once per run, not per epoch)
 
     def line(self, msg: str) -> None:
         if not self.is_main:
@@ -224,7 +225,9 @@ def usable_batch(batch: dict, log: RunLog) -> dict | None:
     """Drop what did not decode; under DDP cut every rank to the smallest batch (the gather needs
     equal sizes). None when fewer than two pairs are left (no negatives: the step is skipped)."""
     for video_id, reason in batch.get("skipped", []):
-        log.line(f"warning: skipping undecodable video {video_id!r}: {reason}")
+        if video_id not in log.skipped:
+            log.skipped.add(video_id)
+            log.line(f"warning: skipping undecodable video {video_id!r}: {reason}")
     size = dist_utils.min_over_ranks(0 if batch.get("empty") else len(batch["tokens"]))
     if size < 2:
         return None
