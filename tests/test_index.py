@@ -255,6 +255,31 @@ def test_kind_chosen_by_size_and_exact_is_exact():
         VectorIndex.build(ids, x, kind="hnsw")
 
 
+def test_pq_single_query_scan_kernel_matches_faiss_default(tmp_path):
+    """The pq scan uses FAISS's single-query fast-scan kernel (PQ_SCAN_IMPLEM, faster than FAISS's
+    own pick); it must find what the default kernel finds, also after save + load."""
+    import faiss
+
+    from vop.index.vectors import PQ_SCAN_IMPLEM
+
+    x = _unit_rows(20000, 64, 0)
+    ids = np.arange(7, 20007)
+    (tmp_path / "idx").mkdir()
+    VectorIndex.build(ids, x, kind="pq").save(tmp_path / "idx")
+    pq = VectorIndex.load(tmp_path / "idx")
+    scan = faiss.downcast_index(faiss.downcast_index(pq.index).base_index)
+    assert scan.implem == PQ_SCAN_IMPLEM
+    for k_factor in (5, 50, 1000):
+        pq.set_params(k_factor=k_factor)
+        ours = pq.search(x[:50], 10)
+        scan.implem = 0  # FAISS chooses
+        default = pq.search(x[:50], 10)
+        scan.implem = PQ_SCAN_IMPLEM
+        np.testing.assert_array_equal(ours[1], default[1])
+        np.testing.assert_allclose(ours[0], default[0])
+        assert (ours[1][:, 0] == ids[:50]).all()
+
+
 @pytest.mark.parametrize("kind,knob", [("ivf", dict(nprobe=10**6)), ("pq", dict(k_factor=3000))])
 def test_approximate_kinds_equal_exact_when_exhaustive(kind, knob):
     x = _unit_rows(3000, 16, 0)
