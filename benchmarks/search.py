@@ -4,7 +4,8 @@ Part 1 (vectors): N random unit vectors (default 1,000,000 x 512, fp32 in memory
 chunks). Two indexes: what ``VectorIndex.build`` picks at this size (``pq``: 4-bit fast-scan PQ +
 fp16 re-rank, curve over k_factor) and ``ivf`` (fp16 codes, nlist = 4 sqrt(N), curve over nprobe).
 For every latency query, NumPy brute force (``x @ q`` + top-k), FAISS exact, and every index
-setting are timed back to back, so load from other processes on the shared machine hits all alike.
+setting are timed back to back, so load from other processes on the shared machine hits all alike;
+for ``pq`` also the fast-scan alone and the search with FAISS's own choice of scan kernel.
 Recall@10 is measured on separate queries against the exact top-10 (chunked matmul). Random
 uniform vectors on the sphere are the worst case for IVF (no cluster structure).
 
@@ -91,6 +92,34 @@ def _build(kind: str, ids, x, tmp) -> tuple:
     )
 
 
+def _pq_extra_timers(index) -> dict:
+    """Timers for one query at the index's default k_factor: the fast-scan alone (the k * k_factor
+    candidates, no re-rank), and the whole search with FAISS's own choice of scan kernel."""
+    import faiss
+
+    from vop.index.vectors import PQ_SCAN_IMPLEM
+
+    refine = faiss.downcast_index(index.index)
+    scan = faiss.downcast_index(refine.base_index)
+    k_factor = index.info.k_factor
+
+    def scan_only(q):
+        t = time.perf_counter()
+        scan.search(q[None], K * k_factor)
+        return time.perf_counter() - t
+
+    def faiss_kernel(q):
+        index.set_params(k_factor=k_factor)
+        scan.implem = 0  # FAISS picks the kernel
+        t = time.perf_counter()
+        index.search(q[None], K)
+        dt = time.perf_counter() - t
+        scan.implem = PQ_SCAN_IMPLEM
+        return dt
+
+    return {"pq_scan_only": scan_only, "pq_faiss_default_kernel": faiss_kernel}
+
+
 def bench_vectors(args) -> dict:
     import faiss
 
@@ -111,9 +140,12 @@ def bench_vectors(args) -> dict:
         flat = faiss.IndexFlatIP(args.dim)
         flat.add(x)
     # (name, index, knob name, knob value) for every point of both curves
+    default_k_factor = auto.info.k_factor
     points = [(auto_meta["kind"], auto, "k_factor", v) for v in args.k_factor]
     points += [("ivf", ivf, "nprobe", v) for v in args.nprobe if v <= ivf.info.nlist]
     times = {"numpy": [], "faiss_flat": [], **{p[:1] + p[2:]: [] for p in points}}
+    extra = _pq_extra_timers(auto) if auto_meta["kind"] == "pq" else {}  # where the pq time goes
+    times.update({name: [] for name in extra})
     for q in latency_q:  # every method back to back on each query
         t = time.perf_counter()
         brute_force(x, q)
@@ -127,7 +159,10 @@ def bench_vectors(args) -> dict:
             t = time.perf_counter()
             index.search(q[None], K)
             times[(name, knob, value)].append(time.perf_counter() - t)
+        for name, run in extra.items():
+            times[name].append(run(q))
 
+    auto.set_params(k_factor=default_k_factor)
     bf_p50 = pct(times["numpy"], 50)
     curves = {auto_meta["kind"]: [], "ivf": []}
     for name, index, knob, value in points:
@@ -159,6 +194,7 @@ def bench_vectors(args) -> dict:
         latency_queries=len(latency_q),
         indexes={auto_meta["kind"]: auto_meta, "ivf": ivf_meta},
         default_kind_at_this_size=auto_meta["kind"],
+        default_k_factor=default_k_factor,
         numpy_bruteforce=dict(p50_ms=bf_p50, p99_ms=pct(times["numpy"], 99)),
         curves=curves,
         target=dict(
@@ -166,6 +202,13 @@ def bench_vectors(args) -> dict:
         ),
         ground_truth_s=truth_s,
     )
+    if extra:
+        result["pq_breakdown"] = dict(
+            k_factor=default_k_factor,
+            **{f"{name}_p50_ms": pct(times[name], 50) for name in extra},
+            **{f"{name}_p99_ms": pct(times[name], 99) for name in extra},
+        )
+        print(f"pq breakdown at k_factor {default_k_factor}: {result['pq_breakdown']}", flush=True)
     if flat is not None:
         result["faiss_flat_exact"] = dict(
             p50_ms=pct(times["faiss_flat"], 50), p99_ms=pct(times["faiss_flat"], 99)
@@ -319,7 +362,9 @@ def main() -> None:
     p.add_argument("--recall-queries", type=int, default=1000)
     p.add_argument("--latency-queries", type=int, default=100)
     p.add_argument("--nprobe", type=int, nargs="+", default=[16, 64, 256, 1024, 2048, 4000])
-    p.add_argument("--k-factor", type=int, nargs="+", default=[10, 50, 100, 200, 500, 1000, 2000])
+    p.add_argument(
+        "--k-factor", type=int, nargs="+", default=[50, 100, 200, 300, 400, 500, 600, 800, 1000, 2000]
+    )
     p.add_argument(
         "--with-faiss-flat",
         action=argparse.BooleanOptionalAction,
@@ -375,8 +420,10 @@ def main() -> None:
         ),
         versions=dict(numpy=np.__version__, faiss=faiss.__version__, torch=torch.__version__),
     )
+    result["machine"]["loadavg_1_5_15_start"] = os.getloadavg()
     if not args.skip_vectors:
         result["vectors"] = bench_vectors(args)
+        result["machine"]["loadavg_1_5_15_after_vectors"] = os.getloadavg()
     if not args.skip_serve:
         result["serve"] = bench_serve(args)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
