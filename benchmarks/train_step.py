@@ -3,15 +3,17 @@
 Setting (DESIGN.md §3 recipe, CPU fp32): random-weight ViT-B/32, a batch of 4 videos x 12 frames
 at 224 px and 4 captions of 77 tokens, symmetric InfoNCE with CLIP's frozen logit scale, AdamW
 (weight decay 0.2) over the method's trainable tensors only. Every method runs in its own
-subprocess so that its memory is measured cleanly; the first step is a warm-up (it also allocates
-AdamW's state) and is discarded from the timing but not from the memory peak.
+subprocess so that its memory is measured cleanly. The processes are driven step by step in
+turn (one computes at a time, the order rotates each round), so the load of a shared machine
+falls on all methods alike. The first step of each is a warm-up (it also allocates AdamW's
+state), discarded from the timing but not from the memory peak.
 
 Memory: after construction (model, optimiser, inputs) the worker resets the kernel's peak-RSS
 mark (``/proc/self/clear_refs`` = 5) and records its RSS as the baseline; the step overhead is
 ``VmHWM - baseline`` after the steps (activations, gradients, AdamW state). The total peak is
 reported too. Without ``clear_refs`` it falls back to ``ru_maxrss`` and says so in the JSON.
 
-    python benchmarks/train_step.py [--steps 4] [--threads 2] [--methods vop vop-fc full]
+    python benchmarks/train_step.py [--steps 5] [--threads 2] [--methods vop vop-fc full]
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from tqdm import tqdm
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_step.json"
 
@@ -52,8 +56,8 @@ def _peak_kb(how: str) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def worker(method: str, steps: int, threads: int, batch: int, frames: int, size: int) -> dict:
-    """Build, run ``steps`` optimisation steps, return timings and memory (runs in a subprocess)."""
+def build_step(method: str, threads: int, batch: int, frames: int, size: int):
+    """Model, optimiser and inputs for ``method``; returns ``(model, step)`` with ``step() -> loss``."""
     import torch
     import torch.nn.functional as F
 
@@ -63,8 +67,7 @@ def worker(method: str, steps: int, threads: int, batch: int, frames: int, size:
     torch.set_num_threads(threads)
     model = build_model(build_clip("ViT-B-32", seed=0), method, frames=frames, seed=0)
     model.train()
-    params = [p for _, p in model.trainable_named_parameters()]
-    opt = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.2)
+    opt = torch.optim.AdamW([p for _, p in model.trainable_named_parameters()], lr=1e-5, weight_decay=0.2)
     g = torch.Generator().manual_seed(0)
     video = torch.randn(batch, frames, 3, size, size, generator=g)
     tokens = torch.zeros(batch, 77, dtype=torch.long)
@@ -72,46 +75,83 @@ def worker(method: str, steps: int, threads: int, batch: int, frames: int, size:
     tokens[:, 11] = 49407
     target = torch.arange(batch)
 
-    how = _reset_peak()
-    baseline_kb = _status_kb("VmRSS")
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
+    def step() -> float:
         logits = model.logit_scale() * model.similarity(model.encode_text(tokens), model.encode_video(video))
         loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        times.append(time.perf_counter() - t0)
-    peak_kb = _peak_kb(how)
-    timed = times[1:] or times
-    return {
-        "method": method,
-        "trainable": model.parameter_budget()["trainable"],
-        "step_s_mean": sum(timed) / len(timed),
-        "step_s_min": min(timed),
-        "step_s_all": times,
-        "baseline_rss_mb": baseline_kb / 1024,
-        "peak_rss_mb": peak_kb / 1024,
-        "step_overhead_mb": (peak_kb - baseline_kb) / 1024,
-        "memory_measure": how,
-        "loss": float(loss),
-    }
+        return loss.item()
+
+    return model, step
 
 
-def run_worker_subprocess(method: str, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, __file__, "--worker", method, "--steps", str(args.steps), "--threads", str(args.threads),
-           "--batch", str(args.batch), "--frames", str(args.frames), "--size", str(args.size)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def worker(method: str, threads: int, batch: int, frames: int, size: int) -> None:
+    """Subprocess protocol on stdin/stdout, one JSON line per reply: build, print ``ready``; then
+    ``step`` -> run one step and print its time; ``done`` -> print memory and exit."""
+    model, step = build_step(method, threads, batch, frames, size)
+    how = _reset_peak()
+    baseline_kb = _status_kb("VmRSS")
+    print(json.dumps({"ready": method, "trainable": model.parameter_budget()["trainable"]}), flush=True)
+    for line in sys.stdin:
+        if line.strip() == "step":
+            t0 = time.perf_counter()
+            loss = step()
+            print(json.dumps({"step_s": time.perf_counter() - t0, "loss": loss}), flush=True)
+            continue
+        peak_kb = _peak_kb(how)
+        print(json.dumps({"baseline_rss_mb": baseline_kb / 1024, "peak_rss_mb": peak_kb / 1024,
+                          "step_overhead_mb": (peak_kb - baseline_kb) / 1024, "memory_measure": how}), flush=True)
+        return
+
+
+class Worker:
+    """One method in its own process (its memory is its own), driven step by step."""
+
+    def __init__(self, method: str, args: argparse.Namespace):
+        cmd = [sys.executable, __file__, "--worker", method, "--threads", str(args.threads),
+               "--batch", str(args.batch), "--frames", str(args.frames), "--size", str(args.size)]
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        self.method = method
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+
+    def ask(self, command: str | None = None) -> dict:
+        if command is not None:
+            self.proc.stdin.write(command + "\n")
+            self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"worker {self.method} exited with {self.proc.wait()}")
+        return json.loads(line)
+
+
+def measure(args: argparse.Namespace) -> dict[str, dict]:
+    """Interleave the methods step by step (rotating the order each round), so that load changes
+    on a shared machine hit every method alike; only one process computes at a time."""
+    workers = []
+    for m in args.methods:  # built one after another: construction peaks do not overlap
+        workers.append(Worker(m, args))
+        workers[-1].ready = workers[-1].ask()
+    times: dict[str, list[float]] = {w.method: [] for w in workers}
+    for s in tqdm(range(args.steps), desc="rounds", file=sys.stderr):
+        for w in workers[s % len(workers):] + workers[: s % len(workers)]:
+            times[w.method].append(w.ask("step")["step_s"])
+    rows = {}
+    for w in workers:
+        mem = w.ask("done")
+        w.proc.wait()
+        timed = times[w.method][1:] or times[w.method]
+        rows[w.method] = {"method": w.method, "trainable": w.ready["trainable"],
+                          "step_s_mean": sum(timed) / len(timed), "step_s_min": min(timed),
+                          "step_s_all": times[w.method], **mem}
+    return rows
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--methods", nargs="+", default=["vop", "vop-fc", "full"])
     ap.add_argument("--reference", default="full")
-    ap.add_argument("--steps", type=int, default=4, help="steps per method; the first is a warm-up")
+    ap.add_argument("--steps", type=int, default=5, help="steps per method; the first is a warm-up")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--frames", type=int, default=12)
@@ -120,32 +160,34 @@ def main() -> int:
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.steps, args.threads, args.batch, args.frames, args.size)))
+        worker(args.worker, args.threads, args.batch, args.frames, args.size)
         return 0
 
     import torch
 
     load_before = os.getloadavg()
-    rows = {}
-    for m in args.methods:
-        print(f"running {m} ...", file=sys.stderr, flush=True)
-        rows[m] = run_worker_subprocess(m, args)
+    rows = measure(args)
     ref = rows[args.reference]
-    print(f"{'method':<8} {'trainable':>12} {'step s':>8} {'time x':>7} {'step MB':>9} {'mem x':>6} {'peak MB':>9}")
+    ref_name = args.reference
+    print(f"{'method':<8} {'trainable':>12} {'mean s':>7} {'time x':>7} {'min s':>6} {'min x':>6} "
+          f"{'step MB':>8} {'mem x':>6} {'peak MB':>8}")
     for m, r in rows.items():
-        r["time_ratio_vs_" + args.reference] = r["step_s_mean"] / ref["step_s_mean"]
-        r["step_memory_ratio_vs_" + args.reference] = r["step_overhead_mb"] / ref["step_overhead_mb"]
-        r["peak_rss_ratio_vs_" + args.reference] = r["peak_rss_mb"] / ref["peak_rss_mb"]
-        print(f"{m:<8} {r['trainable']:>12,} {r['step_s_mean']:>8.2f} {r['time_ratio_vs_' + args.reference]:>7.2f} "
-              f"{r['step_overhead_mb']:>9.0f} {r['step_memory_ratio_vs_' + args.reference]:>6.2f} "
-              f"{r['peak_rss_mb']:>9.0f}")
+        # mean and fastest timed step: on a loaded machine the minimum is the least disturbed one
+        r["time_ratio_vs_" + ref_name] = r["step_s_mean"] / ref["step_s_mean"]
+        r["min_time_ratio_vs_" + ref_name] = r["step_s_min"] / ref["step_s_min"]
+        r["step_memory_ratio_vs_" + ref_name] = r["step_overhead_mb"] / ref["step_overhead_mb"]
+        r["peak_rss_ratio_vs_" + ref_name] = r["peak_rss_mb"] / ref["peak_rss_mb"]
+        print(f"{m:<8} {r['trainable']:>12,} {r['step_s_mean']:>7.2f} {r['time_ratio_vs_' + ref_name]:>7.2f} "
+              f"{r['step_s_min']:>6.2f} {r['min_time_ratio_vs_' + ref_name]:>6.2f} "
+              f"{r['step_overhead_mb']:>8.0f} {r['step_memory_ratio_vs_' + ref_name]:>6.2f} {r['peak_rss_mb']:>8.0f}")
     result = {
         "benchmark": "train_step",
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "setting": {"backbone": "ViT-B-32 (random weights)", "batch_videos": args.batch, "frames": args.frames,
                     "image_size": args.size, "captions": args.batch, "context_length": 77, "dtype": "float32",
                     "optimizer": "AdamW(lr=1e-5, weight_decay=0.2)", "steps": args.steps,
-                    "warmup_steps_discarded": 1, "threads": args.threads, "reference": args.reference},
+                    "warmup_steps_discarded": 1,
+                    "schedule": "methods interleaved step by step, order rotated each round", "threads": args.threads, "reference": args.reference},
         "machine": {"note": "shared 2-core CPU (six engineers working on it at the same time); timings are noisy",
                     "cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "processor": platform.processor(), "python": platform.python_version(),
