@@ -128,9 +128,9 @@ def test_dataset_files_splits_disjoint_and_readable(dataset):
     for c in meta["clips"]:
         by_split.setdefault(c["split"], []).append(c)
     assert {k: len(v) for k, v in by_split.items()} == {"train": 8, "val": 4, "test": 6}
-    ids = [set(c["id"] for c in v) for v in by_split.values()]
+    ids = [{c["id"] for c in v} for v in by_split.values()]
     assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
-    scenes = [set(json.dumps(c["scene"], sort_keys=True) for c in v) for v in by_split.values()]
+    scenes = [{json.dumps(c["scene"], sort_keys=True) for c in v} for v in by_split.values()]
     assert not (scenes[0] & scenes[1] or scenes[0] & scenes[2] or scenes[1] & scenes[2])
 
     for split, clips in by_split.items():

@@ -315,8 +315,8 @@ def search_commands(summary: dict, out_dir: Path, method: str | None = None) -> 
     method = method or max(rows, key=lambda m: rows[m]["t2v_R@1"])
     run = next(r for r in summary["runs"] if r["method"] == method)
     index = out_dir / f"index-{method}"
-    return [f"vop index {Path(summary['dataset']) / 'videos'} --backbone {BACKBONE} "
-            f"--adapter {Path(run['run_dir']) / 'adapter'} --out {index}",
+    return [(f"vop index {Path(summary['dataset']) / 'videos'} --backbone {BACKBONE} "
+            f"--adapter {Path(run['run_dir']) / 'adapter'} --out {index}"),
             f'vop search {index} "a red circle moves to the left" -k 5']
 
 
@@ -326,5 +326,14 @@ def with_overrides(settings: DemoSettings, methods=None, seeds=None, threads=Non
     return replace(settings, **changes)
 
 
-__all__ = ["DEFAULT_METHODS", "DemoSettings", "SETTINGS", "format_table", "run_demo", "search_commands",
-           "summarize", "temporal_breakdown", "with_overrides"]
+__all__ = [
+    "DEFAULT_METHODS",
+    "SETTINGS",
+    "DemoSettings",
+    "format_table",
+    "run_demo",
+    "search_commands",
+    "summarize",
+    "temporal_breakdown",
+    "with_overrides",
+]

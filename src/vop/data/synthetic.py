@@ -29,7 +29,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +86,6 @@ class SplitSizes:
     train: int = 300
     val: int = 30
     test: int = 100
-    extra: dict = field(default_factory=dict)
 
     def items(self):
         return [("train", self.train), ("val", self.val), ("test", self.test)]
@@ -405,8 +404,7 @@ def _write_annotations(out: Path, split: str, clips: list[dict], kinds: tuple[st
         writer.writerow(["video", "caption"])
         writer.writerows(rows)
     with open(out / f"{split}.jsonl", "w") as f:
-        for video, caption in rows:
-            f.write(json.dumps({"video": video, "caption": caption}) + "\n")
+        f.writelines(json.dumps({"video": video, "caption": caption}) + "\n" for video, caption in rows)
 
 
 def dataset_key(seed: int, sizes: SplitSizes, spec: SyntheticSpec) -> str:
