@@ -37,6 +37,8 @@ from vop.data.synthetic import SplitSizes, SyntheticSpec
 
 BACKBONE = "tiny-synthetic"
 IMAGE_SIZE = 64  # the backbone's input size; the synthetic videos are drawn at this size
+TRAIN_CHECK_CLIPS = 200  # training clips (complete reverse pairs) scored too: is order learned at all?
+RESULT_VERSION = 2  # bump when evaluate_run adds numbers, so cached runs are evaluated again
 DEFAULT_METHODS = ("zeroshot", "full", "vop", "vop-p", "vop-f", "vop-fc")
 
 
@@ -63,7 +65,7 @@ class DemoSettings:
     def key(self, method: str, seed: int) -> str:
         """Identity of one run: method, seed and every setting that changes its result."""
         blob = {k: v for k, v in asdict(self).items() if k not in ("methods", "seeds", "threads")}
-        blob.update(method=method, seed=seed, lr=self.lr_for(method))
+        blob.update(method=method, seed=seed, lr=self.lr_for(method), result_version=RESULT_VERSION)
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -126,26 +128,36 @@ def temporal_breakdown(model, meta: dict, test_ids: list[str], video_emb, batch_
 
 
 def evaluate_run(run_dir: Path, clip, data_dir: Path, cache, meta: dict) -> dict:
-    """Test-split metrics of the adapter that validation selected in ``run_dir``."""
-    import torch
+    """Test-split metrics of the adapter that validation selected in ``run_dir``, plus the temporal
+    breakdown on the test clips and on the first ``TRAIN_CHECK_CLIPS`` training clips."""
 
     from vop.adapter import WEIGHTS_FILE, load_adapter
     from vop.data.annotations import load_records
-    from vop.eval.retrieval import encode_videos, evaluate
+    from vop.eval.retrieval import evaluate
 
     model = load_adapter(run_dir / "adapter", clip)
     records = load_records("csv", data_dir, split="test", videos_dir=data_dir)
     result = evaluate(model, records, image_size=IMAGE_SIZE, batch_size=64, cache=cache, device="cpu",
                       progress=False)
-    video_emb, kept = encode_videos(model, records, IMAGE_SIZE, 64, torch.device("cpu"), cache=cache,
-                                    progress=False)
-    if len(kept) != len(records):
-        raise RuntimeError(f"{len(records) - len(kept)} generated test videos failed to decode under {data_dir}")
-    test_ids = [Path(records[i].video_id).stem for i in kept]
-    result["breakdown"] = temporal_breakdown(model, meta, test_ids, video_emb)
+    result["breakdown"] = _breakdown_of(model, records, cache, meta)
+    # rows list a clip and then its partner, so the first N training clips are N/2 whole pairs
+    train_records = load_records("csv", data_dir, split="train", videos_dir=data_dir)[:TRAIN_CHECK_CLIPS]
+    result["train_breakdown"] = _breakdown_of(model, train_records, cache, meta)
     result["budget"] = model.parameter_budget()
     result["adapter_bytes"] = (run_dir / "adapter" / WEIGHTS_FILE).stat().st_size
     return result
+
+
+def _breakdown_of(model, records, cache, meta: dict) -> dict:
+    import torch
+
+    from vop.eval.retrieval import encode_videos
+
+    video_emb, kept = encode_videos(model, records, IMAGE_SIZE, 64, torch.device("cpu"), cache=cache,
+                                    progress=False)
+    if len(kept) != len(records):
+        raise RuntimeError(f"{len(records) - len(kept)} generated videos failed to decode")
+    return temporal_breakdown(model, meta, [Path(records[i].video_id).stem for i in kept], video_emb)
 
 
 def run_one(settings: DemoSettings, data_dir: Path, cache_dir: Path, meta: dict, clip, method: str, seed: int,
@@ -251,6 +263,7 @@ def summarize(runs: list[dict], settings: DemoSettings) -> dict:
         values["static_R@1"] = [r["breakdown"]["static"]["R@1"] for r in mine]
         values["temporal_R@1"] = [r["breakdown"]["temporal"]["R@1"] for r in mine]
         values["pair_accuracy"] = [r["breakdown"]["pair_accuracy"] for r in mine]
+        values["train_pair_accuracy"] = [r["train_breakdown"]["pair_accuracy"] for r in mine]
         values["train_seconds"] = [r["train_seconds"] for r in mine]
         for name, vals in values.items():
             row[name], row[name + "_std"] = _mean_std(vals)

@@ -43,6 +43,8 @@ def run(args) -> int:
     print(format_table(summary))
     print(f"\ntotal {summary['total_seconds']:.0f} s; pair acc = % of temporal captions scoring their own clip "
           "above its time-reversed partner (chance 50)")
+    print("pair acc on training clips (is order learned at all?): "
+          + ", ".join(f"{r['method']} {r['train_pair_accuracy']:.1f}" for r in summary["rows"]))
     print(f"saved {out / 'results.md'}, {out / 'results.json'}, {out / 'results.png'}")
     print("\nsearch the demo's videos with its best adapter:")
     for cmd in search_commands(summary, out):
