@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from vop.backbone.clip import CLIPConfig, get_config
-from vop.backbone.loading import build_from_state_dict, hf_to_openai
+from vop.backbone.loading import build_from_state_dict, config_to_hf, hf_to_openai
 from vop.backbone.tokenizer import tokenize
 
 FRAMES = 12
@@ -36,28 +36,7 @@ def hf_model(cfg: CLIPConfig, seed: int):
     import transformers
 
     torch.manual_seed(seed)
-    act = "quick_gelu" if cfg.quick_gelu else "gelu"
-    v, t = cfg.vision, cfg.text
-    config = transformers.CLIPConfig(
-        text_config={
-            "hidden_size": t.width,
-            "intermediate_size": 4 * t.width,
-            "num_hidden_layers": t.layers,
-            "num_attention_heads": t.heads,
-            "max_position_embeddings": t.context_length,
-            "hidden_act": act,
-        },
-        vision_config={
-            "hidden_size": v.width,
-            "intermediate_size": 4 * v.width,
-            "num_hidden_layers": v.layers,
-            "num_attention_heads": v.heads,
-            "patch_size": v.patch_size,
-            "image_size": v.image_size,
-            "hidden_act": act,
-        },
-        projection_dim=cfg.embed_dim,
-    )
+    config = transformers.CLIPConfig(**config_to_hf(cfg))
     return transformers.CLIPModel(config).eval()
 
 

@@ -15,6 +15,7 @@ from torch import nn
 
 import vop
 from vop.backbone.clip import CLIPConfig, get_config
+from vop.backbone.loading import config_from_hf, config_to_hf
 
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
@@ -25,29 +26,7 @@ CAPTIONS = ["a dog catches a frisbee", "a person is connecting something to syst
 
 def hf_config(cfg: CLIPConfig):
     """A transformers CLIPConfig with the sizes of our ``cfg``."""
-    act = "quick_gelu" if cfg.quick_gelu else "gelu"
-    v, t = cfg.vision, cfg.text
-    return transformers.CLIPConfig(
-        text_config={
-            "hidden_size": t.width,
-            "intermediate_size": 4 * t.width,
-            "num_hidden_layers": t.layers,
-            "num_attention_heads": t.heads,
-            "max_position_embeddings": t.context_length,
-            "vocab_size": t.vocab_size,
-            "hidden_act": act,
-        },
-        vision_config={
-            "hidden_size": v.width,
-            "intermediate_size": 4 * v.width,
-            "num_hidden_layers": v.layers,
-            "num_attention_heads": v.heads,
-            "patch_size": v.patch_size,
-            "image_size": v.image_size,
-            "hidden_act": act,
-        },
-        projection_dim=cfg.embed_dim,
-    )
+    return transformers.CLIPConfig(**config_to_hf(cfg))
 
 
 def random_hf_clip(cfg: CLIPConfig, seed: int):
@@ -240,3 +219,9 @@ def test_hf_directory_with_bin_or_shards(tiny_hf, tiny_inputs, tmp_path):
     weight_map = {k: shard for shard, keys in halves.items() for k in keys}
     (sharded / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
     assert_close(our_embeddings(vop.load_clip(sharded), *tiny_inputs), reference)
+
+
+@pytest.mark.parametrize("name", ["tiny", "ViT-B-32", "ViT-L-14"])
+def test_hf_config_mapping_round_trips(name):
+    cfg = get_config(name)
+    assert config_from_hf(config_to_hf(cfg), name="x", origin="test") == cfg

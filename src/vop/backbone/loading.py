@@ -381,6 +381,35 @@ def config_from_hf(hf_config: dict, name: str, origin: str) -> CLIPConfig:
     return cfg
 
 
+def config_to_hf(cfg: CLIPConfig) -> dict:
+    """The inverse of :func:`config_from_hf`: the ``text_config`` / ``vision_config`` /
+    ``projection_dim`` entries of a Hugging Face CLIP config.json for ``cfg`` (a plain dict, no
+    transformers import); ``transformers.CLIPConfig(**config_to_hf(cfg))`` builds the same model."""
+    act = "quick_gelu" if cfg.quick_gelu else "gelu"
+    v, t = cfg.vision, cfg.text
+    return {
+        "text_config": {
+            "hidden_size": t.width,
+            "intermediate_size": 4 * t.width,
+            "num_hidden_layers": t.layers,
+            "num_attention_heads": t.heads,
+            "max_position_embeddings": t.context_length,
+            "vocab_size": t.vocab_size,
+            "hidden_act": act,
+        },
+        "vision_config": {
+            "hidden_size": v.width,
+            "intermediate_size": 4 * v.width,
+            "num_hidden_layers": v.layers,
+            "num_attention_heads": v.heads,
+            "patch_size": v.patch_size,
+            "image_size": v.image_size,
+            "hidden_act": act,
+        },
+        "projection_dim": cfg.embed_dim,
+    }
+
+
 def hf_to_openai(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rename a Hugging Face CLIPModel state dict into OpenAI layout.
 
