@@ -208,19 +208,7 @@ class IndexStore:
 
     def rows(self) -> list[VideoRow]:
         """Every row in full (used to merge shards)."""
-        cols = (
-            "path",
-            "size",
-            "mtime_ns",
-            "status",
-            "error",
-            "duration",
-            "num_frames",
-            "width",
-            "height",
-            "thumbnail",
-            "vector",
-        )
+        cols = (*_INFO_COLUMNS[1:], "thumbnail", "vector")  # every stored column but the id
         out = []
         for r in self._query(f"SELECT {', '.join(cols)} FROM videos ORDER BY path"):
             d = dict(zip(cols, r))
