@@ -400,19 +400,22 @@ def _write_video(path: Path, frames: np.ndarray, fps: int, crf: int) -> None:
 
 
 def _write_annotations(out: Path, split: str, clips: list[dict], kinds: tuple[str, ...]) -> None:
-    """``<split>.csv`` and ``<split>.jsonl``: one row per (video, caption of ``kinds``), generic format."""
-    rows = [(f"videos/{c['id']}.mp4", cap["text"]) for c in clips for cap in c["captions"] if cap["kind"] in kinds]
+    """``<split>.csv`` and ``<split>.jsonl``: one row per (video, caption of ``kinds``), generic format,
+    with the reverse pair's id as ``group`` (used only by training with ``data.group_batches``)."""
+    rows = [(f"videos/{c['id']}.mp4", cap["text"], c["pair"])
+            for c in clips for cap in c["captions"] if cap["kind"] in kinds]
     with open(out / f"{split}.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["video", "caption"])
+        writer.writerow(["video", "caption", "group"])
         writer.writerows(rows)
     with open(out / f"{split}.jsonl", "w") as f:
-        f.writelines(json.dumps({"video": video, "caption": caption}) + "\n" for video, caption in rows)
+        f.writelines(json.dumps({"video": video, "caption": caption, "group": group}) + "\n"
+                     for video, caption, group in rows)
 
 
 def dataset_key(seed: int, sizes: SplitSizes, spec: SyntheticSpec) -> str:
     """Identity of a generated dataset: reuse a folder only if it was made with the same values."""
-    blob = json.dumps({"seed": seed, "sizes": asdict(sizes), "spec": asdict(spec), "version": 2}, sort_keys=True)
+    blob = json.dumps({"seed": seed, "sizes": asdict(sizes), "spec": asdict(spec), "version": 3}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -420,7 +423,7 @@ def generate_dataset(out_dir, seed: int = 0, sizes: SplitSizes | None = None,
                      spec: SyntheticSpec | None = None, progress: bool = True) -> Path:
     """Write (or reuse) the dataset under ``out_dir``; returns the folder.
 
-    Layout: ``videos/<id>.mp4``, ``{train,val,test}.{csv,jsonl}`` (``video,caption``; video paths
+    Layout: ``videos/<id>.mp4``, ``{train,val,test}.{csv,jsonl}`` (``video,caption,group``; video paths
     relative to the folder; see ``ANNOTATED_KINDS`` for which captions each split lists) and ``metadata.json`` (seed, spec, every clip with scene, event,
     partner and tagged captions). A folder made with the same seed/sizes/spec is reused as is.
     """

@@ -43,6 +43,7 @@ class DataConfig:
     num_workers: int = 0
     on_error: str = "skip"              # an undecodable video: "skip" (logged) or "raise"
     augment: bool = True                # train-time random crop + flip (off where left/right matters)
+    group_batches: bool = False         # keep videos sharing an annotation `group` in one batch
 
 
 @dataclass

@@ -156,6 +156,14 @@ def load_splits(cfg: TrainConfig, log: RunLog):
     return out
 
 
+def batch_groups(records) -> list[str]:
+    """Group label per training record for ``data.group_batches``; a record without one is its own group."""
+    if not any(r.group for r in records):
+        raise ValueError("data.group_batches is on but no training video has a group "
+                         "(add a `group` column/key to the csv/jsonl annotations)")
+    return [r.group or f"\0{r.video_id}" for r in records]
+
+
 def make_loader(cfg: TrainConfig, records, info: dist_utils.DistInfo, cache):
     from torch.utils.data import DataLoader
 
@@ -164,7 +172,8 @@ def make_loader(cfg: TrainConfig, records, info: dist_utils.DistInfo, cache):
     ds = VideoTextDataset(records, frames=cfg.model.frames, image_size=cfg.data.image_size, train=True,
                           seed=cfg.seed, cache=cache, on_error=cfg.data.on_error,
                           context_length=cfg.data.context_length, augment=cfg.data.augment)
-    sampler = ShardedEpochSampler(len(ds), cfg.optim.batch_size, info.rank, info.world_size, cfg.seed)
+    sampler = ShardedEpochSampler(len(ds), cfg.optim.batch_size, info.rank, info.world_size, cfg.seed,
+                                  groups=batch_groups(records) if cfg.data.group_batches else None)
     loader = DataLoader(ds, batch_size=sampler.local_batch, sampler=sampler, num_workers=cfg.data.num_workers,
                         collate_fn=collate, drop_last=False)
     return ds, sampler, loader

@@ -71,7 +71,7 @@ def load_records(
     if finder is None:
         base = videos_dir if videos_dir is not None else (root.parent if root.is_file() else None)
         finder = VideoFinder(base)
-    return [VideoRecord(e.video_id, finder.find(e.hints), e.captions, split) for e in reader(root, split)]
+    return [VideoRecord(e.video_id, finder.find(e.hints), e.captions, split, e.group) for e in reader(root, split)]
 
 
 def _caption_stats(records: list[VideoRecord]) -> dict:

@@ -5,7 +5,9 @@ per line with ``video`` and ``caption``, where ``caption`` may also be a list).
 folder) or absolute; it is also the record's id. Several rows for one video make one record
 with several captions. ``--annotations`` is the file itself, or a folder holding
 ``<split>.csv`` / ``<split>.jsonl``. An optional ``split`` column/key selects rows; without it
-every row belongs to the requested split.
+every row belongs to the requested split. An optional ``group`` column/key names videos that
+belong together (e.g. a clip and its time-reversed copy); ``data.group_batches`` keeps them in
+one training batch. A video's rows may not name two different groups.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ DEFAULT_SPLIT = "all"
 
 def _rows_csv(path: Path):
     for line, row in read_csv(path, ("video", "caption")):
-        yield line, row["video"], [row["caption"]], row.get("split")
+        yield line, row["video"], [row["caption"]], row.get("split"), row.get("group")
 
 
 def _rows_jsonl(path: Path):
@@ -36,7 +38,8 @@ def _rows_jsonl(path: Path):
         if not isinstance(obj, dict) or "video" not in obj or "caption" not in obj:
             raise AnnotationError(path, "expected an object with 'video' and 'caption'", line)
         caps = obj["caption"] if isinstance(obj["caption"], list) else [obj["caption"]]
-        yield line, str(obj["video"]), caps, obj.get("split")
+        group = obj.get("group")
+        yield line, str(obj["video"]), caps, obj.get("split"), None if group is None else str(group)
 
 
 def annotation_file(root: Path, split: str, kind: str) -> Path:
@@ -48,18 +51,29 @@ def annotation_file(root: Path, split: str, kind: str) -> Path:
     return path
 
 
+def _set_group(path: Path, entry: Entry, group: str | None, line: int) -> None:
+    group = group.strip() if group else None
+    if not group:
+        return
+    if entry.group is not None and entry.group != group:
+        raise AnnotationError(path, f"video {entry.video_id!r} is in group {entry.group!r} and {group!r}", line)
+    entry.group = group
+
+
 def read(root: Path, split: str, kind: str) -> list[Entry]:
     path = annotation_file(root, split, kind)
     rows = _rows_csv(path) if kind == "csv" else _rows_jsonl(path)
     entries: dict[str, Entry] = {}
-    for line, video, captions, row_split in rows:
+    for line, video, captions, row_split, group in rows:
         if not video.strip():
             raise AnnotationError(path, "empty video", line)
         if row_split and split != "all" and row_split.strip() != split:
             continue
         caps = [check_caption(path, c, line) for c in captions]
         hint = video if os.path.isabs(video) else video.strip()
-        entries.setdefault(video.strip(), Entry(video.strip(), [], [hint])).captions.extend(caps)
+        entry = entries.setdefault(video.strip(), Entry(video.strip(), [], [hint]))
+        entry.captions.extend(caps)
+        _set_group(path, entry, group, line)
     if not entries:
         raise AnnotationError(path, f"no rows for split {split!r}")
     return list(entries.values())

@@ -21,12 +21,15 @@ VAL_FRACTION, VAL_MAX = 0.05, 500
 
 @dataclass
 class VideoRecord:
-    """One video and all its captions. ``path`` is None when the file was not found."""
+    """One video and all its captions. ``path`` is None when the file was not found. ``group``
+    (optional, generic csv/jsonl only) names videos that training may keep in one batch
+    (``data.group_batches``)."""
 
     video_id: str
     path: Path | None
     captions: list[str]
     split: str
+    group: str | None = None
 
 
 @dataclass
@@ -37,6 +40,7 @@ class Entry:
     video_id: str
     captions: list[str]
     hints: list[str] = field(default_factory=list)
+    group: str | None = None
 
 
 class AnnotationError(ValueError):
