@@ -421,6 +421,8 @@ def main() -> None:
         versions=dict(numpy=np.__version__, faiss=faiss.__version__, torch=torch.__version__),
     )
     result["machine"]["loadavg_1_5_15_start"] = os.getloadavg()
+    if args.tmp:
+        Path(args.tmp).mkdir(parents=True, exist_ok=True)
     if not args.skip_vectors:
         result["vectors"] = bench_vectors(args)
         result["machine"]["loadavg_1_5_15_after_vectors"] = os.getloadavg()
