@@ -23,13 +23,17 @@ from torch import nn
 from vop.backbone.clip import CLIP, Attention, LayerNorm
 
 
-class FullTuning:
+class _Tuning:
+    """A baseline with no values of its own: it only says which backbone tensors train."""
+
     role = "backbone"
 
     @classmethod
-    def from_config(cls, c: dict, clip_cfg, frames: int) -> FullTuning:
+    def from_config(cls, c: dict, clip_cfg, frames: int):
         return cls()
 
+
+class FullTuning(_Tuning):
     def select(self, clip: CLIP) -> list[nn.Parameter]:
         return [p for p in clip.parameters() if p is not clip.logit_scale]
 
@@ -44,31 +48,17 @@ def _biases(module: nn.Module) -> list[nn.Parameter]:
     return out
 
 
-class BiasTuning:
-    role = "backbone"
-
-    @classmethod
-    def from_config(cls, c: dict, clip_cfg, frames: int) -> BiasTuning:
-        return cls()
-
+class BiasTuning(_Tuning):
     def select(self, clip: CLIP) -> list[nn.Parameter]:
         return _biases(clip)
 
 
-class ProjTuning:
-    role = "backbone"
-
-    @classmethod
-    def from_config(cls, c: dict, clip_cfg, frames: int) -> ProjTuning:
-        return cls()
-
+class ProjTuning(_Tuning):
     def select(self, clip: CLIP) -> list[nn.Parameter]:
         return [clip.visual.proj, clip.text_projection]
 
 
-class PartialTuning:
-    role = "backbone"
-
+class PartialTuning(_Tuning):
     def __init__(self, include_heads: bool = False):
         self.include_heads = include_heads
 
