@@ -172,16 +172,18 @@ def test_frame_count_is_checked_for_frame_indexed_methods(tiny_clip):
 
 
 def test_token_layout_per_layer(tiny_clip, monkeypatch):
-    """Block inputs: text [N, 8 + L'] (L' = up to the last EOT); frame layers [B*F, 1 + 8 + P]; deep layers [B, F + 8 + F*P]."""
+    """Block inputs: text [N, L'] words (L' = up to the last EOT) + 8 prompts as context; frame
+    layers [B*F, 1 + P] + [B*F, 8]; deep layers [B, F + F*P] + 8 video prompts."""
     seen = {"text": [], "vision": []}
-    inputs = {}
+    contexts = {}
     for key, tr in (("text", tiny_clip.transformer), ("vision", tiny_clip.visual.transformer)):
         original = tr.run_block
 
-        def record(i, x, is_causal=False, _orig=original, _key=key):
-            seen[_key].append((i, tuple(x.shape[:2]), is_causal))
-            inputs[_key, i] = x
-            return _orig(i, x, is_causal)
+        def record(i, x, is_causal=False, context=None, _orig=original, _key=key):
+            seen[_key].append((i, tuple(x.shape[:2]), None if context is None else tuple(context.shape[:2]),
+                               is_causal))
+            contexts[_key, i] = context
+            return _orig(i, x, is_causal, context)
 
         monkeypatch.setattr(tr, "run_block", record)
     model = build(tiny_clip, "vop-f")
@@ -189,13 +191,50 @@ def test_token_layout_per_layer(tiny_clip, monkeypatch):
     model.encode_video(video(b=2))
     patches = tiny_clip.cfg.vision.num_patches  # 16
     longest = 5  # SOT, 3 words, EOT: the padding after the batch's last EOT is cut
-    assert seen["text"] == [(0, (3, 8 + longest), True), (1, (3, 8 + longest), True)]
-    assert seen["vision"] == [(0, (2 * FRAMES, 1 + 8 + patches), False),
-                              (1, (2, FRAMES + 8 + FRAMES * patches), False)]
-    # raw prompts sit before the words (text) / after the frames' CLS tokens (deep layer)
-    assert torch.equal(inputs["text", 1][0, :8], model.prompts["text"].tokens[1])
-    assert torch.equal(inputs["vision", 1][0, FRAMES:FRAMES + 8], model.prompts["deep"].video[0])
-    assert torch.equal(inputs["vision", 0][0, 1:9], tiny_clip.visual.ln_pre(model.prompts["visual"].tokens[0]))
+    assert seen["text"] == [(0, (3, longest), (1, 8), True), (1, (3, longest), (1, 8), True)]
+    assert seen["vision"] == [(0, (2 * FRAMES, 1 + patches), (2 * FRAMES, 8), False),
+                              (1, (2, FRAMES + FRAMES * patches), (1, 8), False)]
+    # raw prompts (layer-1 visual prompts through ln_pre, as if inserted before it)
+    assert torch.equal(contexts["text", 1][0], model.prompts["text"].tokens[1])
+    assert torch.equal(contexts["vision", 1][0], model.prompts["deep"].video[0])
+    assert torch.equal(contexts["vision", 0][0], tiny_clip.visual.ln_pre(model.prompts["visual"].tokens[0]))
+
+
+PROMPTED = ["text-prompt", "visual-prompt", "vop", "vop-p", "vop-c", "vop-f", "vop-fp", "vop-fc"]
+
+
+@pytest.mark.parametrize("method", PROMPTED)
+def test_key_value_only_prompts_equal_the_concatenated_sequence(method, monkeypatch):
+    """The definition: a block runs on ``cat([prompts, tokens])`` and the prompt outputs are
+    dropped. Our blocks never compute those outputs; embeddings and gradients must not change."""
+    from vop.backbone.clip import build_clip
+
+    def run(reference: bool):
+        clip = build_clip("tiny", seed=0)
+        if reference:
+            for tr in (clip.transformer, clip.visual.transformer):
+                def concat(i, x, is_causal=False, context=None, _orig=tr.run_block):
+                    if context is None:
+                        return _orig(i, x, is_causal)
+                    c = context.expand(x.shape[0], -1, -1)
+                    return _orig(i, torch.cat([c, x], dim=1), is_causal)[:, c.shape[1]:]
+
+                monkeypatch.setattr(tr, "run_block", concat)
+        model = build(clip, method)
+        with torch.no_grad():  # non-zero prompts everywhere (some components start at zero)
+            for _, p in model.trainable_named_parameters():
+                p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+        model.train()
+        loss = _loss(model)
+        loss.backward()
+        return (model.encode_text(tokens()).detach(), model.encode_video(video()).detach(),
+                {n: p.grad for n, p in model.trainable_named_parameters()})
+
+    (t0, v0, g0), (t1, v1, g1) = run(False), run(True)
+    assert torch.allclose(t0, t1, atol=1e-5) and torch.allclose(v0, v1, atol=1e-5)
+    assert g0.keys() == g1.keys() and g0
+    for n in g0:
+        assert torch.allclose(g0[n], g1[n], atol=1e-5, rtol=1e-4), n
 
 
 @pytest.mark.parametrize("method", ["vop", "vop-fc"])

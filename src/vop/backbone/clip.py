@@ -133,11 +133,32 @@ class Attention(nn.Module):
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * width))
         self.out_proj = nn.Linear(width, width)
 
-    def forward(self, x: torch.Tensor, is_causal: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, is_causal: bool = False,
+                context: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` ``[N, L, D]`` -> ``[N, L, D]``.
+
+        ``context`` ``[N or 1, m, D]`` (already normalised) are extra tokens that ``x`` attends to
+        but whose own outputs are not wanted: they give keys and values only, placed *before*
+        ``x`` (under ``is_causal`` every token of ``x`` sees all of them). The result equals
+        running ``cat([context, x])`` and dropping the first ``m`` outputs, without computing
+        those outputs' queries, attention rows or (in the block) MLP.
+        """
         n, length, d = x.shape
+        hd = d // self.heads
         qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # [N, L, 3D]
-        qkv = qkv.view(n, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # [3, N, H, L, hd]
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], is_causal=is_causal)  # [N, H, L, hd]
+        qkv = qkv.view(n, length, 3, self.heads, hd).permute(2, 0, 3, 1, 4)  # [3, N, H, L, hd]
+        if context is None:
+            out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], is_causal=is_causal)  # [N, H, L, hd]
+        else:
+            m = context.shape[1]
+            kv = F.linear(context, self.in_proj_weight[d:], self.in_proj_bias[d:])  # [N|1, m, 2D]
+            kv = kv.view(-1, m, 2, self.heads, hd).permute(2, 0, 3, 1, 4).expand(-1, n, -1, -1, -1)
+            k = torch.cat([kv[0], qkv[1]], dim=2)  # [N, H, m + L, hd]
+            v = torch.cat([kv[1], qkv[2]], dim=2)
+            mask = None
+            if is_causal:  # query i sees the m context tokens and keys 0..i of x
+                mask = torch.ones(length, m + length, dtype=torch.bool, device=x.device).tril(m)
+            out = F.scaled_dot_product_attention(qkv[0], k, v, attn_mask=mask)  # [N, H, L, hd]
         out = out.transpose(1, 2).reshape(n, length, d)  # [N, L, D]
         return self.out_proj(out)
 
@@ -167,12 +188,15 @@ class ResidualAttentionBlock(nn.Module):
         self.attn_adapter: nn.Module | None = None
         self.mlp_adapter: nn.Module | None = None
 
-    def forward(self, x: torch.Tensor, is_causal: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, is_causal: bool = False,
+                context: torch.Tensor | None = None) -> torch.Tensor:
+        """``context``: key/value-only tokens (prompts), see :meth:`Attention.forward`."""
         # The residual sums are accumulated into the branch outputs, which are fresh tensors
         # (outputs of linear layers, not needed by their backward): one allocation fewer per
         # branch, same numbers as ``x + branch``. The input ``x`` itself is never modified.
         h = self.ln_1(x)
-        x = self.attn(h, is_causal=is_causal).add_(x)
+        c = self.ln_1(context) if context is not None else None
+        x = self.attn(h, is_causal=is_causal, context=c).add_(x)
         if self.attn_adapter is not None:
             x = x + self.attn_adapter(h)
         h = self.ln_2(x)
@@ -190,12 +214,19 @@ class Transformer(nn.Module):
         self.resblocks = nn.ModuleList(ResidualAttentionBlock(width, heads, quick_gelu) for _ in range(layers))
         self.grad_checkpointing = False
 
-    def run_block(self, i: int, x: torch.Tensor, is_causal: bool = False) -> torch.Tensor:
-        """Run residual block ``i``; with gradient checkpointing its activations are recomputed."""
+    def run_block(self, i: int, x: torch.Tensor, is_causal: bool = False,
+                  context: torch.Tensor | None = None) -> torch.Tensor:
+        """Run residual block ``i``; with gradient checkpointing its activations are recomputed.
+
+        ``context``: prompt tokens that ``x`` attends to and whose outputs are discarded
+        (keys/values only, see :meth:`Attention.forward`).
+        """
         block = self.resblocks[i]
+        if context is not None and context.shape[1] == 0:
+            context = None  # zero prompt tokens: exactly the plain block
         if self.grad_checkpointing and self.training and torch.is_grad_enabled():
-            return checkpoint(block, x, is_causal, use_reentrant=False)
-        return block(x, is_causal=is_causal)
+            return checkpoint(block, x, is_causal, context, use_reentrant=False)
+        return block(x, is_causal=is_causal, context=context)
 
     def forward(self, x: torch.Tensor, is_causal: bool = False) -> torch.Tensor:
         for i in range(self.layers):

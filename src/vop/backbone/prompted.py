@@ -1,9 +1,17 @@
-"""The prompted forward passes: the one place that inserts and strips prompt tokens.
+"""The prompted forward passes: the one place that decides where prompt tokens go.
 
 Prompt *components* (``vop.prompts``) own parameters and only say which tokens go into a
 layer; this module decides where they go, runs CLIP's frozen blocks through the seams of
 ``vop.backbone.clip`` and strips the prompt outputs again after every layer ("deep" prompts:
 every layer gets fresh tokens, paper Eq. 3-4).
+
+Because a prompt's output is discarded after every layer, it is never computed: prompts enter a
+block as key/value-only ``context`` (``Transformer.run_block(..., context=p)``). The result is
+the same as running the block on the concatenated sequence and stripping the prompt positions
+(tested against that reference), but the prompt tokens cost only their key/value projection,
+not a query row, the output projection or the MLP (the MLP is 2/3 of a block's FLOPs). For
+ViT-B/32 with 8 visual prompts this cuts the extra work of the prompted frame pass from 16% to
+about 3% of the plain pass.
 
 Placement rules (DESIGN.md §3):
 
@@ -11,7 +19,8 @@ Placement rules (DESIGN.md §3):
   Words keep CLIP's positional embeddings of their own positions; prompts get none. Because the
   prompts are stripped after each layer, the EOT read-out index is the plain one (it would be
   ``eot + n_prompts`` inside a layer).
-* vision: ``[CLS, prompts, patches]``. Layer-1 prompts are inserted before ``ln_pre``; since
+* vision: ``[CLS, prompts, patches]`` (attention is not causal here, so the prompts' place in
+  the key order does not matter; they are passed as ``context``). Layer-1 prompts are inserted before ``ln_pre``; since
   LayerNorm acts per token, ``ln_pre(cat(cls, p, patches)) == cat(ln_pre(cls), ln_pre(p), ...)``,
   so we normalise the image tokens first and pass the layer-1 prompts through ``ln_pre`` alone.
   Later layers take raw prompts.
@@ -61,19 +70,9 @@ def encode_text(clip: CLIP, tokens: torch.Tensor, prompts: TextPromptFn | None =
     x = clip.embed_text(tokens)  # [N, L', D]
     for i in range(clip.transformer.layers):
         p = prompts(i) if prompts is not None else None
-        if p is None:
-            x = clip.transformer.run_block(i, x, is_causal=True)
-            continue
-        n = p.shape[0]
-        p = p.to(x.dtype).expand(x.shape[0], -1, -1)  # [N, n, D]
-        x = clip.transformer.run_block(i, torch.cat([p, x], dim=1), is_causal=True)  # [N, n + L', D]
-        x = x[:, n:]  # strip the prompt outputs: [N, L', D]
+        context = None if p is None else p.to(x.dtype)[None]  # [1, n, D], before the words
+        x = clip.transformer.run_block(i, x, is_causal=True, context=context)  # [N, L', D]
     return clip.pool_text(x, eot)
-
-
-def _insert(x: torch.Tensor, p: torch.Tensor, after: int) -> torch.Tensor:
-    """Put tokens ``p`` ``[N, n, D]`` after the first ``after`` tokens of ``x`` ``[N, L, D]``."""
-    return torch.cat([x[:, :after], p.to(x.dtype), x[:, after:]], dim=1)
 
 
 def _shallow_layer(clip: CLIP, i: int, x: torch.Tensor, frames: int, shallow: ShallowPrompts | None):
@@ -85,12 +84,10 @@ def _shallow_layer(clip: CLIP, i: int, x: torch.Tensor, frames: int, shallow: Sh
         p = shallow.prompts(i, x[:, 0].reshape(bf // frames, frames, d))  # [B, F, n, D] or None
     if p is None:
         return visual.transformer.run_block(i, x)
-    p = p.flatten(0, 1)  # [B*F, n, D]
+    p = p.flatten(0, 1).to(x.dtype)  # [B*F, n, D]
     if i == 0:
         p = visual.ln_pre(p)  # layer-1 prompts are inserted before ln_pre (see module doc)
-    n = p.shape[1]
-    x = visual.transformer.run_block(i, _insert(x, p, 1))  # [B*F, 1 + n + P, D]
-    return torch.cat([x[:, :1], x[:, 1 + n:]], dim=1)  # strip: [B*F, 1 + P, D]
+    return visual.transformer.run_block(i, x, context=p)  # [B*F, 1 + P, D]
 
 
 def _deep_layers(clip: CLIP, x: torch.Tensor, frames: int, deep: DeepFrames) -> torch.Tensor:
@@ -103,12 +100,8 @@ def _deep_layers(clip: CLIP, x: torch.Tensor, frames: int, deep: DeepFrames) -> 
     x = torch.cat([cls, patches], dim=1)  # [B, F + F*P, D]
     for i in range(deep.start, clip.visual.transformer.layers):
         p = deep.prompts(i)
-        if p is None:
-            x = clip.visual.transformer.run_block(i, x)
-            continue
-        n = p.shape[0]
-        x = clip.visual.transformer.run_block(i, _insert(x, p.expand(b, -1, -1), frames))  # [B, F+n+F*P, D]
-        x = torch.cat([x[:, :frames], x[:, frames + n:]], dim=1)  # strip: [B, F + F*P, D]
+        context = None if p is None else p.to(x.dtype)[None]  # [1, n, D]
+        x = clip.visual.transformer.run_block(i, x, context=context)  # [B, F + F*P, D]
     return x[:, :frames]
 
 
