@@ -13,7 +13,14 @@ Part 2 (serve): a small index of synthetic videos encoded with a random-weight b
 started on a free loopback port, a fixed number of POST /search requests from concurrent clients
 under a time limit: throughput, p50/p99 latency, errors.
 
-    python benchmarks/search.py [--n 1000000] [--threads 2] [--out benchmarks/results/search.json]
+    python benchmarks/search.py [--n 1000000] [--threads 1] [--out benchmarks/results/search.json]
+
+``--threads T`` gives NumPy's BLAS, FAISS and torch T threads, and our pq index T search shards
+(one thread each). The thread variables are put in the environment before NumPy is imported,
+including ``OPENBLAS_THREAD_TIMEOUT=4`` and ``OMP_WAIT_POLICY=PASSIVE``: idle OpenBLAS and
+OpenMP worker threads otherwise keep spinning for a while after each query and, with T > 1,
+slow down whatever is timed next on the same cores (seen: our 2-thread query 2.6 -> 5.0 ms right
+after a NumPy query; pq settings timed right after FAISS's exact search slower than later ones).
 """
 
 from __future__ import annotations
@@ -29,6 +36,22 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+
+def _threads_from_argv(argv: list[str]) -> str:
+    for i, a in enumerate(argv):
+        if a == "--threads" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--threads="):
+            return a.split("=", 1)[1]
+    return "1"
+
+
+if __name__ == "__main__":  # BLAS reads these once, when NumPy loads it
+    _t = _threads_from_argv(sys.argv[1:])
+    for _var, _value in (("OMP_NUM_THREADS", _t), ("OPENBLAS_NUM_THREADS", _t), ("OPENBLAS_THREAD_TIMEOUT", "4"),
+                         ("OMP_WAIT_POLICY", "PASSIVE")):
+        os.environ.setdefault(_var, _value)
 
 import numpy as np
 
@@ -73,48 +96,49 @@ def pct(values: list[float], p: float) -> float:
     return float(np.percentile(np.asarray(values) * 1000.0, p))  # seconds -> ms
 
 
-def _build(kind: str, ids, x, tmp) -> tuple:
+def _build(kind: str, ids, x, tmp, threads: int) -> tuple:
     from vop.index.vectors import VectorIndex
 
     t = time.perf_counter()
-    index = VectorIndex.build(ids, x, kind=kind)
+    index = VectorIndex.build(ids, x, kind=kind, threads=threads)
     build_s = time.perf_counter() - t
     with tempfile.TemporaryDirectory(dir=tmp) as d:
         index.save(d)
         size = os.path.getsize(Path(d) / "vectors.faiss")
     print(f"built {index.info.kind} index in {build_s:.1f}s, {size / 2**20:.0f} MiB on disk", flush=True)
-    return index, dict(
-        kind=index.info.kind,
-        build_s=build_s,
-        size_bytes=size,
-        bytes_per_vector=size / len(ids),
-        nlist=index.info.nlist,
-    )
+    return index, {
+        "kind": index.info.kind,
+        "build_s": build_s,
+        "size_bytes": size,
+        "bytes_per_vector": size / len(ids),
+        "nlist": index.info.nlist,
+        "search_shards": index.shards,
+    }
 
 
 def _pq_extra_timers(index) -> dict:
-    """Timers for one query at the index's default k_factor: the fast-scan alone (the k * k_factor
-    candidates, no re-rank), and the whole search with FAISS's own choice of scan kernel."""
-    import faiss
+    """Timers for one query at the index's default k_factor: the fast-scan alone (each search
+    shard's share of the k * k_factor candidates, no re-rank), and the whole search with FAISS's
+    own choice of scan kernel."""
+    from vop.index.vectors import PQ_SCAN_IMPLEM, faiss_shards
 
-    from vop.index.vectors import PQ_SCAN_IMPLEM
-
-    refine = faiss.downcast_index(index.index)
-    scan = faiss.downcast_index(refine.base_index)
-    k_factor = index.info.k_factor
+    scans = index.scans()
+    scan = scans[0] if len(scans) == 1 else faiss_shards(index.info.dim, scans)
+    per_shard = max(1, int(K * index.info.k_factor / len(scans)))
 
     def scan_only(q):
         t = time.perf_counter()
-        scan.search(q[None], K * k_factor)
+        scan.search(q[None], per_shard)
         return time.perf_counter() - t
 
     def faiss_kernel(q):
-        index.set_params(k_factor=k_factor)
-        scan.implem = 0  # FAISS picks the kernel
+        for s in scans:
+            s.implem = 0  # FAISS picks the kernel
         t = time.perf_counter()
         index.search(q[None], K)
         dt = time.perf_counter() - t
-        scan.implem = PQ_SCAN_IMPLEM
+        for s in scans:
+            s.implem = PQ_SCAN_IMPLEM
         return dt
 
     return {"pq_scan_only": scan_only, "pq_faiss_default_kernel": faiss_kernel}
@@ -133,8 +157,8 @@ def bench_vectors(args) -> dict:
     truth_s = time.perf_counter() - t
     print(f"exact ground truth for {len(recall_q)} queries: {truth_s:.1f}s", flush=True)
 
-    auto, auto_meta = _build("auto", ids, x, args.tmp)  # what `vop index` builds at this size
-    ivf, ivf_meta = _build("ivf", ids, x, args.tmp)
+    auto, auto_meta = _build("auto", ids, x, args.tmp, args.threads)  # what `vop index` builds at this size
+    ivf, ivf_meta = _build("ivf", ids, x, args.tmp, args.threads)
     flat = None
     if args.with_faiss_flat:
         flat = faiss.IndexFlatIP(args.dim)
@@ -186,22 +210,22 @@ def bench_vectors(args) -> dict:
         name: [r for r in rows if r["recall_at_10"] >= 0.95 and r["speedup_vs_numpy_p50"] >= 20]
         for name, rows in curves.items()
     }
-    result = dict(
-        n=args.n,
-        dim=args.dim,
-        k=K,
-        recall_queries=len(recall_q),
-        latency_queries=len(latency_q),
-        indexes={auto_meta["kind"]: auto_meta, "ivf": ivf_meta},
-        default_kind_at_this_size=auto_meta["kind"],
-        default_k_factor=default_k_factor,
-        numpy_bruteforce=dict(p50_ms=bf_p50, p99_ms=pct(times["numpy"], 99)),
-        curves=curves,
-        target=dict(
-            recall_at_10=0.95, speedup_vs_numpy=20, met_by={name: rows for name, rows in meets.items()}
-        ),
-        ground_truth_s=truth_s,
-    )
+    result = {
+        "n": args.n,
+        "dim": args.dim,
+        "k": K,
+        "recall_queries": len(recall_q),
+        "latency_queries": len(latency_q),
+        "indexes": {auto_meta["kind"]: auto_meta, "ivf": ivf_meta},
+        "default_kind_at_this_size": auto_meta["kind"],
+        "default_k_factor": default_k_factor,
+        "numpy_bruteforce": {"p50_ms": bf_p50, "p99_ms": pct(times["numpy"], 99)},
+        "curves": curves,
+        "target": {
+            "recall_at_10": 0.95, "speedup_vs_numpy": 20, "met_by": {name: rows for name, rows in meets.items()}
+        },
+        "ground_truth_s": truth_s,
+    }
     if extra:
         result["pq_breakdown"] = dict(
             k_factor=default_k_factor,
@@ -210,9 +234,9 @@ def bench_vectors(args) -> dict:
         )
         print(f"pq breakdown at k_factor {default_k_factor}: {result['pq_breakdown']}", flush=True)
     if flat is not None:
-        result["faiss_flat_exact"] = dict(
-            p50_ms=pct(times["faiss_flat"], 50), p99_ms=pct(times["faiss_flat"], 99)
-        )
+        result["faiss_flat_exact"] = {
+            "p50_ms": pct(times["faiss_flat"], 50), "p99_ms": pct(times["faiss_flat"], 99)
+        }
     print(
         f"numpy brute force: p50 {bf_p50:.1f} ms, p99 {result['numpy_bruteforce']['p99_ms']:.1f} ms",
         flush=True,
@@ -276,9 +300,9 @@ def bench_serve(args) -> dict:
         )
         try:
             _wait(url, proc)
-            return _load(url, args) | dict(
-                backbone=args.serve_backbone, videos=args.serve_videos, index_build_s=index_s
-            )
+            return _load(url, args) | {
+                "backbone": args.serve_backbone, "videos": args.serve_videos, "index_build_s": index_s
+            }
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -335,18 +359,18 @@ def _load(url: str, args) -> dict:
     for th in threads:
         th.join()
     wall = time.perf_counter() - start
-    out = dict(
-        clients=args.clients,
-        requests_planned=args.requests,
-        time_limit_s=args.time_limit,
-        completed=len(latencies),
-        errors=len(errors),
-        error_samples=errors[:5],
-        wall_s=wall,
-        throughput_rps=len(latencies) / wall,
-        p50_ms=pct(latencies, 50) if latencies else None,
-        p99_ms=pct(latencies, 99) if latencies else None,
-    )
+    out = {
+        "clients": args.clients,
+        "requests_planned": args.requests,
+        "time_limit_s": args.time_limit,
+        "completed": len(latencies),
+        "errors": len(errors),
+        "error_samples": errors[:5],
+        "wall_s": wall,
+        "throughput_rps": len(latencies) / wall,
+        "p50_ms": pct(latencies, 50) if latencies else None,
+        "p99_ms": pct(latencies, 99) if latencies else None,
+    }
     print(
         f"serve: {out['completed']} ok, {out['errors']} errors in {wall:.1f}s with {args.clients} clients: "
         f"{out['throughput_rps']:.1f} req/s, p50 {out['p50_ms']:.1f} ms, p99 {out['p99_ms']:.1f} ms",
@@ -375,9 +399,8 @@ def main() -> None:
         "--threads",
         type=int,
         default=1,
-        help="threads for NumPy/BLAS, FAISS and torch alike (default 1: on a busy shared CPU an "
-        "OpenMP region per query waits for a scheduler slice, ~20 ms; set OMP_NUM_THREADS "
-        "and OPENBLAS_NUM_THREADS to the same value before starting)",
+        help="threads for NumPy/BLAS, FAISS, torch and the pq index's search shards alike (default 1; "
+        "the BLAS variables are set from it before NumPy loads, unless already in the environment)",
     )
     p.add_argument("--serve-backbone", default="ViT-B-32", help="random-weight CLIP config for the load test")
     p.add_argument("--serve-videos", type=int, default=16)
@@ -402,24 +425,26 @@ def main() -> None:
             )
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
-    result = dict(
-        benchmark="search",
-        date=time.strftime("%Y-%m-%d %H:%M:%S"),
-        machine=dict(
-            note="shared 2-core CPU machine (six engineers working at the same time); "
-            "timings are noisy, ratios measured back to back in one run",
-            cpu_count=os.cpu_count(),
-            platform=platform.platform(),
-            processor=platform.processor(),
-        ),
-        threads=dict(
-            torch=args.threads,
-            faiss=args.threads,
-            OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "unset"),
-            OPENBLAS_NUM_THREADS=os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
-        ),
-        versions=dict(numpy=np.__version__, faiss=faiss.__version__, torch=torch.__version__),
-    )
+    result = {
+        "benchmark": "search",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": {
+            "note": "CPU VM; ratios measured back to back in one run (load averages recorded)",
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+        },
+        "threads": {
+            "torch": args.threads,
+            "faiss": args.threads,
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
+            "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
+            "OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT", "unset"),
+            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "unset"),
+            "pq_search_shards": args.threads,
+        },
+        "versions": {"numpy": np.__version__, "faiss": faiss.__version__, "torch": torch.__version__},
+    }
     result["machine"]["loadavg_1_5_15_start"] = os.getloadavg()
     if args.tmp:
         Path(args.tmp).mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from vop.demo import temporal_breakdown
+from vop.demo import pair_accuracy, temporal_breakdown
 
 
 def _meta(n_pairs: int) -> tuple[dict, list[str]]:
@@ -31,6 +31,14 @@ def test_mean_pooling_of_identical_frame_sets_gets_exactly_chance_pair_accuracy(
     out = temporal_breakdown(model, meta, ids, video_emb)
     assert out["pair_accuracy"] == 50.0  # every temporal query ties with its partner: half credit
     assert out["temporal"]["queries"] == 6 and out["static"]["queries"] == 6
+
+
+def test_pair_accuracy_treats_rounding_gaps_as_ties():
+    own = torch.tensor([0.5, 0.5, 0.5, 0.5])
+    assert pair_accuracy(own, own - 1e-8) == 50.0  # summation rounding of an order-free method
+    assert pair_accuracy(own, own - 1e-3) == 100.0
+    assert pair_accuracy(own, own + 1e-3) == 0.0
+    assert pair_accuracy(own, torch.tensor([0.4, 0.6, 0.5, 0.5 + 1e-9])) == 50.0  # 1 + 0 + 0.5 + 0.5
 
 
 def test_quick_demo_runs_end_to_end(tmp_path, capsys):

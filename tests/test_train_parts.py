@@ -3,6 +3,7 @@ gradient checkpointing."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -44,7 +45,7 @@ def test_warmup_then_cosine():
     total, warm = 100, 10
     lrs = [warmup_cosine(s, total, warm) for s in range(total + 1)]
     assert lrs[0] == 0.1 and lrs[9] == 1.0  # linear warm-up reaches the peak at the last warm-up step
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))  # then never increases
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))  # then never increases
     assert math.isclose(lrs[55], 0.5, abs_tol=1e-9) and lrs[100] == 0.0
 
 

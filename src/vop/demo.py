@@ -103,11 +103,22 @@ def train_config(settings: DemoSettings, data_dir: Path, cache_dir: Path, method
     ).validate()
 
 
+PAIR_TIE_TOL = 1e-6  # cosine gaps this small are float rounding (order-free methods: ~1e-8), not order
+
+
+def pair_accuracy(s_own, s_partner, tol: float = PAIR_TIE_TOL) -> float:
+    """% of temporal captions that score their own clip above the reversed partner; a gap within
+    ``tol`` is a tie (half credit). Mean pooling of the same frames in another order differs only
+    by summation rounding, which must not count as seeing time."""
+    gap = s_own - s_partner
+    return float(100 * ((gap > tol).float() + 0.5 * (gap.abs() <= tol).float()).mean())
+
+
 def temporal_breakdown(model, meta: dict, test_ids: list[str], video_emb, batch_size: int = 64) -> dict:
     """Static R@1 (pair = correct), temporal R@1, and pair accuracy on the test clips.
 
     ``video_emb[i]`` belongs to ``test_ids[i]``. Pair accuracy: for each temporal caption,
-    1 if it scores its own clip above the reversed partner, 0.5 on an exact tie, else 0.
+    1 if it scores its own clip above the reversed partner, 0.5 on a tie (see :func:`pair_accuracy`), else 0.
     """
     import torch
 
@@ -130,7 +141,7 @@ def temporal_breakdown(model, meta: dict, test_ids: list[str], video_emb, batch_
         else:
             out["temporal"] = retrieval_metrics(sim, own.tolist())
             s_own, s_partner = sim.gather(1, own[:, None])[:, 0], sim.gather(1, partner[:, None])[:, 0]
-            out["pair_accuracy"] = float(100 * ((s_own > s_partner).float() + 0.5 * (s_own == s_partner).float()).mean())
+            out["pair_accuracy"] = pair_accuracy(s_own, s_partner)
     return out
 
 

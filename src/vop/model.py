@@ -131,7 +131,7 @@ class VideoTextModel(nn.Module):
         return self.clip.cfg.text.context_length
 
     def _part(self, role: str):
-        return self.prompts[role] if role in self.prompts else None  # noqa: SIM401 (ModuleDict has no .get)
+        return self.prompts[role] if role in self.prompts else None  # noqa: SIM401 - ModuleDict has no .get
 
     # ----- encoders
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -19,10 +19,10 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from vop.index.discover import discover_videos, shard_of
 from vop.index.manifest import (

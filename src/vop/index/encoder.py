@@ -104,18 +104,18 @@ class VideoEncoder:
 
     def identity(self) -> dict:
         """The manifest fields that pin down which embedding space the vectors live in."""
-        return dict(
-            backbone_name=self.clip.cfg.name,
-            backbone_source=self.backbone_source,
-            backbone_sha256=self.clip.weights_sha256,
-            method=str(getattr(self.model, "method", "zeroshot")),
-            frames=self.frames,
-            image_size=self.image_size,
-            dim=self.dim,
-            adapter_name=None if self.adapter_dir is None else self.adapter_dir.name,
-            adapter_path=None if self.adapter_dir is None else str(self.adapter_dir),
-            adapter_sha256=self._adapter_sha,
-        )
+        return {
+            "backbone_name": self.clip.cfg.name,
+            "backbone_source": self.backbone_source,
+            "backbone_sha256": self.clip.weights_sha256,
+            "method": str(getattr(self.model, "method", "zeroshot")),
+            "frames": self.frames,
+            "image_size": self.image_size,
+            "dim": self.dim,
+            "adapter_name": None if self.adapter_dir is None else self.adapter_dir.name,
+            "adapter_path": None if self.adapter_dir is None else str(self.adapter_dir),
+            "adapter_sha256": self._adapter_sha,
+        }
 
     @torch.no_grad()
     def encode_texts(self, texts: list[str]) -> np.ndarray:

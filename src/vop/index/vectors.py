@@ -13,12 +13,19 @@ Vectors are L2-normalised, so inner product = cosine similarity. Kinds (``kind=`
 
 Approximate kinds fall back to exact below ``MIN_TRAIN`` vectors (too few to train on).
 
+Parallel search: one query's ``pq`` search is a single-threaded FAISS loop, so in memory a ``pq``
+index is cut into ``threads`` contiguous shards (byte copies of the packed fast-scan blocks and of
+the fp16 rows; default: the machine's cores, at most ``MAX_SEARCH_THREADS``), each scanned and
+re-ranked by its own thread (``faiss.IndexShards``) with ``k * k_factor / shards`` candidates, so
+the total number of candidates stays that of one index (benchmark recall@10: 0.9584 with one
+shard, 0.9587 with two). On disk it is one FAISS file either way (shards are joined back on save).
+
 Why ``pq`` and not ``ivf`` by default above the threshold: ``benchmarks/search.py`` (1M random
-unit vectors, dim 512, 1 thread) measured both; ``pq`` reaches recall@10 0.958 at 14.6x the speed
-of NumPy brute force on a quiet machine (the ratio grows with the machine's load), ``ivf`` needs
-most of its cells for that recall (numbers in ``benchmarks/results/search.json`` and the README).
-The pq scan reads 64 bytes per vector near memory speed (~3 ms); the re-rank of k * k_factor
-candidates costs the rest (~1.3 ms at the default).
+unit vectors, dim 512) measured both; ``pq`` reaches recall@10 0.958 at 14.3x the speed of NumPy
+brute force with 1 thread and 0.959 at 19.7x with 2 (both sides), ``ivf`` needs most of its
+cells for that recall (numbers in ``benchmarks/results/search*.json`` and the README). The pq
+scan reads 64 bytes per vector (~2.3-3 ms at 1 thread); the re-rank of k * k_factor candidates
+costs the rest (~1.3 ms at the default).
 """
 
 from __future__ import annotations
@@ -46,6 +53,19 @@ PQ_SCAN_IMPLEM = 15
 IVF_TRAIN_PER_CELL = 40  # k-means training points per cell (FAISS warns below 39)
 IVF_KMEANS_ITERS = 10
 PQ_TRAIN = 65_536  # 16 centroids per sub-quantiser need few training points
+MAX_SEARCH_THREADS = 4  # cap on one query's threads (only 1 and 2 were measured: benchmarks/search.py)
+MIN_SHARD = 4096  # vectors per pq search shard at least: smaller scans are not worth a thread
+
+
+def default_search_threads() -> int:
+    """Threads for one query's pq search: ``VOP_SEARCH_THREADS`` or the cores (at most 4)."""
+    env = os.environ.get("VOP_SEARCH_THREADS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise ValueError(f"VOP_SEARCH_THREADS must be a positive integer, got {env!r}") from None
+    return max(1, min(MAX_SEARCH_THREADS, os.cpu_count() or 1))
 
 
 @dataclass
@@ -88,10 +108,26 @@ class VectorIndex:
     scheduler slice (measured: 0.4 ms -> 24 ms per query at 2 threads).
     """
 
-    def __init__(self, index, info: VectorIndexInfo, ids: np.ndarray | None = None):
-        self.index = index
+    def __init__(self, index, info: VectorIndexInfo, ids: np.ndarray | None = None, threads: int | None = None):
         self.info = info
         self.ids = ids  # [count] int64, or None when the FAISS index stores the ids (ivf)
+        self.index = index  # what ``search`` calls: the FAISS index, or IndexShards over its pq parts
+        self._parts: list = []  # pq only: (IndexRefine, fast-scan, fp16) per shard, kept alive here
+        if info.kind == "pq":
+            threads = default_search_threads() if threads is None else max(1, int(threads))
+            shards = max(1, min(threads, info.count // MIN_SHARD))
+            self._parts = _split_pq(index, shards)
+            if shards > 1:
+                self.index = faiss_shards(info.dim, [r for r, _, _ in self._parts])
+
+    @property
+    def shards(self) -> int:
+        """How many threads one pq query uses (1 for the other kinds)."""
+        return max(1, len(self._parts))
+
+    def scans(self) -> list:
+        """The fast-scan index of every pq shard (empty for the other kinds)."""
+        return [f for _, f, _ in self._parts]
 
     @classmethod
     def build(
@@ -104,6 +140,7 @@ class VectorIndex:
         nprobe: int = DEFAULT_NPROBE,
         k_factor: int = DEFAULT_K_FACTOR,
         seed: int = 0,
+        threads: int | None = None,
     ) -> VectorIndex:
         """Build the index kind for ``len(vectors)`` (``kind="auto"``) or the one asked for."""
         import faiss
@@ -139,23 +176,22 @@ class VectorIndex:
             index.add(vectors)
         elif n:
             index.add_with_ids(vectors, ids)
-        vi = cls(index, info, ids.copy() if own_ids else None)
+        vi = cls(index, info, ids.copy() if own_ids else None, threads=threads)
         vi.set_params(nprobe=info.nprobe, k_factor=info.k_factor)
         return vi
 
     def set_params(self, nprobe: int | None = None, k_factor: int | None = None) -> None:
         """Query-time knobs: IVF cells scanned; PQ candidates re-ranked per result."""
-        import faiss
 
         if self.info.kind == "ivf" and nprobe:
             self.index.nprobe = self.info.nprobe = max(1, min(int(nprobe), self.info.nlist))
         if self.info.kind == "pq":
-            refine = faiss.downcast_index(self.index)
-            # not stored in the file, so set on every build and load (see PQ_SCAN_IMPLEM)
-            faiss.downcast_index(refine.base_index).implem = PQ_SCAN_IMPLEM
             if k_factor:
                 self.info.k_factor = max(1, int(k_factor))
-                refine.k_factor = float(self.info.k_factor)
+            for refine, scan, _ in self._parts:
+                scan.implem = PQ_SCAN_IMPLEM  # not stored in the file: set on every build and load
+                # each shard re-ranks its share of the k * k_factor candidates
+                refine.k_factor = max(1.0, self.info.k_factor / len(self._parts))
 
     def set_nprobe(self, nprobe: int) -> None:
         self.set_params(nprobe=nprobe)
@@ -181,7 +217,9 @@ class VectorIndex:
 
         index_dir = Path(index_dir)
         tmp = index_dir / (FAISS_NAME + ".tmp")
-        faiss.write_index(self.index, str(tmp))
+        whole = _join_pq(self._parts, self.info.k_factor) if len(self._parts) > 1 else self._parts[0][0] if self._parts else self.index
+        faiss.write_index(whole, str(tmp))
+        del whole
         os.replace(tmp, index_dir / FAISS_NAME)
         if self.ids is not None:
             tmp = index_dir / "vectors.ids.tmp.npy"
@@ -192,7 +230,7 @@ class VectorIndex:
         os.replace(tmp, index_dir / FAISS_META)
 
     @classmethod
-    def load(cls, index_dir: str | Path) -> VectorIndex | None:
+    def load(cls, index_dir: str | Path, threads: int | None = None) -> VectorIndex | None:
         """The saved index, or None when there is none (or it is unreadable)."""
         import faiss
 
@@ -205,9 +243,109 @@ class VectorIndex:
             return None
         if ids is not None and len(ids) != index.ntotal:
             return None
-        vi = cls(index, info, ids)
+        vi = cls(index, info, ids, threads=threads)
         vi.set_params(nprobe=info.nprobe, k_factor=info.k_factor)
         return vi
+
+
+def faiss_shards(dim: int, parts: list):
+    """A threaded ``IndexShards`` over ``parts`` (labels offset by the sizes before them)."""
+    import faiss
+
+    shards = faiss.IndexShards(dim, True, True)  # threaded, successive ids
+    for part in parts:
+        shards.add_shard(part)
+    return shards
+
+
+def _pq_pieces(index) -> tuple:
+    """``IndexRefine(PQ fast-scan, fp16)`` -> (refine, fast-scan, fp16) as their own types."""
+    import faiss
+
+    refine = faiss.downcast_index(index)
+    return refine, faiss.downcast_index(refine.base_index), faiss.downcast_index(refine.refine_index)
+
+
+def _empty_pq_like(scan, flat):
+    """An empty fast-scan and fp16 index with the trained quantisers of ``scan`` / ``flat``."""
+    import faiss
+
+    part_scan = faiss.IndexPQFastScan(scan.d, scan.M, scan.nbits, scan.metric_type, scan.bbs)
+    part_scan.pq = scan.pq
+    part_scan.implem = scan.implem
+    part_scan.is_trained = True
+    part_flat = faiss.IndexScalarQuantizer(flat.d, flat.sq.qtype, flat.metric_type)
+    part_flat.sq = flat.sq
+    part_flat.is_trained = True
+    return part_scan, part_flat
+
+
+def _bytes(table, size: int) -> np.ndarray:
+    """A writable NumPy view of a FAISS byte table's first ``size`` bytes."""
+    import faiss
+
+    ptr = table.get() if hasattr(table, "get") else table.data()
+    return faiss.rev_swig_ptr(ptr, size)
+
+
+def _split_pq(index, shards: int) -> list[tuple]:
+    """Cut a pq index into ``shards`` contiguous ranges of whole fast-scan blocks.
+
+    Fast-scan codes are packed ``bbs`` vectors per block, so a range that starts and ends on a
+    block boundary is a plain byte range of the packed table (and of the fp16 rows). Returns
+    ``[(IndexRefine, fast-scan, fp16)]``; with one shard, the index itself.
+    """
+    import faiss
+
+    refine, scan, flat = _pq_pieces(index)
+    if shards <= 1:
+        return [(refine, scan, flat)]
+    n, bbs, stride, row = scan.ntotal, scan.bbs, scan.get_block_stride(), flat.code_size
+    packed, rows = _bytes(scan.codes, scan.codes.size()), _bytes(flat.codes, n * row)
+    blocks = -(-n // bbs)
+    parts = []
+    for s in range(shards):
+        b0, b1 = blocks * s // shards, blocks * (s + 1) // shards
+        lo, hi = b0 * bbs, min(n, b1 * bbs)
+        part_scan, part_flat = _empty_pq_like(scan, flat)
+        part_scan.codes.resize((b1 - b0) * stride)
+        _bytes(part_scan.codes, (b1 - b0) * stride)[:] = packed[b0 * stride : b1 * stride]
+        part_scan.ntotal, part_scan.ntotal2 = hi - lo, (b1 - b0) * bbs
+        part_flat.codes.resize((hi - lo) * row)
+        _bytes(part_flat.codes, (hi - lo) * row)[:] = rows[lo * row : hi * row]
+        part_flat.ntotal = hi - lo
+        part = faiss.IndexRefine(part_scan, part_flat)
+        part.k_factor = refine.k_factor
+        parts.append((part, part_scan, part_flat))
+    return parts
+
+
+def _join_pq(parts: list[tuple], k_factor: float):
+    """The inverse of :func:`_split_pq`: one ``IndexRefine`` over all shards, in order (every
+    shard but the last holds whole blocks, so the packed tables simply follow each other)."""
+    import faiss
+
+    _, first_scan, first_flat = parts[0]
+    scan, flat = _empty_pq_like(first_scan, first_flat)
+    n = sum(s.ntotal for _, s, _ in parts)
+    stride, row = first_scan.get_block_stride(), first_flat.code_size
+    scan.codes.resize(sum(s.codes.size() for _, s, _ in parts))
+    flat.codes.resize(n * row)
+    packed, rows = _bytes(scan.codes, scan.codes.size()), _bytes(flat.codes, n * row)
+    at_block = at_row = 0
+    for _, s, f in parts:
+        size = s.codes.size()
+        packed[at_block : at_block + size] = _bytes(s.codes, size)
+        rows[at_row : at_row + f.ntotal * row] = _bytes(f.codes, f.ntotal * row)
+        at_block, at_row = at_block + size, at_row + f.ntotal * row
+    scan.ntotal, scan.ntotal2 = n, at_block // stride * scan.bbs
+    flat.ntotal = n
+    whole = faiss.IndexRefine(scan, flat)
+    whole.k_factor = float(k_factor)
+    whole.own_fields = True  # the Python wrappers of scan/flat may go; the refine index owns them
+    scan.this.disown()
+    flat.this.disown()
+    return whole
 
 
 def _sample(vectors: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
