@@ -6,8 +6,9 @@
    and against the same sentence with only the actor's colour changed. Frozen encoder and the
    text prompts that ``vop`` / ``vop-f`` learned in the demo run.
 2. **Video side** (``vop-f``, ``vop-fc``): size of the learned ``frame_pos`` against the tokens it
-   is added to; cosine between a val clip's embedding and the embedding of the same frames in
-   reverse order (exactly its partner) against cosines between different clips; and the
+   is added to; cosine between a val clip's embedding and the embedding of the same decoded
+   frames in reverse order (the partner's content; the partner *file* decodes to slightly
+   different pixels, see ``demo_partner_gap.py``) against cosines between different clips; and the
    gradient reaching ``frame_pos`` / deep prompts / text prompts in one grouped training batch.
 3. **Pair accuracy split into its two halves** on val: a temporal caption needs
    ``t . (v - v_rev) > 0``; the share of pairs where the *video* difference and the *text*
@@ -97,7 +98,7 @@ def load_val(data_dir: Path, cache_dir: Path, model, n: int = 60):
 @torch.no_grad()
 def video_side(model, videos: torch.Tensor) -> dict:
     v = model.encode_video(videos)  # [V, E]
-    v_rev = model.encode_video(videos.flip(1))  # the same frames in reverse order = the partner's frames
+    v_rev = model.encode_video(videos.flip(1))  # the same decoded frames in reverse order
     sim = v @ v.t()
     off = sim[~torch.eye(len(v), dtype=torch.bool)]
     out = {"cos_own_vs_reversed": _stats((v * v_rev).sum(-1)), "cos_between_clips": _stats(off),

@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     results.write_text(json.dumps({
         "what": "vop demo (synthetic temporal benchmark, bundled tiny-synthetic CLIP), mean/std over training seeds",
         "command": " ".join(["python", "benchmarks/demo_seeds.py", *(sys.argv[1:] if argv is None else argv)]),
-        "machine": summary["machine"] + "; shared 2-core CPU (several engineers' jobs ran concurrently)",
+        "machine": summary["machine"],
         "settings": summary["settings"],
         "total_seconds": summary["total_seconds"],
         "rows": summary["rows"],

@@ -103,13 +103,15 @@ def train_config(settings: DemoSettings, data_dir: Path, cache_dir: Path, method
     ).validate()
 
 
-PAIR_TIE_TOL = 1e-6  # cosine gaps this small are float rounding (order-free methods: ~1e-8), not order
+PAIR_TIE_TOL = 1e-6  # cosine gaps this small are float rounding (identical frames reversed: ~1e-8), not order
 
 
 def pair_accuracy(s_own, s_partner, tol: float = PAIR_TIE_TOL) -> float:
     """% of temporal captions that score their own clip above the reversed partner; a gap within
     ``tol`` is a tie (half credit). Mean pooling of the same frames in another order differs only
-    by summation rounding, which must not count as seeing time."""
+    by summation rounding, which must not count as seeing time. (In the demo a clip and its
+    partner are separate H.264 files whose decoded frames differ slightly, so an order-free
+    method's gaps there are codec noise, far above ``tol``: ``benchmarks/demo_partner_gap.py``.)"""
     gap = s_own - s_partner
     return float(100 * ((gap > tol).float() + 0.5 * (gap.abs() <= tol).float()).mean())
 
@@ -257,8 +259,9 @@ def machine_note(threads: int) -> str:
 
     import torch
 
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return (f"{os.cpu_count()}-core CPU ({platform.machine()}), torch {torch.__version__}, {threads} threads; "
-            "shared with other jobs while measured, so times are indicative")
+            f"load average {load} when the table was written (times depend on other jobs)")
 
 
 # --------------------------------------------------------------------------- reporting
