@@ -54,7 +54,7 @@ IVF_TRAIN_PER_CELL = 40  # k-means training points per cell (FAISS warns below 3
 IVF_KMEANS_ITERS = 10
 PQ_TRAIN = 65_536  # 16 centroids per sub-quantiser need few training points
 MAX_SEARCH_THREADS = 4  # cap on one query's threads (only 1 and 2 were measured: benchmarks/search.py)
-MIN_SHARD = 4096  # vectors per pq search shard at least: smaller scans are not worth a thread
+MIN_SHARD = 4096  # vectors per pq search shard at least (a chosen floor for small collections, not tuned)
 
 
 def default_search_threads() -> int:
@@ -129,6 +129,12 @@ class VectorIndex:
         """The fast-scan index of every pq shard (empty for the other kinds)."""
         return [f for _, f, _ in self._parts]
 
+    def _whole(self):
+        """The FAISS index as one piece (what is saved): pq shards joined back together."""
+        if len(self._parts) > 1:
+            return _join_pq(self._parts, self.info.k_factor)
+        return self.index
+
     @classmethod
     def build(
         cls,
@@ -182,7 +188,6 @@ class VectorIndex:
 
     def set_params(self, nprobe: int | None = None, k_factor: int | None = None) -> None:
         """Query-time knobs: IVF cells scanned; PQ candidates re-ranked per result."""
-
         if self.info.kind == "ivf" and nprobe:
             self.index.nprobe = self.info.nprobe = max(1, min(int(nprobe), self.info.nlist))
         if self.info.kind == "pq":
@@ -217,9 +222,7 @@ class VectorIndex:
 
         index_dir = Path(index_dir)
         tmp = index_dir / (FAISS_NAME + ".tmp")
-        whole = _join_pq(self._parts, self.info.k_factor) if len(self._parts) > 1 else self._parts[0][0] if self._parts else self.index
-        faiss.write_index(whole, str(tmp))
-        del whole
+        faiss.write_index(self._whole(), str(tmp))
         os.replace(tmp, index_dir / FAISS_NAME)
         if self.ids is not None:
             tmp = index_dir / "vectors.ids.tmp.npy"
@@ -314,9 +317,7 @@ def _split_pq(index, shards: int) -> list[tuple]:
         part_flat.codes.resize((hi - lo) * row)
         _bytes(part_flat.codes, (hi - lo) * row)[:] = rows[lo * row : hi * row]
         part_flat.ntotal = hi - lo
-        part = faiss.IndexRefine(part_scan, part_flat)
-        part.k_factor = refine.k_factor
-        parts.append((part, part_scan, part_flat))
+        parts.append((faiss.IndexRefine(part_scan, part_flat), part_scan, part_flat))
     return parts
 
 
