@@ -126,7 +126,7 @@ def main() -> None:
 
     result = {
         "benchmark": "eval_metrics: chunked ranking vs full similarity matrix",
-        "machine": "shared 2-core CPU (six engineers' jobs running at the same time), no GPU",
+        "machine": f"{os.cpu_count()}-core CPU, no GPU; load average {os.getloadavg()[0]:.2f} at the end",
         "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
         "threads": args.threads, "embedding_dim": 512, "chunk_budget_mb": 64,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from dataclasses import replace
@@ -92,7 +93,7 @@ def main() -> None:
     print("best lr by validation t2v R@1:", json.dumps(chosen))
     result = {
         "benchmark": "lr_sweep on the synthetic temporal benchmark (validation split only)",
-        "machine": "shared 2-core CPU (six engineers' jobs running at the same time), no GPU; fp32",
+        "machine": f"{os.cpu_count()}-core CPU, no GPU; fp32; load average {os.getloadavg()[0]:.2f} at the end",
         "platform": platform.platform(), "torch": torch.__version__, "threads": args.threads,
         "settings": {"backbone": "tiny-synthetic", "pairs_train_val_test": settings.pairs,
                      "frames": settings.frames, "epochs": settings.epochs, "batch_size": settings.batch_size,
