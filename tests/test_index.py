@@ -326,6 +326,28 @@ def test_search_threads_setting(monkeypatch):
     assert VectorIndex.build(np.arange(3000), x, kind="pq", threads=4).shards == 1
 
 
+def test_load_or_build_splits_only_when_asked(tmp_path, monkeypatch):
+    """The indexer (default) and `vop search` keep one piece; a service gets the default threads."""
+    from vop.index.vectors import load_or_build
+
+    class Rows:  # the two things load_or_build reads from an IndexStore
+        def __init__(self, x):
+            self.x = x
+
+        def generation(self):
+            return 1
+
+        def vectors(self):
+            return np.arange(len(self.x)), self.x
+
+    monkeypatch.setenv("VOP_SEARCH_THREADS", "2")
+    store = Rows(_unit_rows(10000, 16, 0))
+    assert load_or_build(tmp_path, store, 16, kind="pq").shards == 1  # builds and saves
+    assert load_or_build(tmp_path, store, 16).shards == 1  # loads the saved one
+    assert load_or_build(tmp_path, store, 16, threads=None).shards == 2
+    assert load_or_build(tmp_path, store, 16, threads=1).shards == 1
+
+
 @pytest.mark.parametrize("kind,knob", [("ivf", {"nprobe": 10**6}), ("pq", {"k_factor": 3000})])
 def test_approximate_kinds_equal_exact_when_exhaustive(kind, knob):
     x = _unit_rows(3000, 16, 0)

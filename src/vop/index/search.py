@@ -54,16 +54,21 @@ def check_encoder(manifest: Manifest, encoder) -> None:
 
 
 class Searcher:
-    """An opened index (manifest + SQLite + FAISS) and, optionally, the encoder for its queries."""
+    """An opened index (manifest + SQLite + FAISS) and, optionally, the encoder for its queries.
 
-    def __init__(self, index_dir: str | Path, encoder=None):
+    ``search_threads``: threads one query's pq search may use (``None``: ``VOP_SEARCH_THREADS`` or
+    the cores). Splitting a pq index for threads copies it once in memory, which pays off for a
+    service and not for one query: ``vop search`` passes 1.
+    """
+
+    def __init__(self, index_dir: str | Path, encoder=None, search_threads: int | None = None):
         self.index_dir = Path(index_dir)
         self.manifest = read_manifest(self.index_dir)
         if self.manifest.shard is not None:
             raise ValueError(f"{self.index_dir} is one shard; merge the shards first (vop index --merge OUT)")
         self.root = Path(self.manifest.root)
         self.store = IndexStore(self.index_dir / DB_NAME)
-        self.vectors = load_or_build(self.index_dir, self.store, self.manifest.dim)
+        self.vectors = load_or_build(self.index_dir, self.store, self.manifest.dim, threads=search_threads)
         self.encoder = None
         if encoder is not None:
             self.set_encoder(encoder)

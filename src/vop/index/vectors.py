@@ -369,11 +369,15 @@ def load_or_build(
     kind: str | None = None,
     exact_max: int = EXACT_MAX,
     save: bool = True,
+    threads: int | None = 1,
 ) -> VectorIndex:
     """The FAISS index matching the store's current generation; rebuilt from the rows when stale
-    (or when another ``kind`` is asked for; ``None`` keeps the kind asked for last time)."""
+    (or when another ``kind`` is asked for; ``None`` keeps the kind asked for last time).
+
+    ``threads``: search threads of the returned index (``None``: the default). 1 by default: the
+    indexer only builds and saves, where splitting a pq index would copy it for nothing."""
     generation = store.generation()
-    vi = VectorIndex.load(index_dir)
+    vi = VectorIndex.load(index_dir, threads=threads)
     if (
         vi is not None
         and vi.info.generation == generation
@@ -383,7 +387,7 @@ def load_or_build(
         return vi
     ids, vecs = store.vectors()
     vecs = vecs.reshape(len(ids), dim)  # also gives an empty store its [0, dim] shape
-    vi = VectorIndex.build(ids, vecs, kind=kind or saved_kind(index_dir), exact_max=exact_max)
+    vi = VectorIndex.build(ids, vecs, kind=kind or saved_kind(index_dir), exact_max=exact_max, threads=threads)
     vi.info.generation = generation
     if save:
         vi.save(index_dir)
