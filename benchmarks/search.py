@@ -16,7 +16,9 @@ under a time limit: throughput, p50/p99 latency, errors.
     python benchmarks/search.py [--n 1000000] [--threads 1] [--out benchmarks/results/search.json]
 
 ``--threads T`` gives NumPy's BLAS, FAISS and torch T threads, and our pq index T search shards
-(one thread each). The thread variables are put in the environment before NumPy is imported,
+(one thread each). The indexes are set up as ``vop serve`` opens them (``huge_pages=True``: the
+fp16 re-rank rows on transparent huge pages where the kernel allows it; NumPy already asks for
+huge pages for its large arrays, the 2 GB brute-force matrix included). The thread variables are put in the environment before NumPy is imported,
 including ``OPENBLAS_THREAD_TIMEOUT=4`` and ``OMP_WAIT_POLICY=PASSIVE``: idle OpenBLAS and
 OpenMP worker threads otherwise keep spinning for a while after each query and, with T > 1,
 slow down whatever is timed next on the same cores (seen: our 2-thread query 2.6 -> 5.0 ms right
@@ -100,7 +102,7 @@ def _build(kind: str, ids, x, tmp, threads: int) -> tuple:
     from vop.index.vectors import VectorIndex
 
     t = time.perf_counter()
-    index = VectorIndex.build(ids, x, kind=kind, threads=threads)
+    index = VectorIndex.build(ids, x, kind=kind, threads=threads, huge_pages=True)  # as `vop serve` opens it
     build_s = time.perf_counter() - t
     with tempfile.TemporaryDirectory(dir=tmp) as d:
         index.save(d)

@@ -312,6 +312,20 @@ def test_pq_search_shards_are_exact_cuts_of_one_index(tmp_path):
     assert abs(recall(one) - recall(three)) <= 0.03 and recall(three) > 0.5
 
 
+def test_huge_pages_change_nothing_but_memory_backing():
+    from vop.index.vectors import ask_huge_pages
+
+    x = _unit_rows(20000, 256, 0)  # fp16 rows: 10 MB, several 2 MiB pages
+    plain = VectorIndex.build(np.arange(20000), x, kind="pq", threads=2)
+    huge = VectorIndex.build(np.arange(20000), x, kind="pq", threads=2, huge_pages=True)
+    queries = _unit_rows(20, 256, 1)
+    for a, b in zip(plain.search(queries, 10), huge.search(queries, 10)):
+        np.testing.assert_array_equal(a, b)
+    buffer = np.ones(8 << 20, dtype=np.uint8)
+    assert isinstance(ask_huge_pages(buffer), bool) and int(buffer.sum()) == 8 << 20
+    assert ask_huge_pages(np.ones(1024, dtype=np.uint8)) is False  # smaller than two huge pages
+
+
 def test_search_threads_setting(monkeypatch):
     from vop.index.vectors import default_search_threads
 

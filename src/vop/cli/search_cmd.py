@@ -58,7 +58,8 @@ def _search(args):
         raise ValueError("give a text query or --like VIDEO (exactly one)")
     if not 1 <= args.k <= MAX_K:
         raise ValueError(f"-k must be in 1..{MAX_K}")
-    searcher = Searcher(args.index, search_threads=1)  # one query: splitting the index would not pay
+    # one query: splitting the index over threads or asking for huge pages would not pay off
+    searcher = Searcher(args.index, search_threads=1, huge_pages=False)
     searcher.vectors.set_params(nprobe=args.nprobe, k_factor=args.k_factor)
     if args.like is None or searcher.indexed_id(args.like) is None:  # an indexed --like needs no model
         searcher.set_encoder(encoder_for_index(searcher.manifest, args.backbone, args.adapter))

@@ -57,18 +57,21 @@ class Searcher:
     """An opened index (manifest + SQLite + FAISS) and, optionally, the encoder for its queries.
 
     ``search_threads``: threads one query's pq search may use (``None``: ``VOP_SEARCH_THREADS`` or
-    the cores). Splitting a pq index for threads copies it once in memory, which pays off for a
-    service and not for one query: ``vop search`` passes 1.
+    the cores); ``huge_pages``: back the re-rank rows by huge pages (``vop.index.vectors``). Both
+    cost a copy of the index in memory when it is opened, which pays off for a service, not for
+    one query: ``vop search`` passes 1 and False.
     """
 
-    def __init__(self, index_dir: str | Path, encoder=None, search_threads: int | None = None):
+    def __init__(self, index_dir: str | Path, encoder=None, search_threads: int | None = None,
+                 huge_pages: bool = True):
         self.index_dir = Path(index_dir)
         self.manifest = read_manifest(self.index_dir)
         if self.manifest.shard is not None:
             raise ValueError(f"{self.index_dir} is one shard; merge the shards first (vop index --merge OUT)")
         self.root = Path(self.manifest.root)
         self.store = IndexStore(self.index_dir / DB_NAME)
-        self.vectors = load_or_build(self.index_dir, self.store, self.manifest.dim, threads=search_threads)
+        self.vectors = load_or_build(self.index_dir, self.store, self.manifest.dim, threads=search_threads,
+                                     huge_pages=huge_pages)
         self.encoder = None
         if encoder is not None:
             self.set_encoder(encoder)
