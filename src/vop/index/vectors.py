@@ -22,14 +22,14 @@ shard, 0.9587 with two). On disk it is one FAISS file either way (shards are joi
 
 Huge pages (``huge_pages=True``, what ``vop serve`` asks for): the re-rank reads k * k_factor
 random 1 KB fp16 rows per query, and with 4 KiB pages almost every one is a TLB miss. Backing the
-rows by 2 MiB transparent huge pages (Linux ``madvise``) made queries ~10% faster at 1 thread and
-~15% at 2 (1M vectors; the kernel copies the rows once when the index is opened, 1.6-2.5 s
-per GB measured).
+rows by 2 MiB transparent huge pages (Linux ``madvise``) made queries 8-9% faster at 1 and 2
+threads (``benchmarks/search_huge_pages.py``, 1M vectors; the kernel copies the rows once when the
+index is opened, 1.6-2.5 s per GB measured).
 
 Why ``pq`` and not ``ivf`` by default above the threshold: ``benchmarks/search.py`` (1M random
 unit vectors, dim 512) measured both; ``pq`` reaches recall@10 0.958 at 14.3x the speed of NumPy
-brute force with 1 thread and 0.959 at 19.7x with 2 (both sides), ``ivf`` needs most of its
-cells for that recall (numbers in ``benchmarks/results/search*.json`` and the README). The pq
+brute force with 1 thread and 0.959 at 20.1-21.0x with 2 (both sides; huge pages on), ``ivf``
+needs most of its cells for that recall (numbers in ``benchmarks/results/search*.json`` and the README). The pq
 scan reads 64 bytes per vector (~2.3-3 ms at 1 thread); the re-rank of k * k_factor candidates
 costs the rest (~1.3 ms at the default).
 """
