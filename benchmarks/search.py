@@ -39,21 +39,11 @@ import threading
 import time
 from pathlib import Path
 
-
-def _threads_from_argv(argv: list[str]) -> str:
-    for i, a in enumerate(argv):
-        if a == "--threads" and i + 1 < len(argv):
-            return argv[i + 1]
-        if a.startswith("--threads="):
-            return a.split("=", 1)[1]
-    return "1"
-
-
 if __name__ == "__main__":  # BLAS reads these once, when NumPy loads it
-    _t = _threads_from_argv(sys.argv[1:])
-    for _var, _value in (("OMP_NUM_THREADS", _t), ("OPENBLAS_NUM_THREADS", _t), ("OPENBLAS_THREAD_TIMEOUT", "4"),
-                         ("OMP_WAIT_POLICY", "PASSIVE")):
-        os.environ.setdefault(_var, _value)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from blas_threads import pin_blas_threads
+
+    pin_blas_threads(sys.argv[1:])
 
 import numpy as np
 
@@ -88,6 +78,23 @@ def exact_topk(x: np.ndarray, queries: np.ndarray, k: int = K, chunk: int = 100)
         order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
         out[s : s + chunk] = np.take_along_axis(top, order, axis=1)
     return out
+
+
+def p50_ms(run, queries: np.ndarray) -> float:
+    """Median wall time of ``run(q)`` over ``queries``, in ms (one query at a time)."""
+    times = []
+    for q in queries:
+        t = time.perf_counter()
+        run(q)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times) * 1e3)
+
+
+def write_result(path: str | Path, result: dict) -> None:
+    """Write a benchmark's JSON (parent folders created) and say where."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
@@ -455,9 +462,7 @@ def main() -> None:
         result["machine"]["loadavg_1_5_15_after_vectors"] = os.getloadavg()
     if not args.skip_serve:
         result["serve"] = bench_serve(args)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ so this checks how far greedy graph search gets before it costs as much as a ful
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -21,21 +20,11 @@ from pathlib import Path
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from search import brute_force, exact_topk, recall_at_k, unit_vectors
+from search import brute_force, exact_topk, p50_ms, recall_at_k, unit_vectors, write_result
 
 RESULTS = Path(__file__).resolve().parent / "results" / "search_hnsw_probe.json"
-
-
-def p50_ms(run, queries: np.ndarray) -> float:
-    times = []
-    for q in queries:
-        t = time.perf_counter()
-        run(q)
-        times.append(time.perf_counter() - t)
-    return float(np.median(times) * 1e3)
 
 
 def main() -> None:
@@ -89,9 +78,7 @@ def main() -> None:
         "faiss": faiss.__version__,
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -11,26 +11,19 @@ every round) next to NumPy brute force. Reports the median of the per-round p50 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+if __name__ == "__main__":  # BLAS reads these once, when NumPy loads it
+    from blas_threads import pin_blas_threads
 
-def _threads(argv: list[str]) -> str:
-    return argv[argv.index("--threads") + 1] if "--threads" in argv[:-1] else "1"
-
-
-if __name__ == "__main__":  # BLAS reads these once, when NumPy loads it (see search.py)
-    for _var, _value in (("OMP_NUM_THREADS", _threads(sys.argv)), ("OPENBLAS_NUM_THREADS", _threads(sys.argv)),
-                         ("OPENBLAS_THREAD_TIMEOUT", "4"), ("OMP_WAIT_POLICY", "PASSIVE")):
-        os.environ.setdefault(_var, _value)
+    pin_blas_threads(sys.argv[1:])
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from search import K, brute_force, unit_vectors
+from search import K, brute_force, p50_ms, unit_vectors, write_result
 
 
 def main() -> None:
@@ -63,14 +56,8 @@ def main() -> None:
     runs.update({name: (lambda q, vi=vi: vi.search(q[None], K)) for name, vi in indexes.items()})
     p50s: dict[str, list[float]] = {name: [] for name in runs}
     for r in range(args.rounds):
-        order = list(runs) if r % 2 == 0 else list(runs)[::-1]
-        for name in order:
-            times = []
-            for q in queries:
-                t = time.perf_counter()
-                runs[name](q)
-                times.append(time.perf_counter() - t)
-            p50s[name].append(float(np.median(times) * 1e3))
+        for name in list(runs) if r % 2 == 0 else list(runs)[::-1]:
+            p50s[name].append(p50_ms(runs[name], queries))
     summary = {name: float(np.median(v)) for name, v in p50s.items()}
     for name, v in p50s.items():
         print(f"{name:<10} p50 per round: {' '.join(f'{t:.2f}' for t in v)} ms; median {summary[name]:.2f} ms")
@@ -91,9 +78,7 @@ def main() -> None:
         "huge_pages_over_plain": ratio,
         "loadavg_after": os.getloadavg(),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result(out, result)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ and a smaller code (64 x 4 bits = 32 B), this measures, for k' candidates per qu
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -27,19 +26,10 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from search import exact_topk, recall_at_k, unit_vectors
+from search import exact_topk, p50_ms, recall_at_k, unit_vectors, write_result
 
 RESULTS = Path(__file__).resolve().parent / "results" / "search_pq_variants.json"
 CANDIDATES = (500, 1000, 2000, 4000, 6000, 10000)
-
-
-def scan_ms(index, queries: np.ndarray, k: int) -> float:
-    times = []
-    for q in queries:
-        t = time.perf_counter()
-        index.search(q[None], k)
-        times.append(time.perf_counter() - t)
-    return float(np.median(times) * 1e3)
 
 
 def main() -> None:
@@ -87,7 +77,7 @@ def main() -> None:
                 "candidates": k,
                 "candidate_recall_fast_scan": recall_at_k(fast[:, :k], truth),
                 "candidate_recall_float_tables": None if floats is None else recall_at_k(floats[:, :k], truth),
-                "scan_p50_ms": scan_ms(scan, timing, k),
+                "scan_p50_ms": p50_ms(lambda q, k=k, index=scan: index.search(q[None], k), timing),
             }
             rows.append(row)
             print(
@@ -112,9 +102,7 @@ def main() -> None:
         "faiss": faiss.__version__,
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":
