@@ -29,10 +29,10 @@ _TEXT = {"type": "text", "text_length": 8}
 _VISUAL = {"type": "visual", "visual_length": 8, "shallow_layers": None}
 _POSITION = {"type": "position", "shared_length": 4, "position_length": 4, "shallow_layers": None}
 _CONTEXT = {"type": "context", "shared_length": 4, "generated_length": 4, "cmm": "bilstm", "shallow_layers": None}
-# K^s: the paper's 8 of 12 layers, written as "all but the last 4" so that it also means
-# something on other depths (resolved to an absolute layer count when the model is built).
-_DEEP_START = -4
-_FRAME = {"type": "frame", "video_length": 8, "shallow_layers": _DEEP_START}
+# K^s: the paper's 8 of 12 layers, written as the fraction 2/3 so that it means the same on
+# other depths (4 of 6 on the demo's backbone); resolved to a layer count when the model is built.
+_DEEP_START = 2 / 3
+_FRAME = {"type": "frame", "video_length": 8, "shallow_layers": _DEEP_START, "frame_position": True}
 
 
 def _shallow(c: dict) -> dict:
@@ -86,12 +86,20 @@ def resolve_method(method: str, overrides: dict | None = None) -> list[dict]:
     return comps
 
 
+def resolve_depth(s: int | float | None, layers: int) -> int:
+    """K^s as a layer count: None -> K; a fraction in (0, 1) -> round(K * s); a negative int ->
+    K + s (at least 1); otherwise the int itself."""
+    if s is None:
+        return layers
+    if isinstance(s, float) and 0 < s < 1:
+        return max(1, round(layers * s))
+    return max(1, layers + int(s)) if s < 0 else int(s)
+
+
 def _resolve_depth(comps: list[dict], layers: int) -> None:
-    """Write absolute ``shallow_layers`` (None -> K, negative -> K + s, at least 1) into ``comps``."""
     for c in comps:
         if "shallow_layers" in c:
-            s = c["shallow_layers"]
-            c["shallow_layers"] = layers if s is None else (max(1, layers + s) if s < 0 else int(s))
+            c["shallow_layers"] = resolve_depth(c["shallow_layers"], layers)
 
 
 class VideoTextModel(nn.Module):

@@ -31,6 +31,8 @@ import torch
 from vop.backbone.clip import CLIP, CONFIGS, CLIPConfig, TextCfg, VisionCfg, get_config
 
 CONFIG_METADATA_KEY = "vop_clip_config"  # safetensors metadata: JSON of CLIPConfig.to_dict()
+SPARSE_ROWS_KEY = "vop_sparse_rows"  # safetensors metadata: a table stored as .rows + .values
+_TOKEN_TABLE = "token_embedding.weight"
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
 # Scalars stored next to the weights in OpenAI's archives; they are not parameters.
 NON_PARAMETER_KEYS = ("input_resolution", "context_length", "vocab_size")
@@ -84,8 +86,11 @@ def _read_source(source: str | Path) -> tuple[dict[str, torch.Tensor], CLIPConfi
     return state, cfg, bundled[str(source)], f"bundled:{source}"
 
 
-def save_clip(model: CLIP, path: str | Path) -> Path:
+def save_clip(model: CLIP, path: str | Path, keep_tokens=None) -> Path:
     """Write ``model``'s weights and config to one ``.safetensors`` file that ``load_clip`` reads.
+
+    ``keep_tokens`` (token ids) stores only those rows of the 49,408-row token embedding, the
+    others load as zero rows: a model trained on a small vocabulary ships in a fraction of the bytes.
 
     Put such a file at ``vop/assets/<name>.safetensors`` to make it loadable by ``<name>``.
     """
@@ -97,8 +102,31 @@ def save_clip(model: CLIP, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     metadata = {CONFIG_METADATA_KEY: json.dumps(model.cfg.to_dict()), "format": "pt"}
+    if keep_tokens is not None:  # store only these rows of the token embedding; the others load as zero
+        rows = torch.tensor(sorted(set(keep_tokens)), dtype=torch.int64)
+        table = state.pop(_TOKEN_TABLE)
+        state[_TOKEN_TABLE + ".rows"], state[_TOKEN_TABLE + ".values"] = rows, table[rows].contiguous()
+        metadata[SPARSE_ROWS_KEY] = _TOKEN_TABLE
     save_file(state, str(path), metadata=metadata)
     return path
+
+
+def _expand_sparse_rows(state: dict[str, torch.Tensor], meta: dict[str, str], cfg: CLIPConfig | None,
+                        path: Path) -> dict[str, torch.Tensor]:
+    """Undo ``save_clip(keep_tokens=...)``: rows not stored become zero rows of the full table."""
+    name = meta.get(SPARSE_ROWS_KEY)
+    if name is None:
+        return state
+    rows, values = state.pop(name + ".rows", None), state.pop(name + ".values", None)
+    if rows is None or values is None or cfg is None or rows.ndim != 1 or values.shape[0] != rows.shape[0]:
+        raise CheckpointError(f"{path}: sparse table {name!r} is incomplete (needs .rows, .values and a config)")
+    vocab = cfg.text.vocab_size
+    if rows.numel() and not (0 <= int(rows.min()) and int(rows.max()) < vocab):
+        raise CheckpointError(f"{path}: sparse table {name!r} names rows outside 0..{vocab - 1}")
+    table = torch.zeros(vocab, values.shape[1], dtype=values.dtype)
+    table[rows] = values
+    state[name] = table
+    return state
 
 
 def bundled_models() -> dict[str, Path]:
@@ -163,7 +191,7 @@ def _read_file(path: Path) -> tuple[dict[str, torch.Tensor], CLIPConfig | None, 
         state = load_file(str(path))
         meta = _safetensors_metadata(path)
         cfg = _config_from_metadata(meta, path) or config_from_filename(path)
-        return _unwrap(state, path), cfg, "safetensors"
+        return _unwrap(_expand_sparse_rows(state, meta, cfg, path), path), cfg, "safetensors"
     if path.suffix in TORCH_SUFFIXES:
         if _is_torchscript(path):
             return _read_torchscript(path), config_from_filename(path), "openai-torchscript"
