@@ -361,8 +361,7 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Fa
     while progress.step < total:
         epoch = progress.epoch
         sampler.set_epoch(epoch, start_batch=progress.batch_in_epoch)
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(epoch)
+        dataset.set_epoch(epoch)
         for raw in loader:
             batch = usable_batch(raw, log)
             if batch is None:
