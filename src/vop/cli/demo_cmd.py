@@ -9,10 +9,12 @@ Finished runs are reused when the demo is run again with the same settings.
 
 from __future__ import annotations
 
+from vop.cli.messages import error, plain
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("demo", help="run the synthetic temporal benchmark on the bundled tiny CLIP",
-                              description=__doc__)
+                              description=plain(__doc__))
     p.add_argument("--methods", nargs="+", metavar="NAME",
                    help="methods to train (default: zeroshot full vop vop-p vop-f vop-fc; see `vop methods`)")
     p.add_argument("--seeds", nargs="+", type=int, metavar="N", help="training seeds (default: 0)")
@@ -25,7 +27,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import sys
     from pathlib import Path
 
     from vop.demo import SETTINGS, format_table, run_demo, search_commands, with_overrides
@@ -34,9 +35,7 @@ def run(args) -> int:
     settings = with_overrides(SETTINGS["quick" if args.quick else "full"], args.methods, args.seeds, args.threads)
     unknown = [m for m in settings.methods if m not in list_methods()]
     if unknown:
-        print(f"vop demo: unknown method(s) {', '.join(unknown)}; known: {', '.join(list_methods())}",
-              file=sys.stderr)
-        return 2
+        return error("demo", f"unknown method(s) {', '.join(unknown)}; known: {', '.join(list_methods())}")
     out = Path(args.out)
     summary = run_demo(settings, out, progress=not args.quiet)
     print()
