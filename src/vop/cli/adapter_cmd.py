@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"adapter     {d}")
     print(f"method      {meta['method']}" + ("  (adapter = the whole model)" if meta.get("whole_model") else ""))
     print(f"backbone    {b['name']}  sha256 {b['weights_sha256']}  ({b.get('source', '?')})")
-    print(f"frames      {meta['frames']}    text context {meta['context_length']}")
+    print(f"frames      {meta['frames']}    text context {meta.get('context_length', 'not recorded: 77')}")
     print(f"parameters  trainable {p['trainable']:,} of {p['total']:,}  "
           + "  ".join(f"{k} {v:,}" for k, v in p["breakdown"].items()))
     print(f"file        {weights.name} {info['file_bytes']:,} bytes, {len(info['tensors'])} tensors")

@@ -95,7 +95,7 @@ class VideoEncoder:
         """``N`` strings -> float32 ``[N, dim]`` unit vectors."""
         from vop.backbone.tokenizer import tokenize
 
-        tokens = tokenize(list(texts), context_length=self.clip.cfg.text.context_length, truncate=True)
+        tokens = tokenize(list(texts), context_length=self.model.context_length, truncate=True)
         return _unit(self.model.encode_text(tokens))
 
     def decode(self, path: str | Path) -> tuple:
