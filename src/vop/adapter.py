@@ -99,7 +99,9 @@ def load_adapter(directory: str | os.PathLike, clip: CLIP) -> VideoTextModel:
     d = Path(directory)
     meta = read_metadata(d)
     check_backbone(meta, clip, where=str(d))
-    model = build_model(clip, meta["method"], meta["frames"], overrides=meta["method_config"])
+    # adapters without the field were all tokenized to CLIP's 77 (the backbone's default)
+    model = build_model(clip, meta["method"], meta["frames"], overrides=meta["method_config"],
+                        context_length=meta.get("context_length"))
     weights = d / WEIGHTS_FILE
     if not weights.is_file():
         raise AdapterError(f"{weights}: not found")

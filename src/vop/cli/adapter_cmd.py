@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from vop.cli.messages import error, plain
+
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("adapter", help="inspect saved adapters", description=__doc__)
+    p = subparsers.add_parser("adapter", help="inspect saved adapters", description=plain(__doc__))
     sub = p.add_subparsers(dest="adapter_command", metavar="ACTION")
     q = sub.add_parser("inspect", help="print an adapter's metadata and tensors")
     q.add_argument("directory", help="adapter folder (adapter.json + adapter.safetensors)")
@@ -30,7 +32,6 @@ def tensor_shapes(path) -> dict[str, list[int]]:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import sys
     from pathlib import Path
 
     from vop.adapter import WEIGHTS_FILE, AdapterError, read_metadata
@@ -39,12 +40,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         meta = read_metadata(d)
     except AdapterError as e:
-        print(f"vop adapter inspect: {e}", file=sys.stderr)
-        return 2
+        return error("adapter inspect", e)
     weights = d / WEIGHTS_FILE
     if not weights.is_file():
-        print(f"vop adapter inspect: {weights}: not found", file=sys.stderr)
-        return 2
+        return error("adapter inspect", f"{weights}: not found")
     info = {**meta, "file_bytes": weights.stat().st_size, "tensors": tensor_shapes(weights)}
     if args.json:
         print(json.dumps(info, indent=2))
@@ -53,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"adapter     {d}")
     print(f"method      {meta['method']}" + ("  (adapter = the whole model)" if meta.get("whole_model") else ""))
     print(f"backbone    {b['name']}  sha256 {b['weights_sha256']}  ({b.get('source', '?')})")
-    print(f"frames      {meta['frames']}    text context {meta['context_length']}")
+    print(f"frames      {meta['frames']}    text context {meta.get('context_length', 'not recorded: 77')}")
     print(f"parameters  trainable {p['trainable']:,} of {p['total']:,}  "
           + "  ".join(f"{k} {v:,}" for k, v in p["breakdown"].items()))
     print(f"file        {weights.name} {info['file_bytes']:,} bytes, {len(info['tensors'])} tensors")

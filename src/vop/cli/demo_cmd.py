@@ -8,10 +8,12 @@ trained adapter. Finished runs are reused when the demo is run again with the sa
 
 from __future__ import annotations
 
+from vop.cli.messages import error, plain
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("demo", help="train and compare the methods on the bundled synthetic world",
-                              description=__doc__)
+                              description=plain(__doc__))
     p.add_argument("--methods", nargs="+", metavar="NAME",
                    help="runs to train (default: zeroshot full vop vop-p vop-f vop-fc vop-f-nopos; "
                         "any name of `vop methods` works)")
@@ -28,7 +30,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import sys
     from pathlib import Path
 
     from vop.demo import claims
@@ -40,8 +41,7 @@ def run(args) -> int:
         for name in settings.methods:
             run_spec(name)
     except KeyError as err:
-        print(f"vop demo: error: {err.args[0]}", file=sys.stderr)
-        return 2
+        return error("demo", err.args[0])
     out = Path(args.out)
     summary = run_demo(settings, out, progress=not args.quiet)
     print()
@@ -61,6 +61,6 @@ def run(args) -> int:
     holds = claims.all_hold(summary["claims"])
     if args.check and not holds:
         failed = [c["id"] for c in summary["claims"] if c["holds"] is not True]
-        print(f"vop demo: error: claims not holding or not checked: {', '.join(failed)}", file=sys.stderr)
+        error("demo", f"claims not holding or not checked: {', '.join(failed)}")
         return 1
     return 0

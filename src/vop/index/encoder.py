@@ -30,41 +30,14 @@ class EncodedVideo:
     thumbnail: bytes
 
 
-class MeanPoolModel(torch.nn.Module):
-    """Zero-shot CLIP video model (mean of frame embeddings), with the ``vop.model`` interface.
-
-    Used only when ``vop.model`` is unavailable; ``build_model(clip, "zeroshot")`` is the real one.
-    """
-
-    method = "zeroshot"
-
-    def __init__(self, clip, frames: int):
-        super().__init__()
-        self.clip = clip
-        self.frames = frames
-
-    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
-        b, f = video.shape[:2]
-        emb = self.clip.encode_image(video.flatten(0, 1))  # [B, F, 3, S, S] -> [B*F, E]
-        emb = emb.view(b, f, -1).mean(dim=1)  # [B*F, E] -> [B, F, E] -> [B, E]
-        return torch.nn.functional.normalize(emb, dim=-1)
-
-    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.normalize(self.clip.encode_text(tokens), dim=-1)
-
-
 def build_video_model(clip, adapter: str | Path | None = None, frames: int | None = None):
     """The retrieval model: ``load_adapter(adapter, clip)`` or zero-shot CLIP with ``frames`` frames.
 
     The backbone object is shared, not copied, so several adapters cost one backbone in memory.
     """
-    try:
-        from vop.adapter import load_adapter
-        from vop.model import build_model
-    except ImportError:  # the methods part is absent: plain mean pooling, no adapters
-        if adapter is not None:
-            raise
-        return MeanPoolModel(clip, frames or DEFAULT_FRAMES)
+    from vop.adapter import load_adapter
+    from vop.model import build_model
+
     if adapter is None:
         return build_model(clip, method="zeroshot", frames=frames or DEFAULT_FRAMES)
     model = load_adapter(adapter, clip)
@@ -122,7 +95,7 @@ class VideoEncoder:
         """``N`` strings -> float32 ``[N, dim]`` unit vectors."""
         from vop.backbone.tokenizer import tokenize
 
-        tokens = tokenize(list(texts), context_length=self.clip.cfg.text.context_length, truncate=True)
+        tokens = tokenize(list(texts), context_length=self.model.context_length, truncate=True)
         return _unit(self.model.encode_text(tokens))
 
     def decode(self, path: str | Path) -> tuple:

@@ -38,7 +38,7 @@ class DataConfig:
     val_holdout: int = 0                # or: hold out this many training videos (seeded)
     test_split: str = "test"            # only `vop eval` reads it; validation may not equal it
     image_size: int = 224
-    context_length: int = 77
+    context_length: int = 77            # text tokens per caption; the model is built with it (adapter.json)
     cache: str | None = None
     num_workers: int = 0
     on_error: str = "skip"              # an undecodable video: "skip" (logged) or "raise"

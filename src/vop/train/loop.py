@@ -122,7 +122,7 @@ def build_for_training(cfg: TrainConfig):
 
     clip = load_clip(cfg.model.backbone)
     model = build_model(clip, cfg.model.method, cfg.model.frames, overrides=dict(cfg.model.overrides),
-                        seed=cfg.seed)
+                        seed=cfg.seed, context_length=cfg.data.context_length)
     if cfg.model.grad_checkpointing:
         model.clip.set_grad_checkpointing(True)
     return model
@@ -164,14 +164,15 @@ def batch_groups(records) -> list[str]:
     return [r.group or f"\0{r.video_id}" for r in records]
 
 
-def make_loader(cfg: TrainConfig, records, info: dist_utils.DistInfo, cache):
+def make_loader(cfg: TrainConfig, records, info: dist_utils.DistInfo, cache, context_length: int):
+    """The training loader; captions are tokenized to ``context_length``, the model's."""
     from torch.utils.data import DataLoader
 
     from vop.data.dataset import VideoTextDataset, collate
 
     ds = VideoTextDataset(records, frames=cfg.model.frames, image_size=cfg.data.image_size, train=True,
                           seed=cfg.seed, cache=cache, on_error=cfg.data.on_error,
-                          context_length=cfg.data.context_length, augment=cfg.data.augment)
+                          context_length=context_length, augment=cfg.data.augment)
     sampler = ShardedEpochSampler(len(ds), cfg.optim.batch_size, info.rank, info.world_size, cfg.seed,
                                   groups=batch_groups(records) if cfg.data.group_batches else None)
     loader = DataLoader(ds, batch_size=sampler.local_batch, sampler=sampler, num_workers=cfg.data.num_workers,
@@ -328,7 +329,7 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Fa
             save_adapter(model, run_dir / "adapter", extra={"step": 0, "run": cfg.name})
         return run_dir
 
-    dataset, sampler, loader = make_loader(cfg, train_recs, info, cache)
+    dataset, sampler, loader = make_loader(cfg, train_recs, info, cache, model.context_length)
     total = cfg.optim.epochs * sampler.batches_per_epoch
     if cfg.run.max_steps > 0:
         total = min(total, cfg.run.max_steps)
@@ -361,8 +362,7 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Fa
     while progress.step < total:
         epoch = progress.epoch
         sampler.set_epoch(epoch, start_batch=progress.batch_in_epoch)
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(epoch)
+        dataset.set_epoch(epoch)
         for raw in loader:
             batch = usable_batch(raw, log)
             if batch is None:
