@@ -195,7 +195,7 @@ def test_non_finite_weights_are_refused(tmp_path, tiny_clip, bad):
     from safetensors.torch import load_file
 
     tensors = load_file(str(adapter / "adapter.safetensors"))
-    name = sorted(tensors)[0]
+    name = min(tensors)
     tensors[name] = tensors[name].clone().view(-1).index_fill(0, torch.tensor([0]), bad).view_as(tensors[name])
     save_file(tensors, str(adapter / "adapter.safetensors"))
     with pytest.raises(AdapterError, match=rf"{name} holds 1 non-finite values"):

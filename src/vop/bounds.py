@@ -3,6 +3,8 @@ manifest.json): a hostile ``frames: 1000000000`` must fail in one line, not allo
 
 from __future__ import annotations
 
+import math
+
 MAX_FRAMES = 1024  # frames per video (VoP uses 12; long-video methods 64)
 MAX_IMAGE_SIZE = 4096
 MAX_DIM = 65536  # embedding width
@@ -42,7 +44,7 @@ def check_tree(value, what: str, error=ValueError, depth: int = 0) -> None:
     elif isinstance(value, int):
         check_int(value, -MAX_COMPONENT_INT, MAX_COMPONENT_INT, what, error)
     elif isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise error(f"{what} is {value}; expected a finite number")
     elif isinstance(value, str):
         check_str(value, what, error)

@@ -167,11 +167,12 @@ def check_finite(state: dict[str, torch.Tensor], origin: str, error=None) -> Non
 
 def read_safetensors(path: Path, error=None) -> dict[str, torch.Tensor]:
     """``safetensors.torch.load_file`` with a one-line error for a file that is not safetensors."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
         return load_file(str(path))
-    except Exception as err:  # safetensors raises its own SafetensorError, OSError, ...
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise (error or CheckpointError)(
             f"{path}: not a readable safetensors file ({_first_line(err)})"
         ) from None
@@ -258,12 +259,12 @@ def _unwrap(obj, path: Path) -> dict[str, torch.Tensor]:
 
 
 def _safetensors_metadata(path: Path) -> dict[str, str]:
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
             return f.metadata() or {}
-    except Exception as err:  # SafetensorError for garbage bytes
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(err)})") from None
 
 

@@ -19,7 +19,6 @@ import io
 import pickle
 import zipfile
 from collections import OrderedDict
-from pathlib import PurePosixPath
 
 import torch
 
@@ -206,13 +205,13 @@ class _Archive:
         names: set[str] = set()
         seen = False
         for node in cls.body:
-            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-                if node.targets[0].id in ("__parameters__", "__buffers__"):
-                    seen = True
-                    try:
-                        names.update(str(v) for v in ast.literal_eval(node.value))
-                    except ValueError:
-                        raise TorchScriptError(f"{self.path}: malformed {node.targets[0].id} in {qualname}") from None
+            target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
+            if isinstance(target, ast.Name) and target.id in ("__parameters__", "__buffers__"):
+                seen = True
+                try:
+                    names.update(str(v) for v in ast.literal_eval(node.value))
+                except (ValueError, TypeError, SyntaxError):
+                    raise TorchScriptError(f"{self.path}: malformed {target.id} in {qualname}") from None
         return names if seen else None
 
 

@@ -21,6 +21,10 @@ class IndexMismatchError(ValueError):
     """The index was built with another backbone/adapter/settings than the ones offered."""
 
 
+class ManifestError(ValueError):
+    """A manifest.json that is not valid: the message names the file and the field."""
+
+
 @dataclass
 class Manifest:
     root: str  # absolute path of the collection; rows store paths relative to it
@@ -70,7 +74,7 @@ def read_manifest(index_dir: str | Path) -> Manifest:
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise ValueError(f"{path}: not valid JSON ({type(e).__name__}: {str(e)[:120]})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object, found {type(data).__name__}")
+        raise ManifestError(f"{path}: expected a JSON object, found {type(data).__name__}")
     if data.get("format") != FORMAT_VERSION:
         raise ValueError(
             f"{path}: index format {data.get('format')} is not supported "
