@@ -12,7 +12,7 @@ import torch
 
 from vop.cli import main
 from vop.data.annotations import AnnotationError, load_records
-from vop.train.checkpoint import CheckpointFileError, load_checkpoint
+from vop.train.checkpoint import CheckpointFileError, check_resume_state, load_checkpoint
 from vop.train.config import load_config
 
 TRAIN_CMD = ["--no-progress"]
@@ -92,9 +92,11 @@ def test_load_checkpoint_refuses_objects_garbage_and_wrong_structure(tmp_path):
         load_checkpoint(tmp_path / "junk.pt")
     torch.save({"config": {}, "trainable": {"w": [1, 2]}, "progress": {}, "rng": {}}, tmp_path / "odd.pt")
     with pytest.raises(CheckpointFileError, match=r"odd.pt: 'trainable' holds something other than tensors"):
-        load_checkpoint(tmp_path / "odd.pt")
+        check_resume_state(load_checkpoint(tmp_path / "odd.pt"), tmp_path / "odd.pt")
+    with pytest.raises(CheckpointFileError, match=r"x.pt: not a vop resume checkpoint \('progress' missing"):
+        check_resume_state({"config": {}, "trainable": {}, "rng": {}}, "x.pt")
     torch.save([1, 2, 3], tmp_path / "list.pt")
-    with pytest.raises(CheckpointFileError, match=r"list.pt: not a vop resume checkpoint"):
+    with pytest.raises(CheckpointFileError, match=r"list.pt: not a vop checkpoint \(holds a list\)"):
         load_checkpoint(tmp_path / "list.pt")
 
 

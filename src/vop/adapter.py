@@ -73,12 +73,9 @@ def read_metadata(directory: str | os.PathLike) -> dict:
     path = Path(directory) / META_FILE
     if not path.is_file():
         raise AdapterError(f"{path}: not found (an adapter folder holds {META_FILE} and {WEIGHTS_FILE})")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise AdapterError(f"{path}: not valid JSON ({type(e).__name__}: {str(e)[:120]})") from None
-    if not isinstance(meta, dict):
-        raise AdapterError(f"{path}: expected a JSON object, found {type(meta).__name__}")
+    from vop.bounds import read_json_object
+
+    meta = read_json_object(path, AdapterError)
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise AdapterError(f"{path}: schema_version {meta.get('schema_version')!r}, this vop reads {SCHEMA_VERSION}")
     validate_metadata(meta, path)

@@ -12,6 +12,20 @@ MAX_CONTEXT = 4096  # text tokens
 MAX_COMPONENT_INT = 100_000  # any integer inside a method's component config (prompt lengths, depths)
 
 
+def read_json_object(path, error=ValueError) -> dict:
+    """A JSON file that must hold an object; bad JSON, bad UTF-8 or absurd nesting is one line."""
+    import json
+    from pathlib import Path
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise error(f"{path}: not valid JSON ({type(e).__name__}: {str(e)[:120]})") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
+
+
 def check_int(value, lo: int, hi: int, what: str, error=ValueError) -> int:
     """``value`` if it is an int (not a bool) in ``[lo, hi]``, else ``error`` naming ``what``."""
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:

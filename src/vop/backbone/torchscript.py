@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import io
+import math
 import pickle
 import zipfile
 from collections import OrderedDict
@@ -109,7 +110,10 @@ def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, 
     if not (_is_int(storage_offset) and isinstance(size, tuple) and isinstance(stride, tuple)
             and len(size) == len(stride) and all(_is_int(v) and v >= 0 for v in (storage_offset, *size, *stride))):
         raise pickle.UnpicklingError(f"malformed tensor geometry size={size} stride={stride}")
-    # the last element the view touches must lie inside the storage (as_strided would read past it)
+    # no more elements than the storage holds (a stride-0 view of 10^12 elements would be cloned),
+    # and the last element the view touches inside the storage (as_strided would read past it)
+    if math.prod(size) > storage.numel():
+        raise pickle.UnpicklingError(f"tensor of size {size} has more elements than its storage")
     if all(size):
         last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
         if last >= storage.numel():
@@ -158,6 +162,9 @@ class _Archive:
         if name not in self.names:
             raise TorchScriptError(f"{self.path}: storage {key!r} is referenced but not in the archive")
         info = self.zf.getinfo(name)
+        if info.compress_type != zipfile.ZIP_STORED and info.file_size > 100 * max(info.compress_size, 1024):
+            raise TorchScriptError(f"{self.path}: storage {key!r} would expand {info.file_size} bytes from "
+                                   f"{info.compress_size}; refused")
         itemsize = torch.empty(0, dtype=dtype).element_size()
         if info.file_size != numel * itemsize:
             raise TorchScriptError(
@@ -178,7 +185,7 @@ class _Archive:
                 if file in self.names:
                     try:
                         tree = ast.parse(self.zf.read(file).decode("utf-8"))
-                    except (SyntaxError, UnicodeDecodeError, ValueError):
+                    except (SyntaxError, UnicodeDecodeError, ValueError, RecursionError, MemoryError):
                         raise TorchScriptError(f"{self.path}: {file} is not readable code") from None
                     found = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name), None)
                     if found is not None:
@@ -234,8 +241,11 @@ def read_torchscript_state(path) -> dict[str, torch.Tensor]:
                 raise TorchScriptError(f"{path}: data.pkl is {info.file_size} bytes; refusing over {MAX_PICKLE_BYTES}")
             root = _Unpickler(zf.read(info), archive).load()
             state: dict[str, torch.Tensor] = {}
-            _collect(root, "", archive, state, depth=0)
-    except (zipfile.BadZipFile, EOFError, pickle.UnpicklingError, KeyError, IndexError, TypeError,
+            if isinstance(root, ScriptObject):
+                _collect(root, "", archive, state, depth=0)
+    except TorchScriptError:
+        raise
+    except (zipfile.BadZipFile, ValueError, EOFError, pickle.UnpicklingError, KeyError, IndexError, TypeError,
             AttributeError, RuntimeError, OverflowError, MemoryError, RecursionError) as err:
         raise TorchScriptError(f"{path}: corrupt TorchScript archive ({type(err).__name__}: {err})") from None
     if not isinstance(root, ScriptObject):

@@ -69,12 +69,9 @@ def read_manifest(index_dir: str | Path) -> Manifest:
     path = Path(index_dir) / MANIFEST_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{index_dir} is not a vop index: {MANIFEST_NAME} not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise ValueError(f"{path}: not valid JSON ({type(e).__name__}: {str(e)[:120]})") from None
-    if not isinstance(data, dict):
-        raise ManifestError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    from vop.bounds import read_json_object
+
+    data = read_json_object(path, ManifestError)
     if data.get("format") != FORMAT_VERSION:
         raise ValueError(
             f"{path}: index format {data.get('format')} is not supported "

@@ -56,8 +56,7 @@ REQUIRED = {"config": dict, "trainable": dict, "progress": dict, "rng": dict}
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """``torch.load(weights_only=True)`` (never arbitrary objects) with one-line errors, and the
-    top-level structure checked so a corrupt file is refused before it is used."""
+    """``torch.load(weights_only=True)`` (never arbitrary objects) with one-line errors."""
     from vop.backbone.loading import torch_load_weights
 
     path = Path(path)
@@ -65,7 +64,12 @@ def load_checkpoint(path: str | Path) -> dict:
         raise FileNotFoundError(f"no checkpoint to resume from: {path}")
     state = torch_load_weights(path, error=CheckpointFileError)
     if not isinstance(state, dict):
-        raise CheckpointFileError(f"{path}: not a vop resume checkpoint (holds a {type(state).__name__})")
+        raise CheckpointFileError(f"{path}: not a vop checkpoint (holds a {type(state).__name__})")
+    return state
+
+
+def check_resume_state(state: dict, path) -> dict:
+    """The top-level structure of a resume checkpoint, checked before any of it is used."""
     for key, kind in REQUIRED.items():
         if not isinstance(state.get(key), kind):
             raise CheckpointFileError(f"{path}: not a vop resume checkpoint ('{key}' missing or malformed)")

@@ -205,9 +205,9 @@ def _checkpoint_state(model, optimizer, scheduler, progress: Progress, cfg: Trai
 
 def _restore(path: Path, model, optimizer, scheduler, cfg: TrainConfig) -> Progress:
     from vop.backbone.loading import check_finite
-    from vop.train.checkpoint import CheckpointFileError
+    from vop.train.checkpoint import CheckpointFileError, check_resume_state
 
-    state = load_checkpoint(path)
+    state = check_resume_state(load_checkpoint(path), path)
     if state["config"].get("model") != cfg.to_dict()["model"]:
         raise ValueError(f"{path}: the checkpoint was made with model config {state['config'].get('model')}, "
                          f"not {cfg.to_dict()['model']}; resume with the same recipe")
