@@ -58,7 +58,7 @@ class VideoInfo:
     width: int
     height: int
     rotation: int
-    warning: str | None = None  # e.g. "truncated: 18 of 100 frames" (the header promised more)
+    warning: str | None = None  # e.g. "truncated: 18 of ~100 frames" (the header promised more)
 
 
 TRUNCATED_FRACTION = 0.8  # fewer frames than this share of duration x fps: the file is cut short
@@ -71,7 +71,7 @@ def truncation_warning(found: int, duration: float | None, fps: float) -> str | 
         return None
     expected = round(duration * fps)
     if found < TRUNCATED_FRACTION * expected and expected - found >= 2:
-        return f"truncated: {found} of {expected} frames"
+        return f"truncated: {found} of ~{expected} frames"  # expected: header duration x frame rate
     return None
 
 
