@@ -139,14 +139,21 @@ def test_storage_geometry_is_checked(tmp_path):
     with zipfile.ZipFile(archive) as z:
         prefix = next(n for n in z.namelist() if n.endswith("/data.pkl"))[: -len("data.pkl")]
         numel = z.getinfo(prefix + "data/0").file_size // 4
-    # a tensor of 4096 elements over storage 0 (fewer): as_strided would read past the buffer
-    reach = (
-        b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n((" + _uni("storage") + b"ctorch\nFloatStorage\n"
-        + _uni("0") + _uni("cpu") + b"M" + numel.to_bytes(2, "little") + b"tQK\x00(M\x00\x10t(K\x01t\x89"
-        + b"ccollections\nOrderedDict\n)RtR."
-    )
-    with pytest.raises(TorchScriptError, match=r"reaches element 4095 of a storage of"):
-        read_torchscript_state(_replace_data_pkl(archive, tmp_path / "big.pt", reach))
+    def tensor_pickle(size: bytes, stride: bytes) -> bytes:
+        return (
+            b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n((" + _uni("storage") + b"ctorch\nFloatStorage\n"
+            + _uni("0") + _uni("cpu") + b"M" + numel.to_bytes(2, "little") + b"tQK\x00(" + size + b"t(" + stride
+            + b"t\x89ccollections\nOrderedDict\n)RtR."
+        )
+
+    # 4096 elements over a smaller storage, and 2 elements strided past its end: both would read
+    # memory outside the buffer (as_strided) or blow up on clone
+    more = tensor_pickle(b"M\x00\x10", b"K\x01")
+    with pytest.raises(TorchScriptError, match=r"size \(4096,\) has more elements than its storage"):
+        read_torchscript_state(_replace_data_pkl(archive, tmp_path / "big.pt", more))
+    past = tensor_pickle(b"K\x02", b"M" + numel.to_bytes(2, "little"))
+    with pytest.raises(TorchScriptError, match=rf"reaches element {numel} of a storage of {numel}"):
+        read_torchscript_state(_replace_data_pkl(archive, tmp_path / "past.pt", past))
     truncated = tmp_path / "cut.pt"
     truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
     with pytest.raises(ValueError, match="cut.pt"):
@@ -244,3 +251,16 @@ def test_module_without_class_code_is_read_by_attributes(tmp_path):
                 dst.writestr(item, src.read(item))
     state = read_torchscript_state(stripped)
     assert state.keys() == build_clip("tiny", seed=0).state_dict().keys()
+
+
+def test_cli_refuses_a_huge_frames_adapter_in_one_line(tmp_path, tiny_clip, capsys):
+    backbone = save_clip(tiny_clip, tmp_path / "tiny.safetensors")
+    adapter = save_adapter(build_model(tiny_clip, "vop", frames=2), tmp_path / "adapter")
+    meta = json.loads((adapter / "adapter.json").read_text())
+    meta["frames"] = 1_000_000_000
+    (adapter / "adapter.json").write_text(json.dumps(meta))
+    (tmp_path / "videos").mkdir()
+    code = main(["index", str(tmp_path / "videos"), "--backbone", str(backbone), "--adapter", str(adapter),
+                 "--out", str(tmp_path / "idx"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "adapter.json: frames is '1000000000'" in err

@@ -94,7 +94,9 @@ class Guard:
             return await _json(400, "Host header does not name this server (see vop serve --allow-host)")(
                 scope, receive, send)
         length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
+        if length is not None and not length.strip().isdigit():
+            return await _json(400, "malformed Content-Length")(scope, receive, send)
+        if length is not None and int(length) > self.limit:
             return await _json(413, f"request body over {self.limit} bytes")(scope, receive, send)
         body = bytearray()
         while True:
