@@ -166,3 +166,30 @@ def test_chunked_body_over_a_real_socket(env):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_reindex_follows_a_file_copied_in_place(tmp_path):
+    """A file re-created with the same bytes, size and mtime (rsync, a restore) gets a new inode:
+    the next `vop index` records it without re-encoding, and the server serves it again."""
+    torch.set_num_threads(1)
+    clip = build_clip("tiny", seed=0)
+    videos = tmp_path / "videos"
+    write_video(videos / "a.mp4", color_video(num_frames=6, size=32, seed=1))
+    encoder = VideoEncoder.from_clip(clip, frames=2, backbone_source="tiny")
+    build_index(videos, tmp_path / "idx", encoder, progress=False)
+    st = (videos / "a.mp4").stat()
+    copy = tmp_path / "copy.tmp"  # created while the original exists: surely another inode
+    copy.write_bytes((videos / "a.mp4").read_bytes())
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(copy, videos / "a.mp4")
+    from vop.index.search import Searcher
+
+    searcher = Searcher(tmp_path / "idx")
+    vid = searcher.store.id_of("a.mp4")
+    assert searcher.file_of(vid) is None  # another inode than the one indexed
+    searcher.close()
+    report = build_index(videos, tmp_path / "idx", encoder, progress=False)
+    assert (report.encoded, report.unchanged) == (0, 1)
+    searcher = Searcher(tmp_path / "idx")
+    assert searcher.file_of(vid) == (videos / "a.mp4").resolve()
+    searcher.close()

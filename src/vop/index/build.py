@@ -161,6 +161,10 @@ def build_index(
             f for f in files if stored.get(f.relpath) != (f.size, f.mtime_ns) or f.relpath in failed_before
         ]
         report.removed, report.unchanged = len(removed), len(files) - len(todo)
+        known = store.file_ids()  # unchanged files whose inode moved (rsync, restore): follow them
+        pending = {f.relpath for f in todo}
+        store.set_file_ids({f.relpath: f.file_id for f in files
+                            if f.relpath not in pending and f.file_id and known.get(f.relpath) != f.file_id})
         _encode_all(root, todo, encoder, store, report, progress, after_each)
         _finish(out, store, manifest.dim, report, vector_index, exact_max, start)
     return report

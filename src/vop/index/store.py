@@ -192,6 +192,14 @@ class IndexStore:
         if statements:
             self._write(statements)
 
+    def set_file_ids(self, file_ids: dict[str, str]) -> None:
+        """Record the device:inode of unchanged files (a copy that kept size and mtime, an old index)."""
+        if file_ids:
+            self._write([("UPDATE videos SET file_id = ? WHERE path = ?", (f, p)) for p, f in file_ids.items()])
+
+    def file_ids(self) -> dict[str, str | None]:
+        return dict(self._query(f"SELECT path, {self._file_id} FROM videos"))
+
     def remove(self, paths: list[str]) -> None:
         if paths:
             self._write([("DELETE FROM videos WHERE path = ?", (p,)) for p in paths])
