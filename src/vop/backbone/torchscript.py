@@ -120,7 +120,10 @@ def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, 
             raise pickle.UnpicklingError(
                 f"tensor of size {size} reaches element {last} of a storage of {storage.numel()}"
             )
-    return torch.as_strided(storage, size, stride, storage_offset).clone()
+    view = torch.as_strided(storage, size, stride, storage_offset)
+    # a tensor that is its whole storage, laid out contiguously, needs no copy
+    whole = storage_offset == 0 and math.prod(size) == storage.numel() and view.is_contiguous()
+    return view if whole else view.clone()
 
 
 def _identity(value, *_):
@@ -170,9 +173,12 @@ class _Archive:
             raise TorchScriptError(
                 f"{self.path}: storage {key!r} holds {info.file_size} bytes, {numel} x {itemsize} expected"
             )
-        raw = bytearray(self.zf.read(name))
-        if not raw:
+        if not info.file_size:
             return torch.empty(0, dtype=dtype)
+        raw = bytearray(info.file_size)
+        with self.zf.open(name) as f:  # read straight into one buffer (no second copy of the bytes)
+            if f.readinto(raw) != info.file_size:
+                raise TorchScriptError(f"{self.path}: storage {key!r} is shorter than its zip entry says")
         return torch.frombuffer(raw, dtype=dtype)
 
     def class_def(self, qualname: str) -> ast.ClassDef | None:
