@@ -74,6 +74,8 @@ def run(args) -> int:
     print(report.summary())
     for e in report.errors:
         print(f"  undecodable: {e['path']}: {e['error']}")
+    for w in report.warnings:
+        print(f"  indexed with a warning: {w['path']}: {w['warning']}")
     if report.shard:
         i, n = report.shard
         print(f"shard {i}/{n} done; when all {n} are done: vop index --merge --out {args.out}")

@@ -30,6 +30,8 @@ def register(subparsers) -> None:
     p.add_argument("--backbone", help="backbone weights, if moved since indexing (hash-checked)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a Host header name to accept besides loopback and --host (repeatable; e.g. a DNS name)")
     p.add_argument("--threads", type=int, help="torch CPU threads for query encoding")
     p.set_defaults(func=run)
 
@@ -52,7 +54,8 @@ def run(args) -> int:
     names = ", ".join(f"{c.name} ({len(c.searcher)} videos)" for c in service.collections.values())
     print(f"serving {names} on http://{args.host}:{args.port}/", flush=True)
     try:
-        uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
+        app = create_app(service, hosts=[args.host, *args.allow_host])
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:
         service.close()
     return 0

@@ -28,6 +28,7 @@ class EncodedVideo:
     width: int
     height: int
     thumbnail: bytes
+    warning: str | None = None  # e.g. "truncated: 85 of 310 frames": indexed from the frames that exist
 
 
 def build_video_model(clip, adapter: str | Path | None = None, frames: int | None = None):
@@ -104,12 +105,23 @@ class VideoEncoder:
         Separate from :meth:`encode_decoded` so that the indexer can decode the next video in a
         thread while the model runs (PyAV releases the GIL). Raises ``DecodeError``.
         """
-        from vop.data.decode import probe, read_frames
+        import dataclasses
+
+        from vop.data.decode import DecodeError, probe, read_frames
         from vop.data.sampling import sample_indices
 
         info = probe(path)
-        indices = sample_indices(info.num_frames, self.frames, train=False)
-        return read_frames(path, indices, short_side=max(self.image_size, THUMB_SIZE)), info
+        short = max(self.image_size, THUMB_SIZE)
+        try:
+            return read_frames(path, sample_indices(info.num_frames, self.frames, train=False), short), info
+        except DecodeError as err:
+            found = getattr(err, "decodable", 0)  # the stream ended early: the header promised more
+            if not found:
+                raise
+        # sample only frames that exist, and say so
+        frames = read_frames(path, sample_indices(found, self.frames, train=False), short)
+        warning = f"truncated: {found} of {info.num_frames} frames"
+        return frames, dataclasses.replace(info, num_frames=found, warning=warning)
 
     @torch.no_grad()
     def encode_decoded(self, decoded: tuple) -> EncodedVideo:
@@ -125,6 +137,7 @@ class VideoEncoder:
             info.width,
             info.height,
             make_thumbnail(frames[len(frames) // 2]),
+            getattr(info, "warning", None),
         )
 
     def encode_file(self, path: str | Path) -> EncodedVideo:

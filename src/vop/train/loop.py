@@ -205,21 +205,30 @@ def _checkpoint_state(model, optimizer, scheduler, progress: Progress, cfg: Trai
 
 
 def _restore(path: Path, model, optimizer, scheduler, cfg: TrainConfig) -> Progress:
-    state = load_checkpoint(path)
-    if state["config"]["model"] != cfg.to_dict()["model"]:
-        raise ValueError(f"{path}: the checkpoint was made with model config {state['config']['model']}, "
+    from vop.backbone.loading import check_finite
+    from vop.train.checkpoint import CheckpointFileError, check_resume_state
+
+    state = check_resume_state(load_checkpoint(path), path)
+    if state["config"].get("model") != cfg.to_dict()["model"]:
+        raise ValueError(f"{path}: the checkpoint was made with model config {state['config'].get('model')}, "
                          f"not {cfg.to_dict()['model']}; resume with the same recipe")
     params = dict(model.trainable_named_parameters())
     if set(params) != set(state["trainable"]):
         raise ValueError(f"{path}: trainable tensors do not match the method")
-    with torch.no_grad():
-        for n, p in params.items():
-            p.copy_(state["trainable"][n])
-    if optimizer is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-    set_rng_state(state["rng"])
-    return Progress(**state["progress"])
+    check_finite(state["trainable"], str(path), error=CheckpointFileError)
+    try:
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(state["trainable"][n])
+        if optimizer is not None:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        return Progress(**state["progress"])
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as err:
+        raise CheckpointFileError(
+            f"{path}: damaged resume checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''})"
+        ) from None
 
 
 def _truncate_metrics(run_dir: Path, step: int) -> None:
