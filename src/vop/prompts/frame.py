@@ -29,11 +29,10 @@ class DeepFramePrompts(nn.Module):
         self.start = start
         deep = layers - start
         self.video = nn.Parameter(torch.randn(deep, video_length, width) * INIT_STD) if deep else None  # [K-Ks, n, D]
-        self.frame_pos = None
-        if deep and frame_position:
-            self.frame_pos = nn.Parameter(torch.zeros(frames, width))  # [F, D]
-        elif deep:  # a control: frames enter the deep layers without any order signal
+        if deep and not frame_position:  # a control: frames enter the deep layers without any order signal
             self.register_buffer("frame_pos", torch.zeros(frames, width), persistent=False)
+        else:
+            self.frame_pos = nn.Parameter(torch.zeros(frames, width)) if deep else None  # [F, D]
 
     @classmethod
     def from_config(cls, c: dict, clip_cfg, frames: int) -> DeepFramePrompts:
