@@ -30,6 +30,9 @@ def register(subparsers) -> None:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--threads", type=int, help="torch CPU threads for query encoding")
+    p.add_argument("--precision", choices=("fp32", "int8"),
+                   help="query encoder precision, for an index of either (default: fp32; see README, "
+                        "int8 inference)")
     p.set_defaults(func=run)
 
 
@@ -37,13 +40,15 @@ def run(args) -> int:
     import torch
     import uvicorn
 
+    from vop.backbone.quantize import DEFAULT_CPU_PRECISION
     from vop.serve.app import create_app
     from vop.serve.service import load_service
 
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        service = load_service(args.indexes, args.adapters, args.backbone)
+        service = load_service(args.indexes, args.adapters, args.backbone,
+                               precision=args.precision or DEFAULT_CPU_PRECISION)
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -52,7 +57,8 @@ def run(args) -> int:
             f"warning: binding {args.host}: anyone who can reach it can search and play the indexed videos",
             file=sys.stderr,
         )
-    names = ", ".join(f"{c.name} ({len(c.searcher)} videos)" for c in service.collections.values())
+    names = ", ".join(f"{c.name} ({len(c.searcher)} videos, {c.searcher.manifest.precision} index, "
+                      f"{c.searcher.encoder.precision} queries)" for c in service.collections.values())
     print(f"serving {names} on http://{args.host}:{args.port}/", flush=True)
     try:
         uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
