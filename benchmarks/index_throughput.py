@@ -25,7 +25,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP workers sleep
 
 import argparse
 import copy
-import json
 import platform
 import shutil
 import statistics
@@ -36,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from int8_common import default_videos, finish, loadavg
 
 from vop.backbone.clip import build_clip
 from vop.index.build import build_index
@@ -47,20 +47,6 @@ END_TO_END_TARGET = 1.8
 QUERIES = ["a man is cooking pasta in a kitchen", "a dog runs on the beach", "two people play tennis",
            "a rabbit in a forest", "cars on a highway at night", "someone is flipping a pancake",
            "a person talks to the camera", "a cartoon animal wakes up"]
-
-
-def loadavg() -> str:
-    try:
-        return Path("/proc/loadavg").read_text().strip()
-    except OSError:
-        return "unavailable"
-
-
-def default_videos() -> Path | None:
-    for d in (Path("tests/data/videos"), Path("/work/shared/data/videos")):
-        if d.is_dir():
-            return d
-    return None
 
 
 def copy_decodable(src: Path, dst: Path, limit: int, encoder: VideoEncoder) -> list[str]:
@@ -185,9 +171,6 @@ def main() -> int:
         failed.append(f"encoder int8 {ratio_enc:.2f}x fp32 < {ENCODER_TARGET}x")
     if ratio_e2e < END_TO_END_TARGET:
         failed.append(f"vop index end to end int8 {ratio_e2e:.2f}x fp32 < {END_TO_END_TARGET}x")
-    result["checks_failed"] = failed
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"{len(used)} videos, {args.threads} threads, load average before/after: "
           f"{result['loadavg_before']} / {result['loadavg_after']}")
     print(f"end to end: fp32 {e2e['fp32']['videos_per_min']:.1f} videos/min, int8 {e2e['int8']['videos_per_min']:.1f} "
@@ -198,10 +181,7 @@ def main() -> int:
     q = result["query_latency_ms"]
     print(f"query (encode text + search): fp32 p50 {q['fp32']['p50']:.1f} ms p99 {q['fp32']['p99']:.1f} ms; "
           f"int8 p50 {q['int8']['p50']:.1f} ms p99 {q['int8']['p99']:.1f} ms")
-    print(f"wrote {args.out}")
-    for f in failed:
-        print(f"CHECK FAILED: {f}", file=sys.stderr)
-    return 1 if (args.check and failed) else 0
+    return finish(result, args.out, failed, args.check)
 
 
 if __name__ == "__main__":

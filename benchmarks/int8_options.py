@@ -39,17 +39,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from int8_common import loadavg
 from torch import nn
 
 from vop.backbone.clip import build_clip
 from vop.backbone.quantize import int8_layers, quantize_clip
-
-
-def loadavg() -> str:
-    try:
-        return Path("/proc/loadavg").read_text().strip()
-    except OSError:
-        return "unavailable"
 
 
 def interleaved(fns: dict, repeats: int, warmup: int = 1) -> dict[str, list[float]]:

@@ -24,13 +24,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP workers sleep
 
 import argparse
 import copy
-import json
 import statistics
 import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from int8_common import default_videos, finish
 
 from vop.backbone.clip import CLIP, build_clip
 from vop.backbone.quantize import Int8Linear, int8_layers, quantize_model
@@ -41,13 +41,6 @@ OVERLAP_MIN = 0.95
 TOP = 10
 CAPTIONS = ["a man is cooking pasta in a kitchen", "a dog runs on the beach", "two people play tennis",
             "a car drives through a city at night", "someone pours a glass of water"]
-
-
-def default_videos() -> Path | None:
-    for d in (Path("tests/data/videos"), Path("/work/shared/data/videos")):
-        if d.is_dir():
-            return d
-    return None
 
 
 def fp32_linear(clip: CLIP, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -245,14 +238,7 @@ def main() -> int:
                   f"{r['text_cosine']['min']:.6f}; largest layer error {r['largest_relative_error']:.4f} at "
                   f"{r['largest_error_layer']}")
         print(f"best trained adapter (fp32 t2v R@1): {result['demo']['best_trained']}")
-    failed = checks(result)
-    result["checks_failed"] = failed
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
-    for f in failed:
-        print(f"CHECK FAILED: {f}", file=sys.stderr)
-    return 1 if (args.check and failed) else 0
+    return finish(result, args.out, checks(result), args.check)
 
 
 if __name__ == "__main__":

@@ -184,3 +184,23 @@ def test_cli_precision_flag(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["search", str(index), "x", "--precision", "int4"])
     assert "invalid choice: 'int4'" in capsys.readouterr().err
+
+
+def test_quality_benchmark_checks_fail_on_bad_numbers(monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # the script sets it at import; keep the env as it was
+    spec = importlib.util.spec_from_file_location("int8_quality", bench / "int8_quality.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    run = {"run": "vop-f-seed0", "t2v_r1_delta": -0.5, "t2v_r1_fp32": 5.67, "t2v_r1_int8": 5.17,
+           "top10_overlap": 0.96, "video_cosine": {"min": 0.9995}}
+    good = {"random": {"video_cosine": {"min": 0.9995}}, "demo": {"runs": [run], "best_trained": "vop-f-seed0"}}
+    assert mod.checks(good) == []
+    bad = copy.deepcopy(good)
+    bad["random"]["video_cosine"]["min"] = 0.998
+    bad["demo"]["runs"][0].update(t2v_r1_delta=-0.67, top10_overlap=0.94, video_cosine={"min": 0.99})
+    assert len(mod.checks(bad)) == 4
