@@ -184,6 +184,12 @@ def test_cli_precision_flag(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["search", str(index), "x", "--precision", "int4"])
     assert "invalid choice: 'int4'" in capsys.readouterr().err
+    from vop.serve.service import load_service
+
+    service = load_service([str(index)], precision="int8")  # what `vop serve --precision int8` runs
+    (about,) = [c.describe() for c in service.collections.values()]
+    assert about["precision"] == "int8" and about["index_precision"] == "int8"
+    service.close()
 
 
 def test_quality_benchmark_checks_fail_on_bad_numbers(monkeypatch):

@@ -68,7 +68,7 @@ def _search(args):
     if args.like is None or searcher.indexed_id(args.like) is None:  # an indexed --like needs no model
         searcher.set_encoder(encoder_for_index(searcher.manifest, args.backbone, args.adapter,
                                                precision=args.precision))
-    precision = {"query": searcher.encoder.precision if searcher.encoder else None,
+    precision = {"query": searcher.encoder.precision if searcher.encoder else "stored vector",
                  "index": searcher.manifest.precision}
     if args.like is not None:
         return {"like": args.like}, searcher.search_like(args.like, args.k), searcher.root, precision
