@@ -132,6 +132,8 @@ class Attention(nn.Module):
         self.in_proj_weight = nn.Parameter(torch.empty(3 * width, width))
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * width))
         self.out_proj = nn.Linear(width, width)
+        # int8 replacement of in_proj_weight/bias ([.., D] -> [.., 3D]), set by vop.backbone.quantize
+        self.in_proj: nn.Module | None = None
 
     def forward(self, x: torch.Tensor, is_causal: bool = False,
                 context: torch.Tensor | None = None) -> torch.Tensor:
@@ -145,13 +147,13 @@ class Attention(nn.Module):
         """
         n, length, d = x.shape
         hd = d // self.heads
-        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # [N, L, 3D]
+        qkv = self._project(x)  # [N, L, 3D]
         qkv = qkv.view(n, length, 3, self.heads, hd).permute(2, 0, 3, 1, 4)  # [3, N, H, L, hd]
         if context is None:
             out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], is_causal=is_causal)  # [N, H, L, hd]
         else:
             m = context.shape[1]
-            kv = F.linear(context, self.in_proj_weight[d:], self.in_proj_bias[d:])  # [N|1, m, 2D]
+            kv = self._project(context, kv_only=True)  # [N|1, m, 2D]
             kv = kv.view(-1, m, 2, self.heads, hd).permute(2, 0, 3, 1, 4).expand(-1, n, -1, -1, -1)
             k = torch.cat([kv[0], qkv[1]], dim=2)  # [N, H, m + L, hd]
             v = torch.cat([kv[1], qkv[2]], dim=2)
@@ -161,6 +163,16 @@ class Attention(nn.Module):
             out = F.scaled_dot_product_attention(qkv[0], k, v, attn_mask=mask)  # [N, H, L, hd]
         out = out.transpose(1, 2).reshape(n, length, d)  # [N, L, D]
         return self.out_proj(out)
+
+    def _project(self, x: torch.Tensor, kv_only: bool = False) -> torch.Tensor:
+        """q/k/v projection ``[.., D] -> [.., 3D]`` (``kv_only``: keys and values, ``[.., 2D]``)."""
+        if self.in_proj is not None:  # int8: one kernel for all rows; the context's few queries are dropped
+            qkv = self.in_proj(x)
+            return qkv[..., x.shape[-1]:] if kv_only else qkv
+        if kv_only:
+            d = x.shape[-1]
+            return F.linear(x, self.in_proj_weight[d:], self.in_proj_bias[d:])
+        return F.linear(x, self.in_proj_weight, self.in_proj_bias)
 
 
 class MLP(nn.Sequential):

@@ -38,6 +38,8 @@ def register(subparsers) -> None:
     p.add_argument("--dsl", action="store_true", help="also report dual-softmax re-ranked numbers (separately)")
     p.add_argument("--chunk", type=int, default=0, help="queries per similarity block (0: from a 64 MB block budget)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                   help="backbone precision (int8: CPU only); compare both to check int8 on your weights")
     p.add_argument("--on-error", choices=["skip", "raise"], default="skip", help="undecodable videos")
     p.add_argument("--json", default=None, help="write the result as JSON here")
     p.add_argument("--no-progress", action="store_true")
@@ -65,10 +67,15 @@ def run(args) -> int:
     import torch
 
     from vop.backbone.loading import load_clip
+    from vop.backbone.quantize import apply_precision, check_precision
     from vop.data.annotations import load_records
     from vop.eval.retrieval import evaluate, format_table
 
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.precision == "int8" and args.device == "auto":
+        device = "cpu"
     try:
+        check_precision(args.precision, device)
         clip = load_clip(_backbone_source(args))
         if args.adapter:
             from vop.adapter import load_adapter
@@ -78,6 +85,7 @@ def run(args) -> int:
             from vop.model import build_model
 
             model = build_model(clip, "zeroshot", args.frames)
+        apply_precision(model, args.precision)  # after the adapter is loaded: its tensors stay fp32
         records = load_records(args.dataset, args.annotations, args.split, args.videos)
     except (ValueError, FileNotFoundError, KeyError) as exc:
         return error("eval", exc)
@@ -86,7 +94,6 @@ def run(args) -> int:
         warning("eval", f"{len(missing)} of {len(records)} videos not found (e.g. {missing[0]!r}); "
                 "they and their captions are left out")
     records = [r for r in records if r.path is not None]
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     cache = None
     if args.cache:
         from vop.data.cache import FrameCache
@@ -97,8 +104,9 @@ def run(args) -> int:
                       captions=args.captions, device=device, on_error=args.on_error,
                       progress=not args.no_progress)
     result.update(dataset=args.dataset, split=records[0].split if records else args.split,
-                  method=model.method, adapter=args.adapter, videos_missing=len(missing))
+                  method=model.method, adapter=args.adapter, videos_missing=len(missing), precision=args.precision)
     print(format_table(result))
+    print(f"backbone precision: {args.precision}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

@@ -42,6 +42,9 @@ def register(subparsers) -> None:
     )
     p.add_argument("--retry-failed", action="store_true", help="try undecodable videos again")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--precision", choices=("fp32", "int8"),
+                   help="backbone precision; int8: linear layers in int8, vectors within cosine 0.999 of "
+                        "fp32 and searchable with either (default: fp32; see README, int8 inference)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -102,7 +105,13 @@ def _index(args):
         raise ValueError("--backbone is required (the CLIP weights to encode the videos with)")
     if args.threads:
         torch.set_num_threads(args.threads)
-    encoder = load_encoder(args.backbone, args.adapter, frames=args.frames, config=args.config)
+    from vop.backbone.quantize import DEFAULT_CPU_PRECISION
+
+    precision = args.precision or DEFAULT_CPU_PRECISION
+    encoder = load_encoder(args.backbone, args.adapter, frames=args.frames, config=args.config,
+                           precision=precision)
+    if not args.quiet and not args.json:
+        print(f"encoding at {encoder.precision}", file=sys.stderr)
     return build_index(
         args.video_dir,
         args.out,

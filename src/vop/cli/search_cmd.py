@@ -27,6 +27,9 @@ def register(subparsers) -> None:
         type=int,
         help="pq index: candidates re-ranked per result (more = slower, better recall)",
     )
+    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                   help="query encoder precision; any works with any index (default fp32: for one "
+                        "query, building the int8 layers takes longer than it saves)")
     p.set_defaults(func=run)
 
 
@@ -36,13 +39,14 @@ def run(args) -> int:
     from vop.data.decode import DecodeError
 
     try:
-        query, hits, root = _search(args)
+        query, hits, root, precision = _search(args)
     except (*USER_ERRORS, DecodeError) as err:
         return error("search", err)
     rows = [dict(rank=r, **h.to_dict(), file=str(root / h.path)) for r, h in enumerate(hits, 1)]
     if args.json:
-        print(json.dumps({"query": query, "k": args.k, "results": rows}, indent=2))
+        print(json.dumps({"query": query, "k": args.k, "precision": precision, "results": rows}, indent=2))
         return 0
+    print(f"precision: query {precision['query']}, index {precision['index']}", file=sys.stderr)
     for row in rows:
         print(f"{row['rank']:>3}  {row['score']:.4f}  {row['file']}")
     if not rows:
@@ -61,7 +65,10 @@ def _search(args):
     searcher = Searcher(args.index, search_threads=1, huge_pages=False)
     searcher.vectors.set_params(nprobe=args.nprobe, k_factor=args.k_factor)
     if args.like is None or searcher.indexed_id(args.like) is None:  # an indexed --like needs no model
-        searcher.set_encoder(encoder_for_index(searcher.manifest, args.backbone, args.adapter))
+        searcher.set_encoder(encoder_for_index(searcher.manifest, args.backbone, args.adapter,
+                                               precision=args.precision))
+    precision = {"query": searcher.encoder.precision if searcher.encoder else "stored vector",
+                 "index": searcher.manifest.precision}
     if args.like is not None:
-        return {"like": args.like}, searcher.search_like(args.like, args.k), searcher.root
-    return args.query, searcher.search_text(args.query, args.k), searcher.root
+        return {"like": args.like}, searcher.search_like(args.like, args.k), searcher.root, precision
+    return args.query, searcher.search_text(args.query, args.k), searcher.root, precision

@@ -33,6 +33,9 @@ def register(subparsers) -> None:
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="a Host header name to accept besides loopback and --host (repeatable; e.g. a DNS name)")
     p.add_argument("--threads", type=int, help="torch CPU threads for query encoding")
+    p.add_argument("--precision", choices=("fp32", "int8"),
+                   help="query encoder precision, for an index of either (default: fp32; see README, "
+                        "int8 inference)")
     p.set_defaults(func=run)
 
 
@@ -40,18 +43,21 @@ def run(args) -> int:
     import torch
     import uvicorn
 
+    from vop.backbone.quantize import DEFAULT_CPU_PRECISION
     from vop.serve.app import create_app
     from vop.serve.service import load_service
 
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        service = load_service(args.indexes, args.adapters, args.backbone)
+        service = load_service(args.indexes, args.adapters, args.backbone,
+                               precision=args.precision or DEFAULT_CPU_PRECISION)
     except USER_ERRORS as err:
         return error("serve", err)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         warning("serve", f"binding {args.host}: anyone who can reach it can search and play the indexed videos")
-    names = ", ".join(f"{c.name} ({len(c.searcher)} videos)" for c in service.collections.values())
+    names = ", ".join(f"{c.name} ({len(c.searcher)} videos, {c.searcher.manifest.precision} index, "
+                      f"{c.searcher.encoder.precision} queries)" for c in service.collections.values())
     print(f"serving {names} on http://{args.host}:{args.port}/", flush=True)
     try:
         app = create_app(service, hosts=[args.host, *args.allow_host])

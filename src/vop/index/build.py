@@ -151,6 +151,7 @@ def build_index(
         **encoder.identity(),
     )
     report = IndexReport(root=str(root), discovered=len(files), shard=manifest.shard)
+    before = read_manifest(out) if (out / MANIFEST_NAME).is_file() else None
     with index_lock(out), open_index_dir(out, manifest) as store:
         stored = store.signatures()
         failed_before = {e["path"] for e in store.errors()} if retry_failed else set()
@@ -165,6 +166,9 @@ def build_index(
         pending = {f.relpath for f in todo}
         store.set_file_ids({f.relpath: f.file_id for f in files
                             if f.relpath not in pending and f.file_id and known.get(f.relpath) != f.file_id})
+        if report.unchanged and before is not None and before.precision != manifest.precision:
+            manifest.precision = "mixed"  # kept rows were encoded at the other precision
+            write_manifest(out, manifest)
         _encode_all(root, todo, encoder, store, report, progress, after_each)
         _finish(out, store, manifest.dim, report, vector_index, exact_max, start)
     return report
@@ -268,7 +272,9 @@ def merge_shards(out: str | Path, vector_index: str | None = None, exact_max: in
                 f"shard {d} indexes {m.root}, shard {shards[0]} indexes {manifests[0].root}"
             )
         check_same_model(manifests[0], m, f"shard {d}")
-    merged = Manifest(**{**asdict(manifests[0]), "shard": None})
+    precisions = {m.precision for m in manifests}
+    merged = Manifest(**{**asdict(manifests[0]), "shard": None,
+                         "precision": precisions.pop() if len(precisions) == 1 else "mixed"})
     report = IndexReport(root=merged.root)
     with index_lock(out), open_index_dir(out, merged) as store:
         keep = set()

@@ -52,17 +52,31 @@ def build_video_model(clip, adapter: str | Path | None = None, frames: int | Non
 class VideoEncoder:
     """One backbone + one method/adapter: video files and texts -> unit vectors (numpy float32)."""
 
-    def __init__(self, clip, model, backbone_source: str, adapter_dir: str | Path | None = None):
+    def __init__(self, clip, model, backbone_source: str, adapter_dir: str | Path | None = None,
+                 precision: str = "fp32"):
         self.clip = clip
         self.model = model.eval()
         self.backbone_source = backbone_source
         self.adapter_dir = None if adapter_dir is None else Path(adapter_dir).resolve()
         self._adapter_sha = None if adapter_dir is None else adapter_sha256(adapter_dir)
+        self.precision = "fp32"
+        self.set_precision(precision)
 
     @classmethod
-    def from_clip(cls, clip, adapter=None, frames=None, backbone_source=None) -> VideoEncoder:
+    def from_clip(cls, clip, adapter=None, frames=None, backbone_source=None, precision: str = "fp32") -> VideoEncoder:
         model = build_video_model(clip, adapter, frames)
-        return cls(clip, model, backbone_source or getattr(clip, "source", "unknown"), adapter)
+        return cls(clip, model, backbone_source or getattr(clip, "source", "unknown"), adapter, precision)
+
+    def set_precision(self, precision: str) -> None:
+        """Run the backbone at ``precision`` ("fp32" | "int8", see ``vop.backbone.quantize``).
+
+        int8 quantizes the backbone in place (shared with every encoder built on it), so a server
+        builds all its encoders first and then sets the precision.
+        """
+        from vop.backbone.quantize import apply_precision, precision_of
+
+        apply_precision(self.model, precision)
+        self.precision = precision_of(self.model.clip)
 
     @property
     def frames(self) -> int:
@@ -89,6 +103,7 @@ class VideoEncoder:
             "adapter_name": None if self.adapter_dir is None else self.adapter_dir.name,
             "adapter_path": None if self.adapter_dir is None else str(self.adapter_dir),
             "adapter_sha256": self._adapter_sha,
+            "precision": self.precision,  # recorded, not compared: fp32 and int8 vectors are comparable
         }
 
     @torch.no_grad()
@@ -167,14 +182,16 @@ def load_encoder(
     frames: int | None = None,
     config: str | None = None,
     clip=None,
+    precision: str = "fp32",
 ) -> VideoEncoder:
     """Load the backbone from local files (``vop.load_clip``) and build the encoder.
 
     ``clip`` reuses an already loaded backbone (the server shares one between adapters).
+    ``precision`` "int8" quantizes the backbone after the adapter is loaded (``vop.backbone.quantize``).
     """
     if clip is None:
         from vop import load_clip
 
         clip = load_clip(backbone, config=config)
     source = str(Path(backbone).resolve()) if Path(backbone).exists() else str(backbone)
-    return VideoEncoder(clip, build_video_model(clip, adapter, frames), source, adapter)
+    return VideoEncoder(clip, build_video_model(clip, adapter, frames), source, adapter, precision)

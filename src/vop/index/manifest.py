@@ -39,6 +39,9 @@ class Manifest:
     adapter_path: str | None = None
     adapter_sha256: str | None = None
     shard: list[int] | None = None  # [i, n] for a shard written by `vop index --shard i/n`
+    # backbone precision the vectors were encoded at: "fp32", "int8", or "mixed" (runs at both);
+    # not part of model_key: int8 vectors stay comparable to fp32 ones (vop.backbone.quantize)
+    precision: str = "fp32"
     vop_version: str = ""
     format: int = FORMAT_VERSION
     extra: dict = field(default_factory=dict)

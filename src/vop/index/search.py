@@ -31,9 +31,12 @@ class Hit:
 
 
 def encoder_for_index(
-    manifest: Manifest, backbone: str | None = None, adapter: str | Path | None = None, clip=None
+    manifest: Manifest, backbone: str | None = None, adapter: str | Path | None = None, clip=None,
+    precision: str = "fp32",
 ):
-    """The encoder recorded in ``manifest`` (optionally from moved files), hash-checked."""
+    """The encoder recorded in ``manifest`` (optionally from moved files), hash-checked.
+
+    ``precision`` is the query encoder's own ("fp32" | "int8"); it need not be the index's."""
     from vop.index.encoder import load_encoder
 
     if adapter is None and manifest.adapter_path is not None:
@@ -44,7 +47,8 @@ def encoder_for_index(
 
     config = manifest.backbone_name if manifest.backbone_name in CONFIGS else None  # for a bare state dict
     encoder = load_encoder(
-        backbone or manifest.backbone_source, adapter, frames=manifest.frames, config=config, clip=clip
+        backbone or manifest.backbone_source, adapter, frames=manifest.frames, config=config, clip=clip,
+        precision=precision,
     )
     check_encoder(manifest, encoder)
     return encoder

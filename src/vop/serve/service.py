@@ -30,6 +30,8 @@ class Collection:
             "backbone": m.backbone_name,
             "frames": m.frames,
             "videos": len(self.searcher),
+            "precision": self.searcher.encoder.precision,  # of the query encoder
+            "index_precision": m.precision,
         }
 
 
@@ -86,9 +88,12 @@ def _adapter_for(searcher: Searcher, adapters: dict[str, str]) -> tuple[str, str
 
 
 def load_service(
-    indexes: list[str], adapters: list[str] | None = None, backbone: str | None = None
+    indexes: list[str], adapters: list[str] | None = None, backbone: str | None = None,
+    precision: str = "fp32",
 ) -> SearchService:
-    """Open every index, load the backbone once, and give each index its own adapter on top."""
+    """Open every index, load the backbone once, and give each index its own adapter on top.
+
+    ``precision`` "int8" quantizes the shared backbone once every adapter is loaded onto it."""
     from vop import load_clip
     from vop.backbone.clip import CONFIGS
 
@@ -118,4 +123,6 @@ def load_service(
             f"--adapters {', '.join(unused)}: no given index was built with "
             f"{'it' if len(unused) == 1 else 'them'}; index the videos with that adapter first"
         )
+    for c in collections:  # after all adapters are loaded: int8 replaces the shared backbone's layers
+        c.searcher.encoder.set_precision(precision)
     return SearchService(collections)
