@@ -106,6 +106,8 @@ def _validate(data: dict, path: Path) -> None:
     check_int(data["frames"], 1, MAX_FRAMES, "frames", err)
     check_int(data["image_size"], 1, MAX_IMAGE_SIZE, "image_size", err)
     check_int(data["dim"], 1, MAX_DIM, "dim", err)
+    if data.get("precision", "fp32") not in ("fp32", "int8", "mixed"):
+        raise err(f"precision must be fp32, int8 or mixed, got {data.get('precision')!r}")
     shard = data.get("shard")
     if shard is not None:
         if not (isinstance(shard, list) and len(shard) == 2):
