@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,16 @@ def backbone(port_run):
     return load_clip(port_run[0] / ("backbone.safetensors" if ARCH == "narrow" else "ViT-B-32.pt"))
 
 
+def _assert_equal(model, tokens, video, port: dict, what: str) -> None:
+    """vop's embeddings vs the port's, both L2-normalised (the port pools without renormalising)."""
+    with torch.no_grad():
+        text, vid = model.encode_text(tokens), model.encode_video(video)
+    dt = (text - F.normalize(port["text"], dim=-1)).abs().max().item()
+    dv = (vid - F.normalize(port["video"], dim=-1)).abs().max().item()
+    print(f"{ARCH} {what}: max |vop - port| text {dt:.2e}, video {dv:.2e}")
+    assert dt <= TOL and dv <= TOL, (dt, dv)
+
+
 def test_basic_vop_equals_the_port(port_run, backbone, tmp_path, capsys):
     root, video, port = port_run
     assert _import(root, root / "vop", tmp_path / "vop") == 0
@@ -111,16 +122,14 @@ def test_basic_vop_equals_the_port(port_run, backbone, tmp_path, capsys):
 
     tokens = tokenize(CAPTIONS)  # vop's own tokenizer at 77, as vop eval / index / serve call it
     assert torch.equal(prompted.fit_slots(tokens, 69), port["vop"]["tokens"])  # same ids as the port's
-    with torch.no_grad():
-        text, vid = model.encode_text(tokens), model.encode_video(video)
-    assert (text - F.normalize(port["vop"]["text"], dim=-1)).abs().max() <= TOL
-    assert (vid - F.normalize(port["vop"]["video"], dim=-1)).abs().max() <= TOL
+    _assert_equal(model, tokens, video, port["vop"], "basic VoP")
 
     # the check can fail: the paper's placement of the same prompts gives other text embeddings
     paper = build_model(clip, "vop", 12)
     with torch.no_grad():
         paper.prompts["text"].tokens.copy_(model.prompts["text"].tokens)
         far = (paper.encode_text(tokens) - F.normalize(port["vop"]["text"], dim=-1)).abs().amax(dim=-1)
+    print(f"paper placement instead: min over captions of max |diff| {far.min().item():.2e}")
     assert (far > 1e-2).all(), far
 
 
@@ -134,10 +143,7 @@ def test_bias_series_equals_the_port(port_run, backbone, tmp_path, capsys):
     assert model.method == "bias"
     tokens = tokenize(CAPTIONS)
     assert torch.equal(tokens, port["bias"]["tokens"])
-    with torch.no_grad():
-        text, vid = model.encode_text(tokens), model.encode_video(video)
-    assert (text - F.normalize(port["bias"]["text"], dim=-1)).abs().max() <= TOL
-    assert (vid - F.normalize(port["bias"]["video"], dim=-1)).abs().max() <= TOL
+    _assert_equal(model, tokens, video, port["bias"], "bias series")
     with torch.no_grad():  # and the biases matter: plain CLIP is far from the port's output
         assert (F.normalize(clip.encode_text(tokens), dim=-1)
                 - F.normalize(port["bias"]["text"], dim=-1)).abs().max() > 1e-2
@@ -232,6 +238,10 @@ def test_refuses_pickles_with_code_and_bad_files(tmp_path, capsys):
     assert "refused: the pickle needs code to load (it needs argparse.Namespace)" in err
     ckpt.write_bytes(b"not a checkpoint")
     assert "not a readable torch checkpoint" in _fails(folder, tmp_path, capsys)
+    with warnings.catch_warnings():  # torch.jit is deprecated; OpenAI's CLIP archives still use it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(torch.nn.Linear(2, 2)).save(str(ckpt))
+    assert "a TorchScript archive (code)" in _fails(folder, tmp_path, capsys)
     _tiny_folder(folder)
     (folder / "configuration.json").write_text(configuration({**VOP_HP, "input_res": 32, "pooling_type": "transformer"}))
     assert "pooling_type 'transformer'" in _fails(folder, tmp_path, capsys)
@@ -278,3 +288,25 @@ def test_series_mapping_on_tiny(tmp_path, capsys):
     assert report.method == "proj" and list(report.unmapped) == ["module.clip.logit_scale"]
     with pytest.raises(ModelScopeError, match="applies to series checkpoints"):
         convert_modelscope(_tiny_folder(tmp_path / "basic"), clip, method="bias")
+
+
+def test_imported_adapter_indexes_and_searches(tmp_path, capsys):
+    """An imported adapter is a normal adapter: ``vop index`` / ``vop search`` load it."""
+    from conftest import color_video, write_video
+
+    from vop.index.encoder import build_video_model
+
+    folder = _tiny_folder(tmp_path / "m", hp={**VOP_HP, "input_res": 32, "num_frames": 4})
+    assert main(["adapter", "import", "modelscope", str(folder), "--out", str(tmp_path / "a"),
+                 "--backbone", str(folder / "tiny.pt")]) == 0
+    for i in range(3):
+        write_video(tmp_path / "videos" / f"v{i}.mp4", color_video(num_frames=8, size=32, seed=i))
+    capsys.readouterr()
+    assert main(["index", str(tmp_path / "videos"), "--backbone", str(folder / "tiny.pt"), "--adapter",
+                 str(tmp_path / "a"), "--out", str(tmp_path / "idx"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["search", str(tmp_path / "idx"), "a red square", "-k", "3", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert len(results) == 3
+    model = build_video_model(load_clip(folder / "tiny.pt"), tmp_path / "a")
+    assert model.prompts["text"].placement == "modelscope"

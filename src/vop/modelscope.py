@@ -16,9 +16,10 @@ does and what we map it to:
   again under ``image_encoder.*`` / ``text_encoder.*``); the port uses those, so they must equal
   the backbone's, which is checked.
 * series: the file holds the whole CLIP (``clip.*``), tuned in part. The tensors that differ
-  from the backbone are mapped to the vop baseline whose trained set holds them all (``proj``,
-  ``bias``, ``partial``, ``partial`` with ``include_heads``; or ``full`` on request); a tensor
-  outside the chosen set cannot be mapped and is named in the error. ``logit_scale`` never maps
+  from the backbone are mapped to the first vop baseline whose trained set holds them all (the
+  folder's own variant first, then ``proj``, ``bias``, ``partial``, ``partial`` with
+  ``include_heads``; or the ``method`` asked for, ``full`` included); a tensor outside the chosen
+  set cannot be mapped and is named in the error. ``logit_scale`` never maps
   (every vop method keeps CLIP's scale; it does not change embeddings) and is reported.
 
 Frame pooling is the port's ``avg`` (mean of L2-normalised frame embeddings), which is vop's.
@@ -27,6 +28,7 @@ Frame pooling is the port's ``avg`` (mean of L2-normalised frame embeddings), wh
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -119,12 +121,15 @@ def read_hyperparam(path: Path, needed: tuple[str, ...]) -> dict:
     return {k: hp[k] for k in needed}
 
 
-def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    """The checkpoint's tensors by name (``module.`` stripped), read without running any code."""
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """The checkpoint's tensors by name (``module.`` stripped), read without running any code,
+    and the file's sha256 (the file is read once)."""
+    data = path.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # torch warns before refusing TorchScript
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+            obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         msg = str(e)
         after = msg.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()
@@ -150,15 +155,7 @@ def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         if not isinstance(t, torch.Tensor):
             raise ModelScopeError(f"{path}: entry {name!r} is a {type(t).__name__}, not a tensor")
         state[name.removeprefix("module.")] = t
-    return state
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return state, sha
 
 
 # --------------------------------------------------------------------------- mapping
@@ -285,19 +282,19 @@ def convert_series(state: dict, hp: dict, clip: CLIP, path: Path, report: Import
             report.unmapped[f"module.clip.{k}"] = "differs from the backbone; vop keeps CLIP's logit scale"
     changed = [k for k in changed if k not in NOT_MAPPED]
     report.checked = len(ref) - len(changed) - sum(k in NOT_MAPPED for k in ref)
-    wanted = method or hint
-    if wanted is not None:
-        outside = sorted(set(changed) - trained_set(clip, wanted))
+    if method is not None:
+        outside = sorted(set(changed) - trained_set(clip, method))
         if outside:
             raise ModelScopeError(
-                f"{path}: {len(outside)} tuned tensors are not trained by vop's {wanted!r} and cannot be mapped: "
+                f"{path}: {len(outside)} tuned tensors are not trained by vop's {method!r} and cannot be mapped: "
                 f"{_short(['clip.' + k for k in outside])}"
                 + ("" if method == "full" else "; pass --method full to import the whole model"))
-        chosen = wanted
+        chosen = method
     elif not changed:
         chosen = "zeroshot"
-    else:
-        fits = [m for m in SERIES_METHODS if set(changed) <= trained_set(clip, m)]
+    else:  # the folder's own variant first (..._vop_partial: partial, then partial+heads), then the rest
+        order = sorted(SERIES_METHODS, key=lambda m: m.partition("+")[0] != hint)
+        fits = [m for m in order if set(changed) <= trained_set(clip, m)]
         if not fits:
             best = min(SERIES_METHODS, key=lambda m: len(set(changed) - trained_set(clip, m)))
             outside = sorted(set(changed) - trained_set(clip, best))
@@ -329,7 +326,7 @@ def convert_modelscope(source: str | os.PathLike, clip: CLIP, method: str | None
                        ) -> tuple[VideoTextModel, ImportReport]:
     """Read a ModelScope VoP folder (or ``.pth``) and build the vop model on ``clip`` (in memory)."""
     ckpt, cfg_path = find_files(source)
-    state = load_checkpoint(ckpt)
+    state, sha = load_checkpoint(ckpt)
     kind = "vop" if (VISUAL_KEY in state or TEXT_KEY in state) else "series"
     if method is not None and kind == "vop":
         raise ModelScopeError(f"{ckpt}: --method applies to series checkpoints; this one is basic VoP")
@@ -340,7 +337,7 @@ def convert_modelscope(source: str | os.PathLike, clip: CLIP, method: str | None
     if hp["input_res"] != clip.cfg.vision.image_size:
         raise ModelScopeError(f"{cfg_path}: input_res {hp['input_res']} but the backbone {clip.cfg.name} takes "
                               f"{clip.cfg.vision.image_size} px images")
-    report = ImportReport(kind, "vop", ckpt.name, file_sha256(ckpt), hp)
+    report = ImportReport(kind, "vop", ckpt.name, sha, hp)
     if kind == "vop":
         model = convert_vop(state, hp, clip, ckpt, report)
     else:

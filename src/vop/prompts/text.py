@@ -11,8 +11,8 @@ tokens perturb the frozen encoder little at step 0 and still break symmetry betw
   imported from it (``vop adapter import modelscope``) give the port's embeddings. The first
   ``prefix_length`` tokens go after SOT and the rest before the last of ``77 - length`` word
   slots; the joined sequence gets CLIP's positional embeddings, and the read-out is at
-  ``EOT + length``, which lands after EOT (on padding for captions of up to 63 pieces), so in
-  practice only the prefix tokens act.
+  ``EOT + length``, which lands after EOT (with 8 prompts: on padding for captions of up to 62
+  BPE pieces, on a suffix prompt for 63-66), so in practice only the prefix tokens act.
 """
 
 from __future__ import annotations
