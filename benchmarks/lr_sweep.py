@@ -4,12 +4,12 @@ No GPU and no real benchmark data are available where vop is built, so the recip
 rates come from the literature per family; this sweep checks, on the one benchmark we *can*
 train on, where each family's best rate lies and whether the families order the way the recipes
 assume (backbone weights << new modules <= prompts). Selection is on the validation split only
-(the test split is not read). Uses the demo's data, cache and settings (``vop.demo``), the
-project's training loop, one seed.
+(the test split is not read). Uses the demo's world, cache and settings (``vop.demo.run``),
+the project's training loop, one seed. The demo's own rates were chosen with it.
 
     python benchmarks/lr_sweep.py [--methods vop proj ...] [--lrs 1e-4 1e-3 ...] [--out-dir sweep_out]
 
-Caveat: a 6-layer, 64-wide CLIP on 64 px cartoons is not ViT-B/32 on MSR-VTT; the absolute best
+Caveat: a 6-layer, 64-wide CLIP on 32 px cartoons is not ViT-B/32 on MSR-VTT; the absolute best
 rates do not transfer, the ordering between families is what this can support.
 """
 
@@ -25,12 +25,12 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "lr_sweep.json"
 GRID = {
-    "vop": [1e-4, 1e-3, 1e-2],
+    "vop": [1e-3, 1e-2, 3e-2],
     "vop-c": [1e-4, 5e-4, 2e-3, 5e-3],
     "adapter-ffn": [1e-5, 1e-4, 1e-3],
     "bias": [1e-5, 1e-4, 1e-3, 5e-3],
     "proj": [1e-6, 1e-5, 1e-4, 1e-3],
-    "full": [1e-6, 1e-5, 1e-4],
+    "full": [1e-5, 1e-4, 3e-4],
 }
 
 
@@ -50,31 +50,29 @@ def main() -> None:
     ap.add_argument("--out-dir", default="sweep_out")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--train-pairs", type=int, help="fewer training pairs than the demo (CPU budget)")
-    ap.add_argument("--epochs", type=int, help="fewer epochs than the demo (CPU budget)")
+    ap.add_argument("--updates", type=int, help="fewer updates than the demo (CPU budget)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
 
     import torch
 
-    from vop.data.synthetic import SplitSizes, generate_dataset
-    from vop.demo import SETTINGS, prepare_cache, train_config
+    from vop.demo.run import SETTINGS, prepare_cache, train_config
+    from vop.demo.world import Sizes, generate_world
     from vop.train.loop import train
 
     torch.set_num_threads(args.threads)
     settings = SETTINGS["full"]
     if args.train_pairs:
         settings = replace(settings, pairs=(args.train_pairs, *settings.pairs[1:]))
-    if args.epochs:
-        settings = replace(settings, epochs=args.epochs)
+    if args.updates:
+        settings = replace(settings, updates=args.updates)
     out = Path(args.out_dir)
-    train_pairs, val_pairs, test_pairs = settings.pairs
-    data_dir = generate_dataset(out / "data", seed=settings.data_seed,
-                                sizes=SplitSizes(train=train_pairs, val=val_pairs, test=test_pairs), progress=False)
-    cache_dir = prepare_cache(data_dir, out / "cache", progress=False)
+    world = generate_world(out / "world", seed=settings.data_seed, sizes=Sizes(*settings.pairs), progress=False)
+    cache_dir = prepare_cache(world, out / "cache", progress=False)
     rows = []
     for method in args.methods:
         for lr in args.lrs or GRID[method]:
-            cfg = train_config(settings, data_dir, cache_dir, method, 0, out / "runs")
+            cfg = train_config(settings, world, cache_dir, method, 0, out / "runs")
             cfg = replace(cfg, name=f"{method}-lr{lr:g}", optim=replace(cfg.optim, lr=lr))
             run_dir = out / "runs" / cfg.name
             t0 = time.perf_counter()
@@ -92,11 +90,11 @@ def main() -> None:
         chosen[method] = max(mine, key=lambda r: r["best_val_t2v_R@1"])["lr"]
     print("best lr by validation t2v R@1:", json.dumps(chosen))
     result = {
-        "benchmark": "lr_sweep on the synthetic temporal benchmark (validation split only)",
+        "benchmark": "lr_sweep on the demo world (vop.demo; validation split only)",
         "machine": f"{os.cpu_count()}-core CPU, no GPU; fp32; load average {os.getloadavg()[0]:.2f} at the end",
         "platform": platform.platform(), "torch": torch.__version__, "threads": args.threads,
         "settings": {"backbone": "tiny-synthetic", "pairs_train_val_test": settings.pairs,
-                     "frames": settings.frames, "epochs": settings.epochs, "batch_size": settings.batch_size,
+                     "updates": settings.updates, "batch_size": settings.batch_size,
                      "weight_decay": settings.weight_decay, "augment": False, "seed": 0},
         "date": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows, "best_lr_by_validation": chosen,
     }

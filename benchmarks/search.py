@@ -15,6 +15,26 @@ under a time limit: throughput, p50/p99 latency, errors.
 
     python benchmarks/search.py [--n 1000000] [--threads 1] [--out benchmarks/results/search.json]
 
+Probes (``--probe NAME``; each answers one question on the same vectors and writes its own JSON):
+
+* ``huge-pages``: do huge pages for the pq re-rank rows make queries faster? Two pq indexes over
+  the same N vectors, one opened with ``huge_pages=True`` (what ``vop serve`` asks for), one
+  without, searched in alternating blocks of ``--queries`` queries (the order flips every round)
+  next to NumPy brute force; the median of the per-round p50 latencies
+  (``search_huge_pages_{T}thread.json``).
+* ``pq-codes``: what limits the pq index's first stage? For the fast-scan code ``vop index``
+  builds (dim/4 sub-quantisers x 4 bits, 64 B per vector at dim 512) and one half its size, the
+  share of the exact top-10 among the k' best approximate scores (the re-rank cannot find what is
+  not among them), the same with float look-up tables (``IndexPQ``, same codebooks; fast scan
+  rounds its tables to 8 bits), and the scan time alone, 1 thread (``search_pq_variants.json``).
+* ``hnsw``: would a graph index do better? FAISS ``IndexHNSWFlat`` (M 32, efConstruction 80,
+  built with 2 threads) over N vectors (default 100k), recall@10 and 1-thread latency over a range
+  of efSearch against NumPy brute force on the same N (``search_hnsw_probe.json``).
+
+    python benchmarks/search.py --probe huge-pages [--threads 2] [--rounds 6]
+    python benchmarks/search.py --probe pq-codes
+    python benchmarks/search.py --probe hnsw [--n 100000] [--ef 64 128 256 512 1024 2048]
+
 ``--threads T`` gives NumPy's BLAS, FAISS and torch T threads, and our pq index T search shards
 (one thread each). The indexes are set up as ``vop serve`` opens them (``huge_pages=True``: the
 fp16 re-rank rows on transparent huge pages where the kernel allows it; NumPy already asks for
@@ -39,13 +59,32 @@ import threading
 import time
 from pathlib import Path
 
-if __name__ == "__main__":  # BLAS reads these once, when NumPy loads it
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from blas_threads import pin_blas_threads
 
+def threads_from_argv(argv: list[str], default: str = "1") -> str:
+    """The value of ``--threads N`` / ``--threads=N`` in ``argv`` (``default`` without one)."""
+    for i, a in enumerate(argv):
+        if a == "--threads" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--threads="):
+            return a.split("=", 1)[1]
+    return default
+
+
+def pin_blas_threads(argv: list[str]) -> None:
+    """BLAS and OpenMP get ``--threads`` threads; their idle workers sleep at once
+    (``OPENBLAS_THREAD_TIMEOUT=4``, ``OMP_WAIT_POLICY=PASSIVE``) instead of spinning and slowing
+    whatever is timed next on the same cores. Values already in the environment win. Must run
+    before NumPy is imported: BLAS reads them once, when NumPy loads it."""
+    threads = threads_from_argv(argv)
+    for var, value in (("OMP_NUM_THREADS", threads), ("OPENBLAS_NUM_THREADS", threads),
+                       ("OPENBLAS_THREAD_TIMEOUT", "4"), ("OMP_WAIT_POLICY", "PASSIVE")):
+        os.environ.setdefault(var, value)
+
+
+if __name__ == "__main__":
     pin_blas_threads(sys.argv[1:])
 
-import numpy as np
+import numpy as np  # after the thread settings
 
 REPO = Path(__file__).resolve().parents[1]
 K = 10
@@ -388,12 +427,188 @@ def _load(url: str, args) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------- part 3: probes
+def probe_huge_pages(args) -> dict:
+    import faiss
+
+    from vop.index.vectors import VectorIndex
+
+    faiss.omp_set_num_threads(args.threads)
+    x = unit_vectors(args.n, args.dim, seed=0)
+    queries = unit_vectors(args.queries, args.dim, seed=2)
+    ids = np.arange(args.n)
+    indexes = {
+        "plain": VectorIndex.build(ids, x, kind="pq", threads=args.threads),
+        "huge_pages": VectorIndex.build(ids, x, kind="pq", threads=args.threads, huge_pages=True),
+    }
+    k_factor = args.k_factor[0]
+    for vi in indexes.values():
+        vi.set_params(k_factor=k_factor)
+    runs = {"numpy": lambda q: brute_force(x, q)}
+    runs.update({name: (lambda q, vi=vi: vi.search(q[None], K)) for name, vi in indexes.items()})
+    p50s: dict[str, list[float]] = {name: [] for name in runs}
+    for r in range(args.rounds):
+        for name in list(runs) if r % 2 == 0 else list(runs)[::-1]:
+            p50s[name].append(p50_ms(runs[name], queries))
+    summary = {name: float(np.median(v)) for name, v in p50s.items()}
+    for name, v in p50s.items():
+        print(f"{name:<10} p50 per round: {' '.join(f'{t:.2f}' for t in v)} ms; median {summary[name]:.2f} ms")
+    ratio = summary["huge_pages"] / summary["plain"]
+    print(f"huge pages / plain: {ratio:.2f}")
+    return {
+        "benchmark": "search_huge_pages",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "n": args.n,
+        "dim": args.dim,
+        "threads": args.threads,
+        "search_shards": indexes["plain"].shards,
+        "k_factor": k_factor,
+        "rounds": args.rounds,
+        "queries_per_block": args.queries,
+        "p50_ms_per_round": p50s,
+        "median_p50_ms": summary,
+        "huge_pages_over_plain": ratio,
+        "loadavg_after": os.getloadavg(),
+    }
+
+
+PQ_CODE_CANDIDATES = (500, 1000, 2000, 4000, 6000, 10000)
+
+
+def probe_pq_codes(args) -> dict:
+    import faiss
+
+    from vop.index.vectors import PQ_SCAN_IMPLEM, PQ_TRAIN
+
+    faiss.omp_set_num_threads(1)
+    x = unit_vectors(args.n, args.dim, seed=0)
+    queries = unit_vectors(args.queries, args.dim, seed=1)
+    timing = unit_vectors(args.latency_queries, args.dim, seed=2)
+    truth = exact_topk(x, queries)
+    rng = np.random.default_rng(0)
+    train = x[np.sort(rng.choice(args.n, min(PQ_TRAIN, args.n), replace=False))]
+    rows = []
+    for m in (args.dim // 4, args.dim // 8):
+        scan = faiss.index_factory(args.dim, f"PQ{m}x4fs", faiss.METRIC_INNER_PRODUCT)
+        t = time.perf_counter()
+        scan.train(train)
+        scan.add(x)
+        build_s = time.perf_counter() - t
+        scan.implem = PQ_SCAN_IMPLEM
+        fast = scan.search(queries, max(PQ_CODE_CANDIDATES))[1]
+        floats = None
+        if m == args.dim // 4:  # the code vop uses: also with float tables (slow, recall only)
+            plain = faiss.IndexPQ(args.dim, m, 4, faiss.METRIC_INNER_PRODUCT)
+            plain.pq = scan.pq
+            plain.is_trained = True
+            plain.add(x)
+            floats = plain.search(queries, max(PQ_CODE_CANDIDATES))[1]
+            del plain
+        for k in PQ_CODE_CANDIDATES:
+            row = {
+                "code": f"PQ{m}x4fs",
+                "bytes_per_vector": m // 2,
+                "build_s": build_s,
+                "candidates": k,
+                "candidate_recall_fast_scan": recall_at_k(fast[:, :k], truth),
+                "candidate_recall_float_tables": None if floats is None else recall_at_k(floats[:, :k], truth),
+                "scan_p50_ms": p50_ms(lambda q, k=k, index=scan: index.search(q[None], k), timing),
+            }
+            rows.append(row)
+            floats_text = "" if floats is None else f" (float tables {row['candidate_recall_float_tables']:.3f})"
+            print(f"{row['code']:<10} k'={k:>5}: candidate recall {row['candidate_recall_fast_scan']:.3f}"
+                  f"{floats_text}  scan {row['scan_p50_ms']:.2f} ms", flush=True)
+        del scan
+    return {
+        "benchmark": "search_pq_variants",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "n": args.n,
+        "dim": args.dim,
+        "queries": args.queries,
+        "threads": 1,
+        "loadavg_after": os.getloadavg(),
+        "faiss": faiss.__version__,
+        "rows": rows,
+    }
+
+
+def probe_hnsw(args) -> dict:
+    import faiss
+
+    x = unit_vectors(args.n, args.dim, seed=0)
+    queries = unit_vectors(args.queries, args.dim, seed=1)
+    timing = unit_vectors(args.latency_queries, args.dim, seed=2)
+    truth = exact_topk(x, queries)
+    index = faiss.IndexHNSWFlat(args.dim, 32, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = 80
+    faiss.omp_set_num_threads(2)
+    t = time.perf_counter()
+    index.add(x)
+    build_s = time.perf_counter() - t
+    faiss.omp_set_num_threads(1)
+    numpy_ms = p50_ms(lambda q: brute_force(x, q), timing)
+    print(f"built HNSW32 over {args.n:,} vectors in {build_s:.1f}s (2 threads); NumPy brute force {numpy_ms:.2f} ms")
+    rows = []
+    for ef in args.ef:
+        index.hnsw.efSearch = ef
+        row = {
+            "ef_search": ef,
+            "recall_at_10": recall_at_k(index.search(queries, 10)[1], truth),
+            "p50_ms": p50_ms(lambda q: index.search(q[None], 10), timing),
+        }
+        row["speedup_vs_numpy_p50"] = numpy_ms / row["p50_ms"]
+        rows.append(row)
+        print(f"  efSearch {ef:>5}: recall@10 {row['recall_at_10']:.3f}  p50 {row['p50_ms']:.2f} ms  "
+              f"{row['speedup_vs_numpy_p50']:.1f}x NumPy", flush=True)
+    return {
+        "benchmark": "search_hnsw_probe",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "n": args.n,
+        "dim": args.dim,
+        "index": "IndexHNSWFlat(M=32, efConstruction=80, inner product)",
+        "build_s": build_s,
+        "build_threads": 2,
+        "search_threads": 1,
+        "numpy_bruteforce_p50_ms": numpy_ms,
+        "loadavg_after": os.getloadavg(),
+        "faiss": faiss.__version__,
+        "rows": rows,
+    }
+
+
+# --probe NAME -> (function, default N, default queries, default latency queries, default output name)
+PROBES = {
+    "huge-pages": (probe_huge_pages, 1_000_000, 50, None, "search_huge_pages_{threads}thread.json"),
+    "pq-codes": (probe_pq_codes, 1_000_000, 200, 40, "search_pq_variants.json"),
+    "hnsw": (probe_hnsw, 100_000, 200, 50, "search_hnsw_probe.json"),
+}
+
+
+def run_probe(args) -> None:
+    run, n, queries, latency_queries, out = PROBES[args.probe]
+    if args.probe != "huge-pages" and args.threads != 1:
+        raise SystemExit(f"--probe {args.probe} runs its searches on 1 thread; --threads applies to huge-pages")
+    args.n = args.n or n
+    args.queries = args.queries or queries
+    args.latency_queries = args.latency_queries or latency_queries
+    if args.probe == "huge-pages" and len(args.k_factor) != 1:
+        args.k_factor = [600]  # the index's default unless one --k-factor is given
+    result = run(args)
+    write_result(args.out or REPO / "benchmarks" / "results" / out.format(threads=args.threads), result)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n", type=int, default=1_000_000)
+    p.add_argument("--probe", choices=sorted(PROBES), help="run one probe instead of the benchmark (see above)")
+    p.add_argument("--n", type=int, default=None, help="vectors (default 1,000,000; --probe hnsw 100,000)")
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--recall-queries", type=int, default=1000)
-    p.add_argument("--latency-queries", type=int, default=100)
+    p.add_argument("--latency-queries", type=int, default=None, help="default 100 (probes: their own)")
+    p.add_argument("--queries", type=int, default=None,
+                   help="probes only: recall queries (pq-codes, hnsw: 200) or queries per block (huge-pages: 50)")
+    p.add_argument("--rounds", type=int, default=6, help="--probe huge-pages: rounds of alternating blocks")
+    p.add_argument("--ef", type=int, nargs="+", default=[64, 128, 256, 512, 1024, 2048],
+                   help="--probe hnsw: efSearch values")
     p.add_argument("--nprobe", type=int, nargs="+", default=[16, 64, 256, 1024, 2048, 4000])
     p.add_argument(
         "--k-factor", type=int, nargs="+", default=[50, 100, 200, 300, 400, 500, 600, 800, 1000, 2000]
@@ -419,8 +634,14 @@ def main() -> None:
     p.add_argument("--skip-vectors", action="store_true")
     p.add_argument("--skip-serve", action="store_true")
     p.add_argument("--tmp", default=None, help="folder for temporary files")
-    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "search.json"))
+    p.add_argument("--out", default=None, help="default benchmarks/results/search.json (probes: their own)")
     args = p.parse_args()
+    if args.probe:
+        run_probe(args)
+        return
+    args.n = args.n or 1_000_000
+    args.latency_queries = args.latency_queries or 100
+    args.out = args.out or str(REPO / "benchmarks" / "results" / "search.json")
 
     import faiss
     import torch

@@ -1,6 +1,6 @@
 """One optimisation step on ViT-B/32: ``vop`` and ``vop-fc`` against ``full``, side by side.
 
-Setting (DESIGN.md §3 recipe, CPU fp32): random-weight ViT-B/32, a batch of 4 videos x 12 frames
+Setting (the paper's recipe, CPU fp32): random-weight ViT-B/32, a batch of 4 videos x 12 frames
 at 224 px and 4 captions of 77 tokens, symmetric InfoNCE with CLIP's frozen logit scale, AdamW
 (weight decay 0.2) over the method's trainable tensors only. Every method runs in its own
 subprocess so that its memory is measured cleanly. The processes are driven step by step in

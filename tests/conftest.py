@@ -1,5 +1,8 @@
-"""Shared test fixtures: the real third-party files in ../shared/data, a tiny random CLIP,
-and a writer for short synthetic videos (PyAV, libx264 inside the wheel)."""
+"""Shared test fixtures: the real third-party files in tests/data, a tiny random CLIP,
+and a writer for short synthetic videos (PyAV, libx264 inside the wheel).
+
+``VOP_SHARED_DATA=/path/to/full/copy`` adds test_full_data.py (the full annotation files and three
+more videos that tests/data leaves out); without it that file is not collected, so nothing skips."""
 
 from __future__ import annotations
 
@@ -10,14 +13,15 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("VOP_SHARED_DATA", REPO.parent / "shared" / "data"))
+DATA = Path(__file__).resolve().parent / "data"
+FULL_DATA = os.environ.get("VOP_SHARED_DATA")
+collect_ignore = [] if FULL_DATA else ["test_full_data.py"]
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real test data not found at {SHARED_DATA} (set VOP_SHARED_DATA)")
-    return SHARED_DATA
+def real_data() -> Path:
+    """tests/data: small real third-party files (sources and licences in tests/data/README.md)."""
+    return DATA
 
 
 @pytest.fixture()

@@ -1,4 +1,7 @@
-"""Annotation readers on the real files in ../shared/data and on small malformed files."""
+"""Annotation readers on the real files in tests/data and on small malformed files.
+
+The MSVD, DiDeMo and ActivityNet files there are cut to their first videos (tests/data/README.md);
+test_full_data.py checks the same readers on the full files when VOP_SHARED_DATA is set."""
 
 from __future__ import annotations
 
@@ -16,8 +19,8 @@ from vop.data.annotations import (
 )
 
 
-def test_msrvtt_1ka_test_split(shared_data):
-    records = load_records("msrvtt", shared_data / "msrvtt", split="test-1ka")
+def test_msrvtt_1ka_test_split(real_data):
+    records = load_records("msrvtt", real_data / "msrvtt", split="test-1ka")
     assert len(records) == 1000
     assert len({r.video_id for r in records}) == 1000
     assert all(len(r.captions) == 1 and r.split == "test-1ka" for r in records)
@@ -26,21 +29,21 @@ def test_msrvtt_1ka_test_split(shared_data):
     assert records[0].path is None  # no videos folder given
 
 
-def test_msrvtt_semicolon_crlf_copy_reads_identically(shared_data, tmp_path):
+def test_msrvtt_semicolon_crlf_copy_reads_identically(real_data, tmp_path):
     # decision: a ';'-delimited CRLF copy is sniffed and read, not rejected
-    shutil.copy(shared_data / "msrvtt" / "MSRVTT_JSFUSION_test.semicolon_crlf.csv",
+    shutil.copy(real_data / "msrvtt" / "MSRVTT_JSFUSION_test.semicolon_crlf.csv",
                 tmp_path / "MSRVTT_JSFUSION_test.csv")
     dirty = load_records("msrvtt", tmp_path, split="test-1ka")
-    clean = load_records("msrvtt", shared_data / "msrvtt", split="test-1ka")
+    clean = load_records("msrvtt", real_data / "msrvtt", split="test-1ka")
     assert [(r.video_id, r.captions) for r in dirty] == [(r.video_id, r.captions) for r in clean]
     assert not any("\r" in c for r in dirty for c in r.captions)
 
 
-def test_msrvtt_train_needs_data_json_but_lists_validate(shared_data):
+def test_msrvtt_train_needs_data_json_but_lists_validate(real_data):
     with pytest.raises(MissingAnnotationError, match="MSRVTT_data.json") as info:
-        load_records("msrvtt", shared_data / "msrvtt", split="train-9k")
+        load_records("msrvtt", real_data / "msrvtt", split="train-9k")
     assert "9000 videos" in str(info.value)
-    report = check_dataset("msrvtt", shared_data / "msrvtt")
+    report = check_dataset("msrvtt", real_data / "msrvtt")
     assert report["splits"]["test-1ka"]["records"] == 1000
     assert "9000 videos" in report["splits"]["train-9k"]["error"]
     assert "7010 videos" in report["splits"]["train-7k"]["error"]
@@ -48,10 +51,10 @@ def test_msrvtt_train_needs_data_json_but_lists_validate(shared_data):
 
 
 @pytest.fixture()
-def msrvtt_with_captions(shared_data, tmp_path):
+def msrvtt_with_captions(real_data, tmp_path):
     """The real split lists plus a small stand-in MSRVTT_data.json (two captions per video)."""
     for name in ("MSRVTT_train.9k.csv", "MSRVTT_train.7k.csv", "MSRVTT_JSFUSION_test.csv"):
-        shutil.copy(shared_data / "msrvtt" / name, tmp_path / name)
+        shutil.copy(real_data / "msrvtt" / name, tmp_path / name)
     sentences = [{"video_id": f"video{i}", "caption": f"caption {k} of video {i}", "sen_id": 2 * i + k}
                  for i in range(10000) for k in range(2)]
     (tmp_path / "MSRVTT_data.json").write_text(json.dumps({"videos": [], "sentences": sentences}))
@@ -77,22 +80,22 @@ def test_holdout_is_deterministic_and_order_free():
     assert len(holdout_ids(ids)) == 50
 
 
-def test_msvd_every_caption_kept(shared_data):
-    captions = json.loads((shared_data / "msvd" / "captions_msvd.json").read_text())
-    for split, count in (("train", 1200), ("val", 100), ("test", 670)):
-        records = load_records("msvd", shared_data / "msvd", split=split)
+def test_msvd_every_caption_kept(real_data):
+    captions = json.loads((real_data / "msvd" / "captions_msvd.json").read_text())
+    for split, count in (("train", 60), ("val", 10), ("test", 30)):
+        records = load_records("msvd", real_data / "msvd", split=split)
         assert len(records) == count
-    test = load_records("msvd", shared_data / "msvd", split="test")
+    test = load_records("msvd", real_data / "msvd", split="test")
     expected = sum(len(captions[r.video_id]) for r in test)
-    assert sum(len(r.captions) for r in test) == expected > 670  # every caption becomes a query
+    assert sum(len(r.captions) for r in test) == expected == 1328  # every caption becomes a query
     assert test[0].video_id == "eyhzdC936uk_15_27"
     assert test[0].captions == [c.strip() for c in captions["eyhzdC936uk_15_27"]]
 
 
-def test_didemo_paragraphs(shared_data):
-    for split, videos in (("test", 1037), ("val", 1094)):
-        data = json.loads((shared_data / "didemo" / f"{split}_data.json").read_text())
-        records = load_records("didemo", shared_data / "didemo", split=split)
+def test_didemo_paragraphs(real_data):
+    for split, videos in (("test", 40), ("val", 40)):
+        data = json.loads((real_data / "didemo" / f"{split}_data.json").read_text())
+        records = load_records("didemo", real_data / "didemo", split=split)
         assert len(records) == videos == len({a["video"] for a in data})
         words = sum(len(a["description"].split()) for a in data)
         assert sum(len(r.captions[0].split()) for r in records) == words
@@ -107,16 +110,16 @@ def test_didemo_paragraph_is_in_temporal_order(tmp_path):
     assert record.captions == ["first. second."]
 
 
-def test_activitynet_paragraphs(shared_data):
-    data = json.loads((shared_data / "activitynet" / "val_1.json").read_text())
-    records = load_records("activitynet", shared_data / "activitynet", split="test")
-    assert len(records) == len(data) == 4917
-    assert sum(len(v["sentences"]) for v in data.values()) == 17505
+def test_activitynet_paragraphs(real_data):
+    data = json.loads((real_data / "activitynet" / "val_1.json").read_text())
+    records = load_records("activitynet", real_data / "activitynet", split="test")
+    assert len(records) == len(data) == 100
+    assert sum(len(v["sentences"]) for v in data.values()) == 371
     first = records[0]
     assert first.video_id == "v_uqiMw7tQ1Cc"
     assert first.captions[0].startswith("A weight lifting tutorial is given. The coach helps")
     with pytest.raises(MissingAnnotationError, match="train.json"):
-        load_records("activitynet", shared_data / "activitynet", split="train")
+        load_records("activitynet", real_data / "activitynet", split="train")
 
 
 def test_activitynet_sorts_sentences_by_start(tmp_path):
@@ -174,8 +177,8 @@ def test_generic_csv_errors_name_file_line_problem(tmp_path, text, match):
         load_records("csv", ann)
 
 
-def test_duplicate_ids_are_reported_with_both_lines(shared_data, tmp_path):
-    lines = (shared_data / "msrvtt" / "MSRVTT_JSFUSION_test.csv").read_text().splitlines()
+def test_duplicate_ids_are_reported_with_both_lines(real_data, tmp_path):
+    lines = (real_data / "msrvtt" / "MSRVTT_JSFUSION_test.csv").read_text().splitlines()
     (tmp_path / "MSRVTT_JSFUSION_test.csv").write_text("\n".join(lines[:4] + [lines[2]]) + "\n")
     with pytest.raises(AnnotationError, match=r":5: duplicate video id 'video9771' \(first on line 3\)"):
         load_records("msrvtt", tmp_path, split="test-1ka")
@@ -199,8 +202,8 @@ def test_json_duplicate_keys_rejected(tmp_path):
         load_records("activitynet", tmp_path, split="test")
 
 
-def test_unknown_names_are_clear(shared_data):
+def test_unknown_names_are_clear(real_data):
     with pytest.raises(ValueError, match="unknown dataset 'kinetics'"):
-        load_records("kinetics", shared_data)
+        load_records("kinetics", real_data)
     with pytest.raises(ValueError, match="has no split 'train'.*test-1ka"):
-        load_records("msrvtt", shared_data / "msrvtt", split="train")
+        load_records("msrvtt", real_data / "msrvtt", split="train")

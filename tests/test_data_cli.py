@@ -8,26 +8,26 @@ from vop.cli import main
 from vop.data.cache import FrameCache
 
 
-def test_data_check_real_msrvtt_reports_missing_captions_file(shared_data, capsys):
-    code = main(["data", "check", "msrvtt", "--annotations", str(shared_data / "msrvtt"), "--json"])
+def test_data_check_real_msrvtt_reports_missing_captions_file(real_data, capsys):
+    code = main(["data", "check", "msrvtt", "--annotations", str(real_data / "msrvtt"), "--json"])
     report = json.loads(capsys.readouterr().out)
     assert code == 1  # problems were found: MSRVTT_data.json is absent
     assert report["splits"]["test-1ka"]["records"] == 1000
     assert any("MSRVTT_data.json" in p and "9000 videos" in p for p in report["problems"])
 
 
-def test_data_check_msvd_clean(shared_data, capsys):
-    code = main(["data", "check", "msvd", "--annotations", str(shared_data / "msvd")])
+def test_data_check_msvd_clean(real_data, capsys):
+    code = main(["data", "check", "msvd", "--annotations", str(real_data / "msvd")])
     out = capsys.readouterr().out
     assert code == 0 and "no problems found" in out
-    assert "670 records" in out and "27,763 captions" in out
+    assert "30 records" in out and "1,328 captions" in out
 
 
-def test_prepare_builds_cache_and_reports(make_video, shared_data, tmp_path, capsys):
+def test_prepare_builds_cache_and_reports(make_video, real_data, tmp_path, capsys):
     videos = tmp_path / "videos"
     for i in range(2):
         make_video(f"videos/clip{i}.mp4", num_frames=10, size=48, seed=i)
-    (videos / "broken.mp4").write_bytes((shared_data / "videos/decord/corrupted.mp4").read_bytes())
+    (videos / "broken.mp4").write_bytes((real_data / "videos/decord/corrupted.mp4").read_bytes())
     ann = tmp_path / "ann.csv"
     ann.write_text("video,caption\nclip0.mp4,red things\nclip1.mp4,blue things\nbroken.mp4,nothing\n"
                    "missing.mp4,never seen\n")
@@ -45,10 +45,10 @@ def test_prepare_builds_cache_and_reports(make_video, shared_data, tmp_path, cap
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["skipped_done"] == 2
 
 
-def test_data_check_probe_finds_truncated_video(shared_data, tmp_path, capsys):
+def test_data_check_probe_finds_truncated_video(real_data, tmp_path, capsys):
     ann = tmp_path / "ann.csv"
     ann.write_text("video,caption\nmmaction2/test.mp4,a pool\ndecord/corrupted.mp4,broken\nnot/there.mp4,x\n")
-    code = main(["data", "check", "csv", "--annotations", str(ann), "--videos", str(shared_data / "videos"),
+    code = main(["data", "check", "csv", "--annotations", str(ann), "--videos", str(real_data / "videos"),
                  "--probe", "--json"])
     entry = json.loads(capsys.readouterr().out)["splits"]["all"]
     assert code == 1

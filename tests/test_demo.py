@@ -1,12 +1,15 @@
-"""`vop demo`: the pair-accuracy measure, and a --quick run end to end through the real CLI."""
+"""`vop demo`: pair accuracy, the claims checker, and a --quick run end to end through the CLI."""
 
 from __future__ import annotations
 
+import copy
 import json
 
+import pytest
 import torch
 
-from vop.demo import pair_accuracy, temporal_breakdown
+from vop.demo import claims
+from vop.demo.run import pair_accuracy, temporal_breakdown
 
 
 def _meta(n_pairs: int) -> tuple[dict, list[str]]:
@@ -15,9 +18,8 @@ def _meta(n_pairs: int) -> tuple[dict, list[str]]:
         for half, other in (("a", "b"), ("b", "a")):
             cid = f"p{i}{half}"
             ids.append(cid)
-            clips[cid] = {"id": cid, "partner": f"p{i}{other}", "captions": [
-                {"text": f"shape {i} moves {'left' if half == 'a' else 'right'}", "kind": "temporal"},
-                {"text": f"shape {i}", "kind": "static"}]}
+            clips[cid] = {"id": cid, "partner": f"p{i}{other}",
+                          "captions": [f"shape {i} moves {'left' if half == 'a' else 'right'}"]}
     return {"by_id": clips}, ids
 
 
@@ -29,8 +31,8 @@ def test_mean_pooling_of_identical_frame_sets_gets_exactly_chance_pair_accuracy(
     base = torch.nn.functional.normalize(torch.randn(3, tiny_clip.cfg.embed_dim), dim=-1)
     video_emb = base.repeat_interleave(2, dim=0)  # a clip and its reverse: the same mean of frames
     out = temporal_breakdown(model, meta, ids, video_emb)
-    assert out["pair_accuracy"] == 50.0  # every temporal query ties with its partner: half credit
-    assert out["temporal"]["queries"] == 6 and out["static"]["queries"] == 6
+    assert out["pair_accuracy"] == 50.0  # every caption ties with its partner: half credit
+    assert out["order_free"]["queries"] == 6
 
 
 def test_pair_accuracy_treats_rounding_gaps_as_ties():
@@ -41,25 +43,72 @@ def test_pair_accuracy_treats_rounding_gaps_as_ties():
     assert pair_accuracy(own, torch.tensor([0.4, 0.6, 0.5, 0.5 + 1e-9])) == 50.0  # 1 + 0 + 0.5 + 0.5
 
 
+def _row(method, trainable, percent, order_free, pair, t2v):
+    return {"method": method, "seeds": [0], "trainable": trainable, "percent": percent,
+            "order_free_R@1": order_free, "pair_accuracy": pair, "t2v_R@1": t2v}
+
+
+PASSING = {
+    "backbone_checks": {"unseen_tokens": [], "caption_tokens": 40, "zeroshot_infonce": 1.9, "infonce_batch": 16,
+                        "logit_scale": 23.0, "twin_cosine": 0.5, "still_direction_accuracy": 97.0},
+    "rows": [_row("zeroshot", 0, 0, 40.0, 50.0, 20.0), _row("full", 10**6, 100, 60.0, 50.0, 30.0),
+             _row("vop", 6000, 0.15, 55.0, 50.0, 28.0), _row("vop-p", 20000, 0.5, 56.0, 85.0, 45.0),
+             _row("vop-f", 7000, 0.17, 57.0, 75.0, 40.0), _row("vop-fc", 90000, 2.2, 58.0, 78.0, 42.0),
+             _row("vop-f-nopos", 6500, 0.16, 55.0, 50.0, 28.0)],
+    "settings": {"seeds": [0]},
+    "total_seconds": 420.0,
+}
+
+
+def test_claims_pass_on_a_passing_result_and_fail_on_each_broken_one():
+    assert claims.all_hold([vars(c) for c in claims.check(PASSING)])
+    breaks = {
+        "G1": lambda s: s["backbone_checks"].update(unseen_tokens=[320]),
+        "G2": lambda s: s["backbone_checks"].update(zeroshot_infonce=2.9),
+        "G3": lambda s: s["backbone_checks"].update(twin_cosine=0.7),
+        "C1": lambda s: s["rows"][2].update({"order_free_R@1": 45.0}),  # vop only +5 over zeroshot
+        "C2": lambda s: s["rows"][4].update({"pair_accuracy": 65.0}),  # vop-f below 70
+        "C3": lambda s: s.update(total_seconds=700.0),
+        "K1": lambda s: s["rows"][6].update({"pair_accuracy": 60.0}),
+    }
+    for cid, brk in breaks.items():
+        summary = copy.deepcopy(PASSING)
+        brk(summary)
+        result = {c.id: c.holds for c in claims.check(summary)}
+        assert result[cid] is False and all(v for k, v in result.items() if k != cid), (cid, result)
+    # an order-free method off exactly 50 breaks C2 too: it would mean the partner is not the clip reversed
+    summary = copy.deepcopy(PASSING)
+    summary["rows"][0]["pair_accuracy"] = 50.5
+    assert {c.id: c.holds for c in claims.check(summary)}["C2"] is False
+    # a missing run is "not checked", which --check counts as failing
+    summary = copy.deepcopy(PASSING)
+    summary["rows"] = summary["rows"][:3]
+    result = [vars(c) for c in claims.check(summary)]
+    assert {c["id"]: c["holds"] for c in result}["C2"] is None and not claims.all_hold(result)
+
+
 def test_quick_demo_runs_end_to_end(tmp_path, capsys):
     from vop.cli import main
 
     out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--quiet", "--methods", "zeroshot", "vop-f", "--out", str(out)]) == 0
+    args = ["demo", "--quick", "--quiet", "--methods", "zeroshot", "vop-f", "vop-f-nopos", "--out", str(out)]
+    assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "| zeroshot |" in printed and "| vop-f |" in printed and "vop search" in printed
+    assert "| zeroshot |" in printed and "| vop-f-nopos |" in printed and "| G1 |" in printed
+    assert "vop search" in printed and "best trained adapter on validation" in printed
     summary = json.loads((out / "results.json").read_text())
     rows = {r["method"]: r for r in summary["rows"]}
-    assert rows["zeroshot"]["trainable"] == 0 and rows["vop-f"]["trainable"] > 0
-    assert 0 < rows["vop-f"]["percent"] < 1
-    for r in rows.values():
-        assert 0 <= r["t2v_R@1"] <= 100 and 0 <= r["pair_accuracy"] <= 100
-    assert (out / "results.md").read_text().count("\n| ") == 3  # header + 2 methods
+    assert rows["zeroshot"]["trainable"] == 0 and rows["vop-f"]["trainable"] > rows["vop-f-nopos"]["trainable"] > 0
+    assert rows["zeroshot"]["pair_accuracy"] == 50.0  # exact: the partner is the clip's frames reversed
+    assert rows["vop-f-nopos"]["pair_accuracy"] == 50.0  # no frame positions: the deep layers see a set
+    assert {c["id"] for c in summary["claims"]} == {"G1", "G2", "G3", "C1", "C2", "C3", "K1"}
+    assert summary["backbone_checks"]["unseen_tokens"] == []  # G1 on the generated world
+    assert "## Claims" in (out / "results.md").read_text()
     assert (out / "results.png").stat().st_size > 1000
-    assert (out / "runs" / "vop-f-seed0" / "adapter" / "adapter.safetensors").is_file()
-    # a second run reuses the finished runs instead of training again
-    assert main(["demo", "--quick", "--quiet", "--methods", "zeroshot", "vop-f", "--out", str(out)]) == 0
-    assert "reusing" in capsys.readouterr().out
+    # a second run reuses the finished runs; --check fails: the quick run cannot check C1-C3
+    assert main([*args, "--check"]) == 1
+    captured = capsys.readouterr()
+    assert "reusing" in captured.out and "claims not holding" in captured.err
 
 
 def test_demo_rejects_unknown_methods(tmp_path, capsys):
@@ -67,3 +116,17 @@ def test_demo_rejects_unknown_methods(tmp_path, capsys):
 
     assert main(["demo", "--quick", "--methods", "nope", "--out", str(tmp_path)]) == 2
     assert "unknown method" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["vop-f-nopos"])
+def test_control_run_keeps_frame_positions_at_zero(tiny_clip, name):
+    from vop.demo.run import run_spec
+    from vop.model import build_model
+
+    spec = run_spec(name)
+    model = build_model(tiny_clip, spec.method, frames=4, overrides={**dict(spec.overrides), "shallow_layers": 1})
+    names = [n for n, _ in model.trainable_named_parameters()]
+    assert not any("frame_pos" in n for n in names) and any("video" in n for n in names)
+    video = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():  # frames as a set: reversing them changes nothing but rounding
+        torch.testing.assert_close(model.encode_video(video), model.encode_video(video.flip(1)), atol=1e-5, rtol=0)

@@ -160,9 +160,16 @@ def test_overrides_are_validated_and_recorded(tiny_clip):
         m = build_model(tiny_clip, "vop-c", frames=FRAMES, overrides={"cmm": cmm})
         assert m.method_config["components"][1]["cmm"] == cmm
         assert m.encode_video(video()).shape == (2, tiny_clip.cfg.embed_dim)
-    m = build_model(tiny_clip, "vop-f", frames=FRAMES)  # default K^s = K - 4, at least 1
+    m = build_model(tiny_clip, "vop-f", frames=FRAMES)  # default K^s = round(2/3 K): 1 of 2
     assert [c.get("shallow_layers") for c in m.method_config["components"]] == [None, 1, 1]
     assert build_model(tiny_clip, "vop", FRAMES).method_config["components"][1]["shallow_layers"] == 2
+
+
+def test_shallow_depth_is_two_thirds_of_the_layers():
+    from vop.model import resolve_depth
+
+    assert [resolve_depth(2 / 3, k) for k in (2, 6, 12, 24)] == [1, 4, 8, 16]  # ViT-B/32: the paper's 8 of 12
+    assert resolve_depth(None, 6) == 6 and resolve_depth(-4, 6) == 2 and resolve_depth(3, 6) == 3
 
 
 def test_frame_count_is_checked_for_frame_indexed_methods(tiny_clip):

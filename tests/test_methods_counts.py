@@ -1,4 +1,4 @@
-"""Exact trainable-parameter counts of DESIGN.md §3 on ViT-B/32 with F = 12 (construction only)."""
+"""Exact trainable-parameter counts (the README's methods table) on ViT-B/32 with F = 12 (construction only)."""
 
 import pytest
 

@@ -65,7 +65,7 @@ def env(tmp_path_factory):
     env = make_collection(tmp)
     service = load_service(env["indexes"], [f"mine={env['adapter']}"])
     env["service"] = service
-    env["client"] = TestClient(create_app(service))
+    env["client"] = TestClient(create_app(service), base_url="http://127.0.0.1:8000")
     yield env
     service.close()
 

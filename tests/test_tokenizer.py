@@ -23,8 +23,8 @@ def hf_tokenizer(tmp_path_factory):
     return transformers.CLIPTokenizer.from_pretrained(str(folder))
 
 
-def msrvtt_captions(shared_data) -> list[str]:
-    with open(shared_data / "msrvtt" / "MSRVTT_JSFUSION_test.csv", newline="", encoding="utf-8") as f:
+def msrvtt_captions(real_data) -> list[str]:
+    with open(real_data / "msrvtt" / "MSRVTT_JSFUSION_test.csv", newline="", encoding="utf-8") as f:
         return [row["sentence"] for row in csv.DictReader(f)]
 
 
@@ -35,8 +35,8 @@ def test_vocabulary_size_and_special_ids():
     assert tok.encoder["<|endoftext|>"] == EOT_ID == 49407
 
 
-def test_msrvtt_captions_equal_transformers(shared_data, hf_tokenizer):
-    captions = msrvtt_captions(shared_data)
+def test_msrvtt_captions_equal_transformers(real_data, hf_tokenizer):
+    captions = msrvtt_captions(real_data)
     assert len(captions) == 1000
     ours = tokenize(captions)
     theirs = hf_tokenizer(captions, padding="max_length", max_length=77, truncation=True)

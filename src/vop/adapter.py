@@ -73,13 +73,35 @@ def read_metadata(directory: str | os.PathLike) -> dict:
     path = Path(directory) / META_FILE
     if not path.is_file():
         raise AdapterError(f"{path}: not found (an adapter folder holds {META_FILE} and {WEIGHTS_FILE})")
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise AdapterError(f"{path}: not valid JSON ({e})") from None
+    from vop.bounds import read_json_object
+
+    meta = read_json_object(path, AdapterError)
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise AdapterError(f"{path}: schema_version {meta.get('schema_version')!r}, this vop reads {SCHEMA_VERSION}")
+    validate_metadata(meta, path)
     return meta
+
+
+def validate_metadata(meta: dict, path) -> None:
+    """Every field the loader uses, checked against sane bounds before anything is allocated."""
+    from vop.bounds import MAX_CONTEXT, MAX_FRAMES, check_int, check_str, check_tree
+
+    def err(msg):
+        return AdapterError(f"{path}: {msg}")
+
+    check_str(meta.get("method"), "method", err, max_len=100)
+    check_int(meta.get("frames"), 1, MAX_FRAMES, "frames", err)
+    if meta.get("context_length") is not None:
+        check_int(meta.get("context_length"), 1, MAX_CONTEXT, "context_length", err)
+    config = meta.get("method_config")
+    if not isinstance(config, dict):
+        raise err("method_config must be an object")
+    check_tree(config, "method_config", err)
+    backbone = meta.get("backbone")
+    if not isinstance(backbone, dict):
+        raise err("backbone must be an object with name and weights_sha256")
+    check_str(backbone.get("name"), "backbone.name", err, max_len=200)
+    check_str(backbone.get("weights_sha256"), "backbone.weights_sha256", err, max_len=128)
 
 
 def check_backbone(meta: dict, clip: CLIP, where: str = "adapter") -> None:
@@ -94,16 +116,22 @@ def check_backbone(meta: dict, clip: CLIP, where: str = "adapter") -> None:
 
 def load_adapter(directory: str | os.PathLike, clip: CLIP) -> VideoTextModel:
     """Rebuild the saved method on ``clip`` and load its tensors (strict: every key must match)."""
-    from safetensors.torch import load_file
+    from vop.backbone.loading import check_finite, read_safetensors
 
     d = Path(directory)
     meta = read_metadata(d)
     check_backbone(meta, clip, where=str(d))
-    model = build_model(clip, meta["method"], meta["frames"], overrides=meta["method_config"])
+    try:
+        # adapters without the field were all tokenized to CLIP's 77 (the backbone's default)
+        model = build_model(clip, meta["method"], meta["frames"], overrides=meta["method_config"],
+                            context_length=meta.get("context_length"))
+    except (TypeError, ValueError, KeyError, IndexError, RuntimeError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        raise AdapterError(f"{d / META_FILE}: cannot rebuild method {meta['method']!r}: {msg}") from None
     weights = d / WEIGHTS_FILE
     if not weights.is_file():
         raise AdapterError(f"{weights}: not found")
-    tensors = load_file(str(weights))
+    tensors = read_safetensors(weights, error=AdapterError)
     params = dict(model.trainable_named_parameters())
     missing, unexpected = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
     if missing or unexpected:
@@ -114,5 +142,8 @@ def load_adapter(directory: str | os.PathLike, clip: CLIP) -> VideoTextModel:
             t = tensors[name]
             if t.shape != p.shape:
                 raise AdapterError(f"{weights}: {name} has shape {tuple(t.shape)}, the method needs {tuple(p.shape)}")
+        check_finite({name: tensors[name] for name in params}, str(weights), error=AdapterError)
+        for name, p in params.items():
+            t = tensors[name]
             p.copy_(t.to(p.dtype))
     return model

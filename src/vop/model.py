@@ -29,10 +29,10 @@ _TEXT = {"type": "text", "text_length": 8, "text_placement": "paper"}  # "models
 _VISUAL = {"type": "visual", "visual_length": 8, "shallow_layers": None}
 _POSITION = {"type": "position", "shared_length": 4, "position_length": 4, "shallow_layers": None}
 _CONTEXT = {"type": "context", "shared_length": 4, "generated_length": 4, "cmm": "bilstm", "shallow_layers": None}
-# K^s: the paper's 8 of 12 layers, written as "all but the last 4" so that it also means
-# something on other depths (resolved to an absolute layer count when the model is built).
-_DEEP_START = -4
-_FRAME = {"type": "frame", "video_length": 8, "shallow_layers": _DEEP_START}
+# K^s: the paper's 8 of 12 layers, written as the fraction 2/3 so that it means the same on
+# other depths (4 of 6 on the demo's backbone); resolved to a layer count when the model is built.
+_DEEP_START = 2 / 3
+_FRAME = {"type": "frame", "video_length": 8, "shallow_layers": _DEEP_START, "frame_position": True}
 
 
 def _shallow(c: dict) -> dict:
@@ -86,22 +86,42 @@ def resolve_method(method: str, overrides: dict | None = None) -> list[dict]:
     return comps
 
 
+def resolve_depth(s: int | float | None, layers: int) -> int:
+    """K^s as a layer count: None -> K; a fraction in (0, 1) -> round(K * s); a negative int ->
+    K + s (at least 1); otherwise the int itself."""
+    if s is None:
+        return layers
+    if isinstance(s, float) and 0 < s < 1:
+        return max(1, round(layers * s))
+    return max(1, layers + int(s)) if s < 0 else int(s)
+
+
+def _context_length(value: int | None, clip: CLIP) -> int:
+    """Text tokens per caption (SOT and EOT included): ``value``, or the backbone's own (77 for CLIP)."""
+    limit = clip.cfg.text.context_length
+    if value is None:
+        return limit
+    if not 2 <= int(value) <= limit:
+        raise ValueError(f"context_length must be in 2..{limit} (the backbone's positions), got {value}")
+    return int(value)
+
+
 def _resolve_depth(comps: list[dict], layers: int) -> None:
-    """Write absolute ``shallow_layers`` (None -> K, negative -> K + s, at least 1) into ``comps``."""
     for c in comps:
         if "shallow_layers" in c:
-            s = c["shallow_layers"]
-            c["shallow_layers"] = layers if s is None else (max(1, layers + s) if s < 0 else int(s))
+            c["shallow_layers"] = resolve_depth(c["shallow_layers"], layers)
 
 
 class VideoTextModel(nn.Module):
     """Frozen CLIP + method components; see ``docs/ARCHITECTURE.md`` ("Methods") for the contract."""
 
-    def __init__(self, clip: CLIP, method: str, frames: int, components: list[dict], backbone_sha256: str):
+    def __init__(self, clip: CLIP, method: str, frames: int, components: list[dict], backbone_sha256: str,
+                 context_length: int | None = None):
         super().__init__()
         self.clip = clip
         self.method = method
         self.frames = frames
+        self.context_length = _context_length(context_length, clip)
         self.method_config = {"components": components}
         self.backbone_sha256 = backbone_sha256
         self.prompts = nn.ModuleDict()
@@ -125,10 +145,6 @@ class VideoTextModel(nn.Module):
     @property
     def backbone_name(self) -> str:
         return self.clip.cfg.name
-
-    @property
-    def context_length(self) -> int:
-        return self.clip.cfg.text.context_length
 
     def _part(self, role: str):
         return self.prompts[role] if role in self.prompts else None  # noqa: SIM401 - ModuleDict has no .get
@@ -195,10 +211,14 @@ def format_budget(b: dict) -> str:
 
 
 def build_model(clip: CLIP, method: str = "vop", frames: int = 12, overrides: dict | None = None,
-                seed: int | None = None) -> VideoTextModel:
+                seed: int | None = None, context_length: int | None = None) -> VideoTextModel:
     """Wrap ``clip`` with ``method``. Prompt methods share ``clip`` without changing it; methods
     that train backbone tensors (``full``, ``bias``, ``proj``, ``partial``, adapters) get a private
-    copy, so one frozen backbone can serve many adapters. ``seed`` makes the init reproducible."""
+    copy, so one frozen backbone can serve many adapters. ``seed`` makes the init reproducible.
+
+    ``context_length`` (text tokens per caption; default the backbone's) is decided here once:
+    ``model.context_length`` is what adapter.json records and what every text encoder
+    (training data, validation, ``evaluate``, the index) tokenizes to."""
     comps = resolve_method(method, overrides)
     _resolve_depth(comps, clip.cfg.vision.layers)
     sha = clip.weights_sha256
@@ -206,7 +226,7 @@ def build_model(clip: CLIP, method: str = "vop", frames: int = 12, overrides: di
         clip = copy.deepcopy(clip)
         clip._sha256 = None  # the copy's weights will train away from the cached hash
     if seed is None:
-        return VideoTextModel(clip, method, frames, comps, sha)
+        return VideoTextModel(clip, method, frames, comps, sha, context_length)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return VideoTextModel(clip, method, frames, comps, sha)
+        return VideoTextModel(clip, method, frames, comps, sha, context_length)

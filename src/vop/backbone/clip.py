@@ -81,7 +81,7 @@ CONFIGS: dict[str, CLIPConfig] = {
     # Tiny configs: tests (random weights) and the bundled synthetic-world model.
     "tiny": CLIPConfig("tiny", 32, VisionCfg(64, 2, 4, 8, 32), TextCfg(32, 2, 2)),
     "tiny-12": CLIPConfig("tiny-12", 32, VisionCfg(64, 12, 4, 8, 32), TextCfg(32, 12, 2)),
-    "tiny-synthetic": CLIPConfig("tiny-synthetic", 64, VisionCfg(64, 6, 4, 16, 64), TextCfg(32, 4, 2)),
+    "tiny-synthetic": CLIPConfig("tiny-synthetic", 64, VisionCfg(64, 6, 4, 8, 32), TextCfg(64, 4, 4)),
 }
 
 

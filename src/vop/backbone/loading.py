@@ -2,8 +2,8 @@
 
 Accepted sources (never a network download):
 
-* an OpenAI release archive (``ViT-B-32.pt``, TorchScript): loaded with ``torch.jit.load`` on
-  CPU only to read its state dict; no code from the archive is kept;
+* an OpenAI release archive (``ViT-B-32.pt``, TorchScript): its tensors are read by
+  :mod:`vop.backbone.torchscript` without compiling or running any of the archive's code;
 * a plain state dict in OpenAI / open_clip key layout: ``.pt`` / ``.pth`` / ``.bin`` (read with
   ``torch.load(weights_only=True)``) or ``.safetensors``; a ``module.`` / ``model.`` prefix and a
   ``{"state_dict": ...}`` wrapper (training checkpoints) are accepted;
@@ -21,16 +21,17 @@ and name the config, so a wrong config is caught instead of silently loading gar
 from __future__ import annotations
 
 import json
-import warnings
-import zipfile
 from importlib import resources
 from pathlib import Path
 
 import torch
 
 from vop.backbone.clip import CLIP, CONFIGS, CLIPConfig, TextCfg, VisionCfg, get_config
+from vop.backbone.torchscript import is_torchscript, read_torchscript_state
 
 CONFIG_METADATA_KEY = "vop_clip_config"  # safetensors metadata: JSON of CLIPConfig.to_dict()
+SPARSE_ROWS_KEY = "vop_sparse_rows"  # safetensors metadata: a table stored as .rows + .values
+_TOKEN_TABLE = "token_embedding.weight"
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
 # Scalars stored next to the weights in OpenAI's archives; they are not parameters.
 NON_PARAMETER_KEYS = ("input_resolution", "context_length", "vocab_size")
@@ -84,8 +85,11 @@ def _read_source(source: str | Path) -> tuple[dict[str, torch.Tensor], CLIPConfi
     return state, cfg, bundled[str(source)], f"bundled:{source}"
 
 
-def save_clip(model: CLIP, path: str | Path) -> Path:
+def save_clip(model: CLIP, path: str | Path, keep_tokens=None) -> Path:
     """Write ``model``'s weights and config to one ``.safetensors`` file that ``load_clip`` reads.
+
+    ``keep_tokens`` (token ids) stores only those rows of the 49,408-row token embedding, the
+    others load as zero rows: a model trained on a small vocabulary ships in a fraction of the bytes.
 
     Put such a file at ``vop/assets/<name>.safetensors`` to make it loadable by ``<name>``.
     """
@@ -97,8 +101,31 @@ def save_clip(model: CLIP, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     metadata = {CONFIG_METADATA_KEY: json.dumps(model.cfg.to_dict()), "format": "pt"}
+    if keep_tokens is not None:  # store only these rows of the token embedding; the others load as zero
+        rows = torch.tensor(sorted(set(keep_tokens)), dtype=torch.int64)
+        table = state.pop(_TOKEN_TABLE)
+        state[_TOKEN_TABLE + ".rows"], state[_TOKEN_TABLE + ".values"] = rows, table[rows].contiguous()
+        metadata[SPARSE_ROWS_KEY] = _TOKEN_TABLE
     save_file(state, str(path), metadata=metadata)
     return path
+
+
+def _expand_sparse_rows(state: dict[str, torch.Tensor], meta: dict[str, str], cfg: CLIPConfig | None,
+                        path: Path) -> dict[str, torch.Tensor]:
+    """Undo ``save_clip(keep_tokens=...)``: rows not stored become zero rows of the full table."""
+    name = meta.get(SPARSE_ROWS_KEY)
+    if name is None:
+        return state
+    rows, values = state.pop(name + ".rows", None), state.pop(name + ".values", None)
+    if rows is None or values is None or cfg is None or rows.ndim != 1 or values.shape[0] != rows.shape[0]:
+        raise CheckpointError(f"{path}: sparse table {name!r} is incomplete (needs .rows, .values and a config)")
+    vocab = cfg.text.vocab_size
+    if rows.numel() and not (0 <= int(rows.min()) and int(rows.max()) < vocab):
+        raise CheckpointError(f"{path}: sparse table {name!r} names rows outside 0..{vocab - 1}")
+    table = torch.zeros(vocab, values.shape[1], dtype=values.dtype)
+    table[rows] = values
+    state[name] = table
+    return state
 
 
 def bundled_models() -> dict[str, Path]:
@@ -124,6 +151,7 @@ def build_from_state_dict(
     """A frozen CLIP of architecture ``cfg`` holding exactly the tensors of ``state`` (OpenAI layout)."""
     model = CLIP(cfg)
     check_state_dict(model, state, cfg, origin)
+    check_finite(state, origin)
     model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
     model._sha256 = None  # the cached hash described the random init
     return model.freeze()
@@ -152,22 +180,70 @@ def check_state_dict(model: CLIP, state: dict[str, torch.Tensor], cfg: CLIPConfi
         )
 
 
+def check_finite(state: dict[str, torch.Tensor], origin: str, error=None) -> None:
+    """Refuse weights holding NaN or Inf: they would encode every video as a NaN vector."""
+    error = error or CheckpointError
+    for name, tensor in state.items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            bad = tensor.numel() - int(torch.isfinite(tensor).sum())
+            if bad:
+                raise error(f"{origin}: tensor {name} holds {bad} non-finite values (NaN/Inf); refused")
+
+
 # --------------------------------------------------------------------------- files
+
+
+def read_safetensors(path: Path, error=None) -> dict[str, torch.Tensor]:
+    """``safetensors.torch.load_file`` with a one-line error for a file that is not safetensors."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise (error or CheckpointError)(
+            f"{path}: not a readable safetensors file ({_first_line(err)})"
+        ) from None
+
+
+def torch_load_weights(path: Path, error=None):
+    """``torch.load(weights_only=True)`` whose refusals are one line (never suggesting to turn it off)."""
+    import pickle
+    import re
+
+    error = error or CheckpointError
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if found is None:  # garbage, not a refused object
+            raise error(f"{path}: not a readable torch checkpoint (corrupt pickle data)") from None
+        raise error(
+            f"{path}: holds a Python object ({found.group(1)}), which weights-only loading refuses; vop "
+            f"never unpickles objects: save a plain state dict of tensors, or convert it to .safetensors"
+        ) from None
+    except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, TypeError, AttributeError,
+            MemoryError, OverflowError) as err:
+        raise error(f"{path}: not a readable torch checkpoint ({_first_line(err)})") from None
+
+
+def _first_line(err: BaseException, limit: int = 200) -> str:
+    text = str(err).strip().splitlines()
+    line = text[0] if text else type(err).__name__
+    return line[:limit] + ("..." if len(line) > limit else "")
 
 
 def _read_file(path: Path) -> tuple[dict[str, torch.Tensor], CLIPConfig | None, str]:
     """A single weights file -> (OpenAI-layout state dict, declared config or None, format)."""
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
+        state = read_safetensors(path)
         meta = _safetensors_metadata(path)
         cfg = _config_from_metadata(meta, path) or config_from_filename(path)
-        return _unwrap(state, path), cfg, "safetensors"
+        return _unwrap(_expand_sparse_rows(state, meta, cfg, path), path), cfg, "safetensors"
     if path.suffix in TORCH_SUFFIXES:
         if _is_torchscript(path):
             return _read_torchscript(path), config_from_filename(path), "openai-torchscript"
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        obj = torch_load_weights(path)
         return _unwrap(obj, path), config_from_filename(path), "state-dict"
     raise CheckpointError(
         f"{path}: unknown checkpoint format {path.suffix!r}; expected .safetensors, "
@@ -176,21 +252,12 @@ def _read_file(path: Path) -> tuple[dict[str, torch.Tensor], CLIPConfig | None, 
 
 
 def _is_torchscript(path: Path) -> bool:
-    """TorchScript archives are zip files with a ``code/`` folder (plain ``torch.save`` zips have none)."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as z:
-        return any("/code/" in name or name.startswith("code/") for name in z.namelist())
+    return is_torchscript(path)
 
 
 def _read_torchscript(path: Path) -> dict[str, torch.Tensor]:
-    # Only the tensors are taken; the scripted module (OpenAI's code) is dropped right away.
-    with warnings.catch_warnings():  # torch.jit is deprecated, but it is how OpenAI shipped CLIP
-        warnings.simplefilter("ignore", DeprecationWarning)
-        scripted = torch.jit.load(str(path), map_location="cpu")
-    state = {k: v.detach().clone() for k, v in scripted.state_dict().items()}
-    del scripted
-    return _unwrap(state, path)
+    # Tensors only, through a restricted unpickler: the archive's code is never compiled or run.
+    return _unwrap(read_torchscript_state(path), path)
 
 
 def _unwrap(obj, path: Path) -> dict[str, torch.Tensor]:
@@ -220,10 +287,13 @@ def _unwrap(obj, path: Path) -> dict[str, torch.Tensor]:
 
 
 def _safetensors_metadata(path: Path) -> dict[str, str]:
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        return f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(err)})") from None
 
 
 def _config_from_metadata(meta: dict[str, str], path: Path) -> CLIPConfig | None:
@@ -320,16 +390,14 @@ def _read_hf_dir(path: Path) -> tuple[dict[str, torch.Tensor], CLIPConfig, str]:
 
 
 def _read_hf_weights(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
     if (path / "model.safetensors").is_file():
-        return load_file(str(path / "model.safetensors"))
+        return read_safetensors(path / "model.safetensors")
     index = path / "model.safetensors.index.json"
     if index.is_file():  # sharded checkpoint: one file per group of tensors
         shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
-        return {k: v for shard in shards for k, v in load_file(str(path / shard)).items()}
+        return {k: v for shard in shards for k, v in read_safetensors(path / shard).items()}
     if (path / "pytorch_model.bin").is_file():
-        return torch.load(str(path / "pytorch_model.bin"), map_location="cpu", weights_only=True)
+        return torch_load_weights(path / "pytorch_model.bin")
     raise CheckpointError(f"{path}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
 
 

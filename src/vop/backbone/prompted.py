@@ -13,7 +13,7 @@ not a query row, the output projection or the MLP (the MLP is 2/3 of a block's F
 ViT-B/32 with 8 visual prompts per frame this cuts the extra linear-layer work of a prompted block
 from 16% (58 instead of 50 tokens at 12 d^2 each) to about 3% (8 x 2 d^2 against 50 x 12 d^2).
 
-Placement rules (DESIGN.md §3):
+Placement rules:
 
 * text: ``[prompts, words]`` under the causal mask, so every word attends to all prompts.
   Words keep CLIP's positional embeddings of their own positions; prompts get none. Because the

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import argparse
 
+from vop.cli.messages import error, plain
+
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("adapter", help="inspect saved adapters", description=__doc__)
+    p = subparsers.add_parser("adapter", help="inspect saved adapters", description=plain(__doc__))
     sub = p.add_subparsers(dest="adapter_command", metavar="ACTION")
     q = sub.add_parser("inspect", help="print an adapter's metadata and tensors")
     q.add_argument("directory", help="adapter folder (adapter.json + adapter.safetensors)")
@@ -45,7 +47,6 @@ def tensor_shapes(path) -> dict[str, list[int]]:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import sys
     from pathlib import Path
 
     from vop.adapter import WEIGHTS_FILE, AdapterError, read_metadata
@@ -54,12 +55,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         meta = read_metadata(d)
     except AdapterError as e:
-        print(f"vop adapter inspect: {e}", file=sys.stderr)
-        return 2
+        return error("adapter inspect", e)
     weights = d / WEIGHTS_FILE
     if not weights.is_file():
-        print(f"vop adapter inspect: {weights}: not found", file=sys.stderr)
-        return 2
+        return error("adapter inspect", f"{weights}: not found")
     info = {**meta, "file_bytes": weights.stat().st_size, "tensors": tensor_shapes(weights)}
     if args.json:
         print(json.dumps(info, indent=2))
@@ -68,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"adapter     {d}")
     print(f"method      {meta['method']}" + ("  (adapter = the whole model)" if meta.get("whole_model") else ""))
     print(f"backbone    {b['name']}  sha256 {b['weights_sha256']}  ({b.get('source', '?')})")
-    print(f"frames      {meta['frames']}    text context {meta['context_length']}")
+    print(f"frames      {meta['frames']}    text context {meta.get('context_length', 'not recorded: 77')}")
     print(f"parameters  trainable {p['trainable']:,} of {p['total']:,}  "
           + "  ".join(f"{k} {v:,}" for k, v in p["breakdown"].items()))
     print(f"file        {weights.name} {info['file_bytes']:,} bytes, {len(info['tensors'])} tensors")
@@ -83,8 +82,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    import sys
-
     from vop.adapter import AdapterError
     from vop.backbone.loading import CheckpointError
     from vop.modelscope import import_modelscope
@@ -93,8 +90,7 @@ def run_import(args: argparse.Namespace) -> int:
         report = import_modelscope(args.model_dir, args.out, backbone=args.backbone, method=args.method,
                                    force=args.force)
     except (AdapterError, CheckpointError, FileNotFoundError) as e:
-        print(f"vop adapter import: error: {e}", file=sys.stderr)
-        return 2
+        return error("adapter import", e)
     kind = "basic VoP" if report.kind == "vop" else "series baseline"
     print(f"imported {report.checkpoint} ({kind}) as method {report.method!r} into {args.out}")
     for src, dst in report.mapped.items() if len(report.mapped) <= 8 else ():

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+
+from vop.cli.messages import error, plain
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("data", help="inspect datasets (vop data check)", description=__doc__,
+    p = subparsers.add_parser("data", help="inspect datasets (vop data check)", description=plain(__doc__),
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    c = sub.add_parser("check", help="validate annotations and videos", description=__doc__,
+    c = sub.add_parser("check", help="validate annotations and videos", description=plain(__doc__),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dataset_args(c, videos_required=False)
     c.add_argument("--probe", action="store_true",
@@ -95,7 +96,6 @@ def run(args) -> int:
         if args.probe and args.videos:
             probe_videos(report, args.dataset, args.annotations, args.videos, args.splits)
     except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return error("data check", err)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 1 if report["problems"] else 0

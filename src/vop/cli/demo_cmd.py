@@ -1,52 +1,66 @@
-"""``vop demo``: train and compare methods on the bundled synthetic temporal benchmark (CPU, no downloads).
+"""`vop demo`: VoP's claims, checked on a miniature world on the bundled tiny CLIP (CPU, no downloads).
 
-Generates (or reuses) the dataset under ``--out``, loads the bundled ``tiny-synthetic`` CLIP,
-trains each method with the project's training loop, scores the test split and prints the
-table (also saved as results.md / results.json / results.png), then the ``vop index`` /
-``vop search`` commands that search the demo's videos with the best adapter.
-Finished runs are reused when the demo is run again with the same settings.
+Generates (or reuses) a world under --out, trains every method with the project's training loop,
+scores the test split, prints the results and the claims table (also saved as results.md,
+results.json, results.png) and the commands that search the world's videos with the best
+trained adapter. Finished runs are reused when the demo is run again with the same settings.
 """
 
 from __future__ import annotations
 
+from vop.cli.messages import error, plain
+
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("demo", help="run the synthetic temporal benchmark on the bundled tiny CLIP",
-                              description=__doc__)
+    p = subparsers.add_parser("demo", help="train and compare the methods on the bundled synthetic world",
+                              description=plain(__doc__))
     p.add_argument("--methods", nargs="+", metavar="NAME",
-                   help="methods to train (default: zeroshot full vop vop-p vop-f vop-fc; see `vop methods`)")
+                   help="runs to train (default: zeroshot full vop vop-p vop-f vop-fc vop-f-nopos; "
+                        "any name of `vop methods` works)")
     p.add_argument("--seeds", nargs="+", type=int, metavar="N", help="training seeds (default: 0)")
+    p.add_argument("--data-seed", type=int, metavar="N", help="world seed: another world from the same recipe "
+                                                              "(default: 0)")
     p.add_argument("--out", default="demo_out", help="output folder (default: ./demo_out)")
     p.add_argument("--quick", action="store_true",
-                   help="a tiny dataset and one epoch: checks the pipeline in seconds, numbers meaningless")
+                   help="a handful of clips and updates: checks the pipeline in seconds, numbers meaningless")
+    p.add_argument("--check", action="store_true", help="exit 1 unless every claim holds")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    import sys
     from pathlib import Path
 
-    from vop.demo import SETTINGS, format_table, run_demo, search_commands, with_overrides
-    from vop.model import list_methods
+    from vop.demo import claims
+    from vop.demo.run import SETTINGS, format_table, run_demo, run_spec, with_overrides
 
-    settings = with_overrides(SETTINGS["quick" if args.quick else "full"], args.methods, args.seeds, args.threads)
-    unknown = [m for m in settings.methods if m not in list_methods()]
-    if unknown:
-        print(f"vop demo: unknown method(s) {', '.join(unknown)}; known: {', '.join(list_methods())}",
-              file=sys.stderr)
-        return 2
+    settings = with_overrides(SETTINGS["quick" if args.quick else "full"], args.methods, args.seeds, args.threads,
+                              args.data_seed)
+    try:
+        for name in settings.methods:
+            run_spec(name)
+    except KeyError as err:
+        return error("demo", err.args[0])
     out = Path(args.out)
     summary = run_demo(settings, out, progress=not args.quiet)
     print()
     print(format_table(summary))
-    print(f"\ntotal {summary['total_seconds']:.0f} s; pair acc = % of temporal captions scoring their own clip "
-          "above its time-reversed partner (chance 50)")
-    print("pair acc on training clips (is order learned at all?): "
-          + ", ".join(f"{r['method']} {r['train_pair_accuracy']:.1f}" for r in summary["rows"]))
-    print(f"saved {out / 'results.md'}, {out / 'results.json'}, {out / 'results.png'}")
-    print("\nsearch the demo's videos with its best adapter:")
-    for cmd in search_commands(summary, out):
-        print("  " + cmd)
+    print(f"\norder-free R@1: the reversed partner also counts as correct; pair acc: % of captions scoring their "
+          f"own clip above its time-reversed partner (chance 50). Total {summary['total_seconds']:.0f} s.")
+    print("\n" + claims.format_claims(summary["claims"]))
+    print(f"\nsaved {out / 'results.md'}, {out / 'results.json'}, {out / 'results.png'}")
+    example = summary.get("search_example")
+    if example:
+        print(f"\nbest trained adapter on validation: {example['method']}. Search the world's videos with it:")
+        for cmd in example["commands"]:
+            print("  " + cmd)
+        mark = "found first" if example["top3"][0] == example["target"] else "not first"
+        print(f"  -> top 3: {', '.join(example['top3'])} (the captioned clip {example['target']}: {mark}; "
+              f"its reverse: {example['partner']})")
+    holds = claims.all_hold(summary["claims"])
+    if args.check and not holds:
+        failed = [c["id"] for c in summary["claims"] if c["holds"] is not True]
+        error("demo", f"claims not holding or not checked: {', '.join(failed)}")
+        return 1
     return 0

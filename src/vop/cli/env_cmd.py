@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vop.cli.messages import plain
+
 # distribution names whose versions matter for bugs; optional ones show "not installed"
 PACKAGES = (
     "vop",
@@ -27,7 +29,7 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "env", help="print versions, threads and devices (for bug reports)", description=__doc__
+        "env", help="print versions, threads and devices (for bug reports)", description=plain(__doc__)
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of aligned lines")
     p.set_defaults(func=run)

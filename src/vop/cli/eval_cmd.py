@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 
+from vop.cli.messages import error, plain, warning
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("eval", help="retrieval metrics of an adapter or zero-shot CLIP on a dataset split",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--adapter", help="adapter folder (adapter.json + adapter.safetensors)")
     what.add_argument("--method", choices=["zeroshot"], help="evaluate plain CLIP")
@@ -45,19 +47,19 @@ def register(subparsers) -> None:
 def _backbone_source(args) -> str:
     if args.backbone:
         return args.backbone
-    if args.adapter:
-        from vop.adapter import read_metadata
+    if not args.adapter:
+        raise ValueError("--method zeroshot needs --backbone (CLIP weights: a file, an HF folder or a bundled name)")
+    from vop.adapter import read_metadata
 
-        source = read_metadata(args.adapter)["backbone"].get("source", "")
-        _kind, _, where = source.partition(":")
-        if where:
-            return where
+    source = read_metadata(args.adapter)["backbone"].get("source", "")
+    _kind, _, where = source.partition(":")
+    if where:
+        return where
     raise ValueError("--backbone is required (the adapter does not record a usable source)")
 
 
 def run(args) -> int:
     import json
-    import sys
     from pathlib import Path
 
     import torch
@@ -78,12 +80,11 @@ def run(args) -> int:
             model = build_model(clip, "zeroshot", args.frames)
         records = load_records(args.dataset, args.annotations, args.split, args.videos)
     except (ValueError, FileNotFoundError, KeyError) as exc:
-        print(f"vop eval: {exc}", file=sys.stderr)
-        return 2
+        return error("eval", exc)
     missing = [r.video_id for r in records if r.path is None]
     if missing:
-        print(f"vop eval: {len(missing)} of {len(records)} videos not found (e.g. {missing[0]!r}); "
-              "they and their captions are left out", file=sys.stderr)
+        warning("eval", f"{len(missing)} of {len(records)} videos not found (e.g. {missing[0]!r}); "
+                "they and their captions are left out")
     records = [r for r in records if r.path is not None]
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     cache = None

@@ -11,7 +11,8 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import sys
+
+from vop.cli.messages import error, plain
 
 USER_ERRORS = (OSError, ValueError, KeyError)  # bad paths, mismatched hashes, bad configs: exit 2
 
@@ -20,7 +21,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "index",
         help="index a folder of videos for search",
-        description=__doc__,
+        description=plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("video_dir", nargs="?", help="folder searched recursively for video files")
@@ -66,14 +67,15 @@ def run(args) -> int:
     try:
         report = _merge(args) if args.merge else _index(args)
     except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return error("index", err)
     if args.json:
         print(json.dumps(asdict(report), indent=2))
         return 0
     print(report.summary())
     for e in report.errors:
         print(f"  undecodable: {e['path']}: {e['error']}")
+    for w in report.warnings:
+        print(f"  indexed with a warning: {w['path']}: {w['warning']}")
     if report.shard:
         i, n = report.shard
         print(f"shard {i}/{n} done; when all {n} are done: vop index --merge --out {args.out}")
@@ -94,8 +96,10 @@ def _index(args):
     from vop.index.build import build_index
     from vop.index.encoder import load_encoder
 
-    if not args.video_dir or not args.backbone:
-        raise ValueError("vop index needs VIDEO_DIR and --backbone (or --merge)")
+    if not args.video_dir:
+        raise ValueError("VIDEO_DIR is required (or --merge to combine shards)")
+    if not args.backbone:
+        raise ValueError("--backbone is required (the CLIP weights to encode the videos with)")
     if args.threads:
         torch.set_num_threads(args.threads)
     encoder = load_encoder(args.backbone, args.adapter, frames=args.frames, config=args.config)

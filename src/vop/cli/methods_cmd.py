@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 
+from vop.cli.messages import error, plain
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("methods", help="list methods with trainable parameters and adapter size",
-                              description=__doc__)
+                              description=plain(__doc__))
     p.add_argument("--backbone", default="ViT-B-32", help="CLIP config name (default: ViT-B-32)")
     p.add_argument("--frames", type=int, default=12, help="frames per video F (default: 12)")
     p.add_argument("--method", action="append", dest="methods", metavar="NAME",
@@ -72,7 +74,6 @@ def print_table(rows: list[dict], backbone: str, frames: int, backbone_params: i
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import sys
 
     import torch
     from tqdm import tqdm
@@ -83,13 +84,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = get_config(args.backbone)
     except KeyError as e:
-        print(f"vop methods: {e.args[0]}", file=sys.stderr)
-        return 2
+        return error("methods", e.args[0])
     methods = args.methods or list_methods()
     unknown = [m for m in methods if m not in list_methods()]
     if unknown:
-        print(f"vop methods: unknown method(s) {unknown}; known: {', '.join(list_methods())}", file=sys.stderr)
-        return 2
+        return error("methods", f"unknown method(s) {', '.join(unknown)}; known: {', '.join(list_methods())}")
     with torch.no_grad():
         clip = build_clip(cfg, seed=0)
         backbone_params = sum(p.numel() for p in clip.parameters())

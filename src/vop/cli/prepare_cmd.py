@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+
+from vop.cli.messages import error, plain
 
 from .data_cmd import add_dataset_args, format_report
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("prepare", help="validate a dataset and build its frame cache", description=__doc__,
+    p = subparsers.add_parser("prepare", help="validate a dataset and build its frame cache", description=plain(__doc__),
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dataset_args(p, videos_required=True)
     p.add_argument("--cache", required=True, metavar="DIR", help="cache folder (created; reused to resume)")
@@ -46,16 +47,14 @@ def run(args) -> int:
         records = [r for split, entry in report["splits"].items() if entry.get("ok")
                    for r in load_records(args.dataset, args.annotations, split, finder=finder)]
         if not records:
-            print("error: no split could be read; nothing to cache", file=sys.stderr)
-            return 2
+            return error("prepare", "no split could be read; nothing to cache")
         summary = build_cache(records, args.cache, frames=args.frames, short_side=args.size,
                               on_error=args.on_error, progress=not args.no_progress,
                               workers=args.workers)
-    except DecodeError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except DecodeError as err:  # --on-error raise: the data, not the command line, is at fault
+        error("prepare", err)
         return 1
     except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return error("prepare", err)
     print(json.dumps(summary))
     return 0

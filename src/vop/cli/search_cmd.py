@@ -6,14 +6,14 @@ sha256 is checked); ``--backbone`` / ``--adapter`` point at them if the files ha
 
 from __future__ import annotations
 
-import sys
+from vop.cli.messages import error, plain, warning
 
 MAX_K = 10_000
 USER_ERRORS = (OSError, ValueError, KeyError)
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("search", help="search an index by text or by video", description=__doc__)
+    p = subparsers.add_parser("search", help="search an index by text or by video", description=plain(__doc__))
     p.add_argument("index", help="index folder written by `vop index`")
     p.add_argument("query", nargs="?", help="text query")
     p.add_argument("--like", metavar="VIDEO", help="find videos similar to this one (indexed or not)")
@@ -38,8 +38,7 @@ def run(args) -> int:
     try:
         query, hits, root = _search(args)
     except (*USER_ERRORS, DecodeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return error("search", err)
     rows = [dict(rank=r, **h.to_dict(), file=str(root / h.path)) for r, h in enumerate(hits, 1)]
     if args.json:
         print(json.dumps({"query": query, "k": args.k, "results": rows}, indent=2))
@@ -47,7 +46,7 @@ def run(args) -> int:
     for row in rows:
         print(f"{row['rank']:>3}  {row['score']:.4f}  {row['file']}")
     if not rows:
-        print("no results (empty index?)", file=sys.stderr)
+        warning("search", "no results (empty index?)")
     return 0
 
 

@@ -12,7 +12,8 @@ Each index is searched only with the adapter it was built with (sha256 in its ma
 from __future__ import annotations
 
 import argparse
-import sys
+
+from vop.cli.messages import error, plain, warning
 
 USER_ERRORS = (OSError, ValueError, KeyError)
 
@@ -21,7 +22,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "serve",
         help="serve indexes over HTTP with a search page",
-        description=__doc__,
+        description=plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("indexes", nargs="+", metavar="INDEX", help="index folder, or NAME=INDEX")
@@ -29,6 +30,8 @@ def register(subparsers) -> None:
     p.add_argument("--backbone", help="backbone weights, if moved since indexing (hash-checked)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a Host header name to accept besides loopback and --host (repeatable; e.g. a DNS name)")
     p.add_argument("--threads", type=int, help="torch CPU threads for query encoding")
     p.set_defaults(func=run)
 
@@ -45,17 +48,14 @@ def run(args) -> int:
     try:
         service = load_service(args.indexes, args.adapters, args.backbone)
     except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return error("serve", err)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(
-            f"warning: binding {args.host}: anyone who can reach it can search and play the indexed videos",
-            file=sys.stderr,
-        )
+        warning("serve", f"binding {args.host}: anyone who can reach it can search and play the indexed videos")
     names = ", ".join(f"{c.name} ({len(c.searcher)} videos)" for c in service.collections.values())
     print(f"serving {names} on http://{args.host}:{args.port}/", flush=True)
     try:
-        uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
+        app = create_app(service, hosts=[args.host, *args.allow_host])
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:
         service.close()
     return 0

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 
+from vop.cli.messages import error, plain, warning
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="adapt a frozen CLIP with a method from a YAML recipe",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", help="YAML recipe (see configs/)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optim.lr=1e-4 (repeatable)")
@@ -22,7 +24,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import sys
 
     import torch
 
@@ -33,8 +34,7 @@ def run(args) -> int:
     try:
         cfg = load_config(args.config, args.overrides)
     except (ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"vop train: {exc}", file=sys.stderr)
-        return 2
+        return error("train", exc)
     if cfg.run.threads > 0:
         torch.set_num_threads(cfg.run.threads)
     info = distributed.init_distributed(cfg.run.device)
@@ -42,11 +42,10 @@ def run(args) -> int:
         run_dir = train(cfg, run_dir=args.out, resume=args.resume, show_progress=not args.no_progress)
     except TrainingStopped as exc:
         if info.is_main:
-            print(f"vop train: {exc}; continue with --resume", file=sys.stderr)
+            warning("train", f"{exc}; continue with --resume")
         return 3
     except (FileExistsError, FileNotFoundError, ValueError) as exc:
-        print(f"vop train: {exc}", file=sys.stderr)
-        return 2
+        return error("train", exc)
     finally:
         distributed.shutdown()
     if info.is_main:

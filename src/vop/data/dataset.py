@@ -32,7 +32,7 @@ def load_video(record, frames: int, image_size: int, train: bool, rng, cache=Non
     """CLIP-ready float ``[F, 3, S, S]`` for one record, from the cache when it holds the video.
 
     ``augment=False`` keeps training's random frames but skips crop and flip (a flip turns
-    "moves left" into "moves right": the synthetic benchmark trains without it)."""
+    "moves left" into "moves right": the demo world trains without it)."""
     if cache is not None and record.video_id in cache.failed:
         raise DecodeError(record.path or record.video_id, f"failed when cached: {cache.failed[record.video_id]}")
     if cache is not None and cache.has(record.video_id):

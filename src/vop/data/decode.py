@@ -58,6 +58,21 @@ class VideoInfo:
     width: int
     height: int
     rotation: int
+    warning: str | None = None  # e.g. "truncated: 18 of ~100 frames" (the header promised more)
+
+
+TRUNCATED_FRACTION = 0.8  # fewer frames than this share of duration x fps: the file is cut short
+
+
+def truncation_warning(found: int, duration: float | None, fps: float) -> str | None:
+    """``"truncated: F of E frames"`` when ``found`` is far below what the header's duration
+    and frame rate promise (a file cut short), else None."""
+    if not duration or not fps or duration <= 0 or fps <= 0:
+        return None
+    expected = round(duration * fps)
+    if found < TRUNCATED_FRACTION * expected and expected - found >= 2:
+        return f"truncated: {found} of ~{expected} frames"  # expected: header duration x frame rate
+    return None
 
 
 def _import_av():
@@ -108,9 +123,11 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         elif container.duration is not None:
             duration = container.duration / 1_000_000  # AV_TIME_BASE is microseconds
         num_frames = int(stream.frames or 0)
-        if num_frames <= 0:
+        counted = num_frames <= 0
+        if counted:
             num_frames = _count_packets(container, stream, path)
-            container.seek(0)
+            container.close()  # reopen rather than seek: a cut file may refuse to seek back
+            container, stream = _open(path)
         rotation = _stream_rotation(container, stream)
     finally:
         container.close()
@@ -119,7 +136,8 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     width, height = int(ctx.width), int(ctx.height)
     if rotation % 180 != 0:
         width, height = height, width
-    return VideoInfo(num_frames, fps, duration, width, height, rotation)
+    warning = truncation_warning(num_frames, duration, fps) if counted else None
+    return VideoInfo(num_frames, fps, duration, width, height, rotation, warning)
 
 
 def count_frames(path: str | os.PathLike) -> int:
@@ -205,7 +223,9 @@ def _decode_wanted(path, unique: list[int], short_side: int | None, threads: boo
     finally:
         container.close()
     if cursor < len(unique):
-        raise DecodeError(path, f"asked for frame {unique[-1]} but only {position + 1} frames decode")
+        err = DecodeError(path, f"asked for frame {unique[-1]} but only {position + 1} frames decode")
+        err.decodable = position + 1  # the caller may sample again within these
+        raise err
     return out
 
 

@@ -55,15 +55,16 @@ def autocast_for(device: torch.device, precision: str = "auto"):
 
 
 @torch.no_grad()
-def encode_texts(model, texts: list[str], batch_size: int, device, context_length: int = 77,
-                 precision: str = "auto", progress: bool = True) -> torch.Tensor:
+def encode_texts(model, texts: list[str], batch_size: int, device, precision: str = "auto",
+                 progress: bool = True) -> torch.Tensor:
+    """Texts -> ``[N, E]`` embeddings, tokenized to ``model.context_length``."""
     from tqdm import tqdm
 
     from vop.backbone.tokenizer import tokenize
 
     out = []
     for s in tqdm(range(0, len(texts), batch_size), desc="encode text", disable=not progress, leave=False):
-        tokens = tokenize(texts[s:s + batch_size], context_length=context_length).to(device)
+        tokens = tokenize(texts[s:s + batch_size], context_length=model.context_length).to(device)
         with autocast_for(device, precision):
             out.append(model.encode_text(tokens).float().cpu())
     return torch.cat(out) if out else torch.zeros(0, 0)
@@ -129,10 +130,13 @@ def _restrict(queries: QuerySet, kept: list[int]) -> QuerySet:
 
 def evaluate(model, records, *, image_size: int = 224, batch_size: int = 32, cache=None,
              tie: str = "pessimistic", dsl: bool = False, chunk: int = 0, captions: str = "all",
-             device: str | torch.device = "cpu", precision: str = "auto", context_length: int = 77,
+             device: str | torch.device = "cpu", precision: str = "auto",
              on_error: str = "skip", num_workers: int = 0, dsl_temperature: float = 100.0,
              progress: bool = True) -> dict:
-    """Model + records -> ``{"t2v": {...}, "v2t": {...}[, "dsl": {...}], "videos": ..., ...}``."""
+    """Model + records -> ``{"t2v": {...}, "v2t": {...}[, "dsl": {...}], "videos": ..., ...}``.
+
+    Captions are tokenized to ``model.context_length`` (decided when the model was built).
+    """
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -146,7 +150,7 @@ def evaluate(model, records, *, image_size: int = 224, batch_size: int = 32, cac
         kept = [kept[i] for i in order]
         video_emb = video_emb[torch.from_numpy(order)]
         queries = _restrict(queries, kept)
-        text_emb = encode_texts(model, queries.texts, batch_size, device, context_length, precision, progress)
+        text_emb = encode_texts(model, queries.texts, batch_size, device, precision, progress)
         result = metrics_from_embeddings(text_emb, video_emb, queries, tie, dsl, chunk, dsl_temperature)
     finally:
         model.train(was_training)

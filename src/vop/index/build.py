@@ -21,8 +21,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from vop.index.discover import discover_videos, shard_of
 from vop.index.manifest import (
@@ -38,6 +41,8 @@ from vop.index.vectors import EXACT_MAX, load_or_build
 
 log = logging.getLogger("vop.index")
 REPORT_NAME = "report.json"
+LOCK_NAME = ".lock"
+BAD_NAME = "file name is not valid UTF-8 (shown with \\xNN escapes); rename the file to index it"
 SHARDS_DIR = "shards"
 MERGE_BATCH = 1000
 DECODE_AHEAD = 2  # videos decoded ahead of the model (bounded: frames of F x 224 px each)
@@ -53,6 +58,7 @@ class IndexReport:
     failed: list[dict] = field(default_factory=list)  # failed in this run: {path, error}
     indexed: int = 0  # rows with a vector, in total
     errors: list[dict] = field(default_factory=list)  # every undecodable video in the index
+    warnings: list[dict] = field(default_factory=list)  # indexed, with a warning (e.g. truncated)
     vector_index: dict = field(default_factory=dict)
     seconds: float = 0.0
     shard: list[int] | None = None
@@ -60,8 +66,37 @@ class IndexReport:
     def summary(self) -> str:
         return (
             f"{self.indexed} videos indexed ({self.encoded} encoded now, {self.unchanged} unchanged, "
-            f"{self.removed} removed), {len(self.errors)} undecodable, {self.seconds:.1f}s"
+            f"{self.removed} removed), {len(self.errors)} undecodable, "
+            + (f"{len(self.warnings)} with warnings, " if self.warnings else "")
+            + f"{self.seconds:.1f}s"
         )
+
+
+class IndexLockedError(OSError):
+    """Another run is writing this index folder."""
+
+
+@contextmanager
+def index_lock(out: Path):
+    """Hold an exclusive lock on ``out`` for one run (released when the process ends, even killed)."""
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise IndexLockedError(
+                f"{out} is being written by another vop index run (pid {holder}); wait for it to finish "
+                f"or choose another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def shard_dir(out: str | Path, shard: tuple[int, int]) -> Path:
@@ -116,7 +151,7 @@ def build_index(
         **encoder.identity(),
     )
     report = IndexReport(root=str(root), discovered=len(files), shard=manifest.shard)
-    with open_index_dir(out, manifest) as store:
+    with index_lock(out), open_index_dir(out, manifest) as store:
         stored = store.signatures()
         failed_before = {e["path"] for e in store.errors()} if retry_failed else set()
         present = {f.relpath for f in files}
@@ -126,6 +161,10 @@ def build_index(
             f for f in files if stored.get(f.relpath) != (f.size, f.mtime_ns) or f.relpath in failed_before
         ]
         report.removed, report.unchanged = len(removed), len(files) - len(todo)
+        known = store.file_ids()  # unchanged files whose inode moved (rsync, restore): follow them
+        pending = {f.relpath for f in todo}
+        store.set_file_ids({f.relpath: f.file_id for f in files
+                            if f.relpath not in pending and f.file_id and known.get(f.relpath) != f.file_id})
         _encode_all(root, todo, encoder, store, report, progress, after_each)
         _finish(out, store, manifest.dim, report, vector_index, exact_max, start)
     return report
@@ -140,15 +179,20 @@ def _encode_all(
 
     bar = tqdm(total=len(todo), desc="indexing", unit="video", disable=not progress or not todo)
     for n, (f, pending) in enumerate(_decode_ahead(root, todo, encoder), 1):
-        row = VideoRow(path=f.relpath, size=f.size, mtime_ns=f.mtime_ns, status="ok")
+        row = VideoRow(path=f.relpath, size=f.size, mtime_ns=f.mtime_ns, status="ok", file_id=f.file_id)
         try:
+            if f.bad_name:
+                raise DecodeError(f.relpath, BAD_NAME)
             enc = encoder.encode_decoded(pending.result())
+            if not np.isfinite(enc.vector).all():
+                raise DecodeError(f.relpath, "the model gave a non-finite vector (NaN/Inf); not stored")
         except DecodeError as err:
             log.warning("skipping %s: %s", f.relpath, err.reason)
             row.status, row.error = "error", err.reason
             report.failed.append({"path": f.relpath, "error": err.reason})
         else:
             row.vector, row.thumbnail = enc.vector, enc.thumbnail
+            row.error = getattr(enc, "warning", None)  # an ok row's error column holds its warning
             row.duration, row.num_frames, row.width, row.height = (
                 enc.duration,
                 enc.num_frames,
@@ -171,7 +215,7 @@ def _decode_ahead(root: Path, todo, encoder, ahead: int = DECODE_AHEAD):
     files = iter(todo)
     try:
         for f in files:
-            queue.append((f, pool.submit(encoder.decode, root / f.relpath)))
+            queue.append((f, None if f.bad_name else pool.submit(encoder.decode, root / f.relpath)))
             if len(queue) > ahead:
                 yield queue.popleft()
         while queue:
@@ -193,6 +237,7 @@ def _finish(
     vi = load_or_build(out, store, dim, kind=kind, exact_max=exact_max)
     report.indexed = store.count("ok")
     report.errors = store.errors()
+    report.warnings = store.warnings()
     report.vector_index = asdict(vi.info)
     report.seconds = time.perf_counter() - start
     tmp = out / (REPORT_NAME + ".tmp")
@@ -225,7 +270,7 @@ def merge_shards(out: str | Path, vector_index: str | None = None, exact_max: in
         check_same_model(manifests[0], m, f"shard {d}")
     merged = Manifest(**{**asdict(manifests[0]), "shard": None})
     report = IndexReport(root=merged.root)
-    with open_index_dir(out, merged) as store:
+    with index_lock(out), open_index_dir(out, merged) as store:
         keep = set()
         for d in shards:
             with IndexStore(d / DB_NAME, readonly=True) as shard_store:

@@ -43,6 +43,19 @@ class VideoFile:
     relpath: str  # POSIX path relative to the collection root
     size: int
     mtime_ns: int
+    file_id: str | None = None  # "device:inode" when found
+    bad_name: bool = False  # the name is not UTF-8: relpath shows its bytes escaped (\\xNN)
+
+
+def escape_name(relpath: str) -> tuple[str, bool]:
+    """``(relpath, False)`` for a UTF-8 name, else the name with its undecodable bytes written
+    ``\\xNN`` and True. os.walk hands such bytes over as lone surrogates, which SQLite cannot store."""
+    try:
+        relpath.encode("utf-8")
+        return relpath, False
+    except UnicodeEncodeError:
+        raw = relpath.encode("utf-8", "surrogateescape")
+        return raw.decode("utf-8", "backslashreplace"), True
 
 
 def discover_videos(root: str | Path) -> list[VideoFile]:
@@ -69,7 +82,10 @@ def discover_videos(root: str | Path) -> list[VideoFile]:
             if full.is_symlink() and not full.resolve().is_relative_to(real_root):
                 log.warning("skipping %s: a link to %s, outside the collection", full, full.resolve())
                 continue
-            found.append(VideoFile(full.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
+            relpath, bad_name = escape_name(full.relative_to(root).as_posix())
+            if bad_name:
+                log.warning("%s: file name is not valid UTF-8; recorded as an error row", relpath)
+            found.append(VideoFile(relpath, st.st_size, st.st_mtime_ns, f"{st.st_dev}:{st.st_ino}", bad_name))
     return sorted(found, key=lambda v: v.relpath)
 
 

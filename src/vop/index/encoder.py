@@ -28,29 +28,7 @@ class EncodedVideo:
     width: int
     height: int
     thumbnail: bytes
-
-
-class MeanPoolModel(torch.nn.Module):
-    """Zero-shot CLIP video model (mean of frame embeddings), with the ``vop.model`` interface.
-
-    Used only when ``vop.model`` is unavailable; ``build_model(clip, "zeroshot")`` is the real one.
-    """
-
-    method = "zeroshot"
-
-    def __init__(self, clip, frames: int):
-        super().__init__()
-        self.clip = clip
-        self.frames = frames
-
-    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
-        b, f = video.shape[:2]
-        emb = self.clip.encode_image(video.flatten(0, 1))  # [B, F, 3, S, S] -> [B*F, E]
-        emb = emb.view(b, f, -1).mean(dim=1)  # [B*F, E] -> [B, F, E] -> [B, E]
-        return torch.nn.functional.normalize(emb, dim=-1)
-
-    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.normalize(self.clip.encode_text(tokens), dim=-1)
+    warning: str | None = None  # e.g. "truncated: 85 of 310 frames": indexed from the frames that exist
 
 
 def build_video_model(clip, adapter: str | Path | None = None, frames: int | None = None):
@@ -58,13 +36,9 @@ def build_video_model(clip, adapter: str | Path | None = None, frames: int | Non
 
     The backbone object is shared, not copied, so several adapters cost one backbone in memory.
     """
-    try:
-        from vop.adapter import load_adapter
-        from vop.model import build_model
-    except ImportError:  # the methods part is absent: plain mean pooling, no adapters
-        if adapter is not None:
-            raise
-        return MeanPoolModel(clip, frames or DEFAULT_FRAMES)
+    from vop.adapter import load_adapter
+    from vop.model import build_model
+
     if adapter is None:
         return build_model(clip, method="zeroshot", frames=frames or DEFAULT_FRAMES)
     model = load_adapter(adapter, clip)
@@ -122,7 +96,7 @@ class VideoEncoder:
         """``N`` strings -> float32 ``[N, dim]`` unit vectors."""
         from vop.backbone.tokenizer import tokenize
 
-        tokens = tokenize(list(texts), context_length=self.clip.cfg.text.context_length, truncate=True)
+        tokens = tokenize(list(texts), context_length=self.model.context_length, truncate=True)
         return _unit(self.model.encode_text(tokens))
 
     def decode(self, path: str | Path) -> tuple:
@@ -131,12 +105,23 @@ class VideoEncoder:
         Separate from :meth:`encode_decoded` so that the indexer can decode the next video in a
         thread while the model runs (PyAV releases the GIL). Raises ``DecodeError``.
         """
-        from vop.data.decode import probe, read_frames
+        import dataclasses
+
+        from vop.data.decode import DecodeError, probe, read_frames
         from vop.data.sampling import sample_indices
 
         info = probe(path)
-        indices = sample_indices(info.num_frames, self.frames, train=False)
-        return read_frames(path, indices, short_side=max(self.image_size, THUMB_SIZE)), info
+        short = max(self.image_size, THUMB_SIZE)
+        try:
+            return read_frames(path, sample_indices(info.num_frames, self.frames, train=False), short), info
+        except DecodeError as err:
+            found = getattr(err, "decodable", 0)  # the stream ended early: the header promised more
+            if not found:
+                raise
+        # sample only frames that exist, and say so
+        frames = read_frames(path, sample_indices(found, self.frames, train=False), short)
+        warning = f"truncated: {found} of {info.num_frames} frames"
+        return frames, dataclasses.replace(info, num_frames=found, warning=warning)
 
     @torch.no_grad()
     def encode_decoded(self, decoded: tuple) -> EncodedVideo:
@@ -152,6 +137,7 @@ class VideoEncoder:
             info.width,
             info.height,
             make_thumbnail(frames[len(frames) // 2]),
+            getattr(info, "warning", None),
         )
 
     def encode_file(self, path: str | Path) -> EncodedVideo:

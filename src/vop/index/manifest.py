@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 
 MANIFEST_NAME = "manifest.json"
@@ -19,6 +19,10 @@ ADAPTER_FILES = ("adapter.safetensors", "adapter.json")
 
 class IndexMismatchError(ValueError):
     """The index was built with another backbone/adapter/settings than the ones offered."""
+
+
+class ManifestError(ValueError):
+    """A manifest.json that is not valid: the message names the file and the field."""
 
 
 @dataclass
@@ -65,7 +69,9 @@ def read_manifest(index_dir: str | Path) -> Manifest:
     path = Path(index_dir) / MANIFEST_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{index_dir} is not a vop index: {MANIFEST_NAME} not found")
-    data = json.loads(path.read_text())
+    from vop.bounds import read_json_object
+
+    data = read_json_object(path, ManifestError)
     if data.get("format") != FORMAT_VERSION:
         raise ValueError(
             f"{path}: index format {data.get('format')} is not supported "
@@ -75,7 +81,37 @@ def read_manifest(index_dir: str | Path) -> Manifest:
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise ValueError(f"{path}: unknown manifest keys {unknown}")
+    required = [k for k, f in known.items() if f.default is MISSING and f.default_factory is MISSING]
+    missing = sorted(k for k in required if k not in data)
+    if missing:
+        raise ValueError(f"{path}: manifest keys missing: {missing}")
+    _validate(data, path)
     return Manifest(**data)
+
+
+def _validate(data: dict, path: Path) -> None:
+    """Types and sane bounds of every field, before any of them sizes an allocation."""
+    from vop.bounds import MAX_DIM, MAX_FRAMES, MAX_IMAGE_SIZE, check_int, check_str, check_tree
+
+    def err(msg):
+        return ValueError(f"{path}: {msg}")
+
+    for key in ("root", "backbone_name", "backbone_source", "backbone_sha256", "method"):
+        check_str(data[key], key, err)
+    for key in ("adapter_name", "adapter_path", "adapter_sha256", "vop_version"):
+        check_str(data.get(key), key, err, optional=True)
+    check_int(data["frames"], 1, MAX_FRAMES, "frames", err)
+    check_int(data["image_size"], 1, MAX_IMAGE_SIZE, "image_size", err)
+    check_int(data["dim"], 1, MAX_DIM, "dim", err)
+    shard = data.get("shard")
+    if shard is not None:
+        if not (isinstance(shard, list) and len(shard) == 2):
+            raise err("shard must be [i, n]")
+        n = check_int(shard[1], 1, 100_000, "shard n", err)
+        check_int(shard[0], 0, n - 1, "shard i", err)
+    if not isinstance(data.get("extra", {}), dict):
+        raise err("extra must be an object")
+    check_tree(data.get("extra", {}), "extra", err)
 
 
 def write_manifest(index_dir: str | Path, manifest: Manifest) -> None:

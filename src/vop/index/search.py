@@ -24,6 +24,7 @@ class Hit:
     duration: float | None = None
     width: int | None = None
     height: int | None = None
+    warning: str | None = None  # e.g. "truncated: 85 of 310 frames decode"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -100,6 +101,7 @@ class Searcher:
                     infos[int(i)]["duration"],
                     infos[int(i)]["width"],
                     infos[int(i)]["height"],
+                    infos[int(i)]["error"],  # an ok row's error column holds its warning
                 )
                 for s, i in zip(row_scores, row_ids)
                 if i >= 0 and int(i) in infos
@@ -141,14 +143,24 @@ class Searcher:
         return vid if vid is not None and self.store.vector(vid) is not None else None
 
     def file_of(self, video_id: int) -> Path | None:
-        """The file behind an indexed id, or None. Paths come only from the index, and a stored
-        path that resolves outside the collection root (a symlink swapped since) is refused."""
+        """The file behind an indexed id, or None. Paths come only from the index; only rows that
+        decoded (status ok) are served; a stored path that resolves outside the collection root
+        (a symlink swapped since) is refused, and so is a file whose device and inode differ from
+        the ones indexed (a hard link or another file put in its place)."""
         info = self.store.info(video_id)
-        if info is None:
+        if info is None or info["status"] != "ok":
             return None
         root = self.root.resolve()
         path = (root / info["path"]).resolve()
-        if not path.is_relative_to(root) or not path.is_file():
+        if not path.is_relative_to(root):
+            return None
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        if not path.is_file():
+            return None
+        if info.get("file_id") is not None and info["file_id"] != f"{st.st_dev}:{st.st_ino}":
             return None
         return path
 

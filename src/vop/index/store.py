@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS videos (
     width       INTEGER,
     height      INTEGER,
     thumbnail   BLOB,                               -- small JPEG
-    vector      BLOB                                -- float16 [dim], L2-normalised
+    vector      BLOB,                               -- float16 [dim], L2-normalised
+    file_id     TEXT                                -- "device:inode" of the file that was indexed
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('generation', '0');
@@ -46,6 +47,7 @@ _INFO_COLUMNS = (
     "num_frames",
     "width",
     "height",
+    "file_id",
 )
 
 
@@ -64,6 +66,19 @@ class VideoRow:
     height: int | None = None
     thumbnail: bytes | None = None
     vector: np.ndarray | None = None  # [dim] float
+    file_id: str | None = None  # "device:inode" (the server serves only that very file)
+
+
+class IndexDatabaseError(ValueError):
+    """index.sqlite cannot be read (not a database, corrupt): one line naming the file."""
+
+
+class IndexFullError(OSError):
+    """The disk filled up while writing; everything committed before is kept."""
+
+
+def _is_full(err: sqlite3.Error) -> bool:
+    return "full" in str(err).lower()  # SQLITE_FULL: "database or disk is full"
 
 
 class IndexStore:
@@ -76,10 +91,28 @@ class IndexStore:
         uri = f"file:{self.path}{'?mode=ro' if readonly else ''}"
         self._con = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
-        if not readonly:
-            self._con.execute("PRAGMA journal_mode=WAL")
-            self._con.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable against a killed process
-            self._con.executescript(_SCHEMA)
+        try:
+            if not readonly:
+                self._con.execute("PRAGMA journal_mode=WAL")
+                self._con.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable against a killed process
+                self._con.executescript(_SCHEMA)
+            columns = {r[1] for r in self._con.execute("PRAGMA table_info(videos)")}
+            if not readonly and "file_id" not in columns:  # an index written before file_id existed
+                self._con.execute("ALTER TABLE videos ADD COLUMN file_id TEXT")
+                columns.add("file_id")
+            self._con.execute("SELECT COUNT(*) FROM videos").fetchone()
+        except sqlite3.OperationalError as err:
+            self._con.close()
+            if _is_full(err):
+                raise IndexFullError(28, f"disk full while opening {self.path}; free space and re-run") from None
+            raise IndexDatabaseError(f"{self.path}: cannot read the index database ({err})") from None
+        except sqlite3.DatabaseError as err:
+            self._con.close()
+            raise IndexDatabaseError(
+                f"{self.path}: not a readable index database ({err}); move the index folder away and re-run vop index"
+            ) from None
+        # an old read-only index may lack file_id: read it as NULL
+        self._file_id = "file_id" if "file_id" in columns else "NULL AS file_id"
 
     def close(self) -> None:
         self._con.close()
@@ -93,16 +126,25 @@ class IndexStore:
     # ----- writes: each one a single transaction that also bumps the generation
     def _write(self, statements: list[tuple[str, tuple]]) -> None:
         with self._lock:
-            self._con.execute("BEGIN IMMEDIATE")
             try:
-                for sql, params in statements:
-                    self._con.execute(sql, params)
-                self._con.execute(
-                    "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
-                )
-                self._con.execute("COMMIT")
-            except BaseException:
-                self._con.execute("ROLLBACK")
+                self._con.execute("BEGIN IMMEDIATE")
+                try:
+                    for sql, params in statements:
+                        self._con.execute(sql, params)
+                    self._con.execute(
+                        "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
+                    )
+                    self._con.execute("COMMIT")
+                except BaseException:
+                    if self._con.in_transaction:  # SQLite may have rolled back already (disk full)
+                        self._con.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as err:
+                if _is_full(err):
+                    raise IndexFullError(
+                        28, f"disk full while writing {self.path}: every video committed before is kept; "
+                        f"free space and re-run to continue"
+                    ) from None
                 raise
 
     def put(self, row: VideoRow) -> None:
@@ -112,19 +154,22 @@ class IndexStore:
     def put_many(self, rows: list[VideoRow]) -> None:
         """Upsert several rows in one transaction (all or nothing)."""
         sql = """INSERT INTO videos (path, size, mtime_ns, status, error, duration, num_frames, width, height,
-                                     thumbnail, vector)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                     thumbnail, vector, file_id)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                  ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns,
                      status=excluded.status, error=excluded.error, duration=excluded.duration,
                      num_frames=excluded.num_frames, width=excluded.width, height=excluded.height,
-                     thumbnail=excluded.thumbnail, vector=excluded.vector"""
+                     thumbnail=excluded.thumbnail, vector=excluded.vector, file_id=excluded.file_id"""
         statements = []
         for row in rows:
             if (row.status == "ok") != (row.vector is not None):
                 raise ValueError(
                     f"{row.path}: an 'ok' row needs a vector and an 'error' row must not have one"
                 )
-            vec = None if row.vector is None else np.asarray(row.vector, dtype=np.float16).tobytes()
+            vec = None if row.vector is None else np.asarray(row.vector, dtype=np.float16)
+            if vec is not None and not np.isfinite(vec).all():
+                raise ValueError(f"{row.path}: refusing to store a vector with non-finite values")
+            vec = None if vec is None else vec.tobytes()
             statements.append(
                 (
                     sql,
@@ -140,17 +185,29 @@ class IndexStore:
                         row.height,
                         row.thumbnail,
                         vec,
+                        row.file_id,
                     ),
                 )
             )
         if statements:
             self._write(statements)
 
+    def set_file_ids(self, file_ids: dict[str, str]) -> None:
+        """Record the device:inode of unchanged files (a copy that kept size and mtime, an old index)."""
+        if file_ids:
+            self._write([("UPDATE videos SET file_id = ? WHERE path = ?", (f, p)) for p, f in file_ids.items()])
+
+    def file_ids(self) -> dict[str, str | None]:
+        return dict(self._query(f"SELECT path, {self._file_id} FROM videos"))
+
     def remove(self, paths: list[str]) -> None:
         if paths:
             self._write([("DELETE FROM videos WHERE path = ?", (p,)) for p in paths])
 
     # ----- reads
+    def _select(self, columns) -> str:
+        return ", ".join(self._file_id if c == "file_id" else c for c in columns)
+
     def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self._lock:
             return self._con.execute(sql, params).fetchall()
@@ -169,7 +226,7 @@ class IndexStore:
 
     def info(self, video_id: int) -> dict | None:
         """Metadata of one row (no vector, no thumbnail), or None."""
-        rows = self._query(f"SELECT {', '.join(_INFO_COLUMNS)} FROM videos WHERE id = ?", (int(video_id),))
+        rows = self._query(f"SELECT {self._select(_INFO_COLUMNS)} FROM videos WHERE id = ?", (int(video_id),))
         return dict(zip(_INFO_COLUMNS, rows[0])) if rows else None
 
     def infos(self, ids: list[int]) -> dict[int, dict]:
@@ -177,9 +234,16 @@ class IndexStore:
             return {}
         marks = ",".join("?" * len(ids))
         rows = self._query(
-            f"SELECT {', '.join(_INFO_COLUMNS)} FROM videos WHERE id IN ({marks})", tuple(int(i) for i in ids)
+            f"SELECT {self._select(_INFO_COLUMNS)} FROM videos WHERE id IN ({marks})", tuple(int(i) for i in ids)
         )
         return {r[0]: dict(zip(_INFO_COLUMNS, r)) for r in rows}
+
+    def warnings(self) -> list[dict]:
+        """Rows that are searchable but carry a warning (e.g. a truncated video), in the error column."""
+        rows = self._query(
+            "SELECT path, error FROM videos WHERE status = 'ok' AND error IS NOT NULL ORDER BY path"
+        )
+        return [{"path": p, "warning": e} for p, e in rows]
 
     def errors(self) -> list[dict]:
         rows = self._query("SELECT path, error FROM videos WHERE status = 'error' ORDER BY path")
@@ -210,7 +274,7 @@ class IndexStore:
         """Every row in full (used to merge shards)."""
         cols = (*_INFO_COLUMNS[1:], "thumbnail", "vector")  # every stored column but the id
         out = []
-        for r in self._query(f"SELECT {', '.join(cols)} FROM videos ORDER BY path"):
+        for r in self._query(f"SELECT {self._select(cols)} FROM videos ORDER BY path"):
             d = dict(zip(cols, r))
             d["vector"] = None if d["vector"] is None else np.frombuffer(d["vector"], dtype=np.float16)
             out.append(VideoRow(**d))

@@ -2,7 +2,7 @@
 
 Vectors are L2-normalised, so inner product = cosine similarity. Kinds (``kind=``):
 
-* ``exact`` (below ``EXACT_MAX`` vectors): ``IndexFlatIP``; a few ms per query, perfect recall.
+* ``exact`` (below ``EXACT_MAX`` vectors): ``IndexFlatIP``, perfect recall.
 * ``pq`` (default at or above ``EXACT_MAX``): every vector as a 4-bit product-quantisation code
   (dim/4 sub-vectors, SIMD "fast scan"), scanned exhaustively, then the best ``k * k_factor``
   candidates re-ranked with the exact fp16 vectors. The scan touches 1/16 of the fp32 bytes and
@@ -17,21 +17,19 @@ Parallel search: one query's ``pq`` search is a single-threaded FAISS loop, so i
 index is cut into ``threads`` contiguous shards (byte copies of the packed fast-scan blocks and of
 the fp16 rows; default: the machine's cores, at most ``MAX_SEARCH_THREADS``), each scanned and
 re-ranked by its own thread (``faiss.IndexShards``) with ``k * k_factor / shards`` candidates, so
-the total number of candidates stays that of one index (benchmark recall@10: 0.9584 with one
-shard, 0.9587 with two). On disk it is one FAISS file either way (shards are joined back on save).
+the total number of candidates, and hence recall, stays that of one index. On disk it is one FAISS
+file either way (shards are joined back on save).
 
 Huge pages (``huge_pages=True``, what ``vop serve`` asks for): the re-rank reads k * k_factor
-random 1 KB fp16 rows per query, and with 4 KiB pages almost every one is a TLB miss. Backing the
-rows by 2 MiB transparent huge pages (Linux ``madvise``) made queries 8-9% faster at 1 and 2
-threads (``benchmarks/search_huge_pages.py``, 1M vectors; the kernel copies the rows once when the
-index is opened, 1.6-2.5 s per GB measured).
+random 1 KB fp16 rows per query, and with 4 KiB pages almost every one is a TLB miss. The rows
+are backed by 2 MiB transparent huge pages (Linux ``madvise``, best effort), at the cost of one
+copy when the index is opened.
 
-Why ``pq`` and not ``ivf`` by default above the threshold: ``benchmarks/search.py`` (1M random
-unit vectors, dim 512) measured both; ``pq`` reaches recall@10 0.958 at 14.3x the speed of NumPy
-brute force with 1 thread and 0.959 at 20.1-21.0x with 2 (both sides; huge pages on), ``ivf``
-needs most of its cells for that recall (numbers in ``benchmarks/results/search*.json`` and the README). The pq
-scan reads 64 bytes per vector (~2.3-3 ms at 1 thread); the re-rank of k * k_factor candidates
-costs the rest (~1.3 ms at the default).
+Why ``pq`` and not ``ivf`` by default above the threshold: ``pq`` needs no cluster structure in
+the data and its cost is one pass over small codes plus a re-rank whose size ``k_factor`` sets;
+``ivf`` needs most of its cells for good recall on structureless data. The measurements
+(``benchmarks/search.py`` and its options, 1M random unit vectors of dim 512) are in the README's
+search section and ``benchmarks/results/search*.json``.
 """
 
 from __future__ import annotations
@@ -50,13 +48,13 @@ FAISS_NAME = "vectors.faiss"
 FAISS_META = "vectors.json"  # written last: its generation says the other two files are complete
 IDS_NAME = "vectors.ids.npy"  # position -> store id, for the kinds that do not hold ids themselves
 KINDS = ("exact", "pq", "ivf")
-EXACT_MAX = 50_000  # at dim 512 exact search over 50k vectors is ~5-10 ms on 2 cores
+EXACT_MAX = 50_000  # below this, exact search is fast enough (a chosen size, not tuned)
 DEFAULT_NPROBE = 64
 DEFAULT_K_FACTOR = 600  # re-rank k * 600 candidates: recall@10 ~0.96 on 1M random vectors (benchmark)
 # FAISS fast-scan kernel for the pq scan: 15 = one query at a time, candidates kept in a
-# reservoir. FAISS's automatic choice for 128 sub-quantisers (query-blocked kernel) took 9 ms per
-# query on 1M vectors, this one ~3 ms (benchmarks/search.py, 1 thread); same candidates and scores
-# (up to the order of ties between equal quantised scores).
+# reservoir. FAISS's automatic choice for 128 sub-quantisers (a query-blocked kernel) was markedly
+# slower per query (README, search section); same candidates and scores (up to the order of ties
+# between equal quantised scores).
 PQ_SCAN_IMPLEM = 15
 IVF_TRAIN_PER_CELL = 40  # k-means training points per cell (FAISS warns below 39)
 IVF_KMEANS_ITERS = 10
@@ -210,9 +208,6 @@ class VectorIndex:
                 scan.implem = PQ_SCAN_IMPLEM  # not stored in the file: set on every build and load
                 # each shard re-ranks its share of the k * k_factor candidates
                 refine.k_factor = max(1.0, self.info.k_factor / len(self._parts))
-
-    def set_nprobe(self, nprobe: int) -> None:
-        self.set_params(nprobe=nprobe)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``[Q, dim]`` -> scores ``[Q, k']`` and ids ``[Q, k']`` (k' = min(k, count); best first).

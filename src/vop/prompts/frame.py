@@ -5,7 +5,9 @@ Layers ``shallow_layers``..K-1 of the vision encoder (0-based) run one sequence 
 a trainable frame positional embedding (one vector per frame index, zero-init so the start
 differs from CLIP only through the prompts) is added to every token of a frame. Each deep layer
 gets ``video_length`` fresh video-level prompt tokens. With ``shallow_layers == K`` there are no
-deep layers and no parameters: the method reduces to its shallow prompts.
+deep layers and no parameters: the method reduces to its shallow prompts. ``frame_position:
+false`` keeps the frame positional embedding at zero (not trained): the deep layers then see the
+frames as an unordered set, a control for where the order signal comes from.
 """
 
 from __future__ import annotations
@@ -21,17 +23,23 @@ class DeepFramePrompts(nn.Module):
     role = "deep"
     needs_frames = True  # one positional vector per frame index
 
-    def __init__(self, layers: int, start: int, width: int, frames: int, video_length: int = 8):
+    def __init__(self, layers: int, start: int, width: int, frames: int, video_length: int = 8,
+                 frame_position: bool = True):
         super().__init__()
         self.start = start
         deep = layers - start
         self.video = nn.Parameter(torch.randn(deep, video_length, width) * INIT_STD) if deep else None  # [K-Ks, n, D]
-        self.frame_pos = nn.Parameter(torch.zeros(frames, width)) if deep else None  # [F, D]
+        self.frame_pos = None
+        if deep and frame_position:
+            self.frame_pos = nn.Parameter(torch.zeros(frames, width))  # [F, D]
+        elif deep:  # a control: frames enter the deep layers without any order signal
+            self.register_buffer("frame_pos", torch.zeros(frames, width), persistent=False)
 
     @classmethod
     def from_config(cls, c: dict, clip_cfg, frames: int) -> DeepFramePrompts:
         v = clip_cfg.vision
-        return cls(v.layers, shallow_depth(c, clip_cfg), v.width, frames, c["video_length"])
+        return cls(v.layers, shallow_depth(c, clip_cfg), v.width, frames, c["video_length"],
+                   c.get("frame_position", True))
 
     def prompts(self, i: int) -> torch.Tensor | None:
         """Video-level tokens for deep layer ``i`` (absolute index): ``[n, D]``."""

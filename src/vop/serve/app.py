@@ -1,17 +1,25 @@
 """The FastAPI app: JSON API, thumbnails and videos by id, and the static web page.
 
-Files are only ever looked up by an index id (``Searcher.file_of``), never from a client path.
-Inputs are bounded (query length, k, request body size); errors are JSON with a 4xx status.
+Files are only ever looked up by an index id (``Searcher.file_of``), never from a client path,
+and only for rows that decoded (status ok) whose file is still the one indexed (device + inode).
+Inputs are bounded (query length, k, ids, request body size counted as it arrives, whatever the
+framing); the Host header must name this machine (DNS rebinding); errors are JSON with a 4xx
+status and never echo the request body.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from importlib import resources
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi import FastAPI, HTTPException
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vop import __version__
 from vop.serve.service import SearchService
@@ -19,33 +27,130 @@ from vop.serve.service import SearchService
 MAX_QUERY_CHARS = 500
 MAX_K = 100
 MAX_BODY_BYTES = 16 * 1024
+MAX_ID = 2**63 - 1  # SQLite INTEGER: a larger id is no video, not an overflow
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not silently ignored
     query: str | None = Field(None, min_length=1, max_length=MAX_QUERY_CHARS)
-    like: int | None = Field(None, ge=0, description="id of an indexed video: find similar videos")
+    like: int | None = Field(None, ge=0, le=MAX_ID, description="id of an indexed video: find similar videos")
     k: int = Field(10, ge=1, le=MAX_K)
     adapter: str | None = Field(None, max_length=200)
 
+    @field_validator("query", "adapter")
+    @classmethod
+    def _valid_unicode(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("must be valid Unicode text (no lone surrogates)") from None
+        return value
 
-def create_app(service: SearchService) -> FastAPI:
-    """The app over ``service``'s collections (built by :func:`vop.serve.service.load_service`)."""
+
+def _json(status: int, detail) -> Response:
+    """A JSON error reply that cannot fail to encode (no NaN, no lone surrogates)."""
+    body = json.dumps({"detail": detail}, ensure_ascii=True, allow_nan=False).encode()
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _clean(text, limit: int = 200) -> str:
+    return str(text)[:limit].encode("utf-8", "replace").decode("utf-8")
+
+
+def host_allowed(host_header: str | None, allowed: set[str], any_ip: bool) -> bool:
+    """Is ``Host: name[:port]`` one of ``allowed`` (or, when bound to all interfaces, an IP literal)?"""
+    if not host_header:
+        return False
+    host = host_header.strip().lower()
+    if host.startswith("["):  # [::1]:8000
+        host = host[1 : host.find("]")] if "]" in host else host
+    elif host.count(":") == 1:
+        host = host.rsplit(":", 1)[0]
+    if host in allowed:
+        return True
+    if any_ip:  # an IP literal cannot be rebound by DNS; a name could
+        try:
+            ipaddress.ip_address(host)
+            return True
+        except ValueError:
+            return False
+    return False
+
+
+class Guard:
+    """ASGI middleware: Host check, then the body read in full but never past ``limit`` bytes,
+    counted as they arrive (Content-Length, chunked or anything else), then replayed to the app."""
+
+    def __init__(self, app, limit: int, allowed_hosts: set[str], any_ip: bool):
+        self.app, self.limit, self.allowed_hosts, self.any_ip = app, limit, allowed_hosts, any_ip
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if not host_allowed(headers.get("host"), self.allowed_hosts, self.any_ip):
+            return await _json(400, "Host header does not name this server (see vop serve --allow-host)")(
+                scope, receive, send)
+        length = headers.get("content-length")
+        if length is not None and not length.strip().isdigit():
+            return await _json(400, "malformed Content-Length")(scope, receive, send)
+        if length is not None and int(length) > self.limit:
+            return await _json(413, f"request body over {self.limit} bytes")(scope, receive, send)
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            if len(body) > self.limit:  # stop reading: the rest of the body is never looked at
+                return await _json(413, f"request body over {self.limit} bytes")(scope, receive, send)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+
+def create_app(service: SearchService, hosts: list[str] | tuple[str, ...] = ()) -> FastAPI:
+    """The app over ``service``'s collections (built by :func:`vop.serve.service.load_service`).
+
+    ``hosts``: names the Host header may carry besides the loopback names (``--host`` and
+    ``--allow-host``); ``0.0.0.0`` / ``::`` among them also allows any IP literal.
+    """
     app = FastAPI(title="vop search", version=__version__)
     static = resources.files("vop.serve") / "static"
+    wildcard = {"0.0.0.0", "::", ""}
+    allowed = {h.lower().strip("[]") for h in (*LOOPBACK_HOSTS, *hosts)} - wildcard
+    app.add_middleware(Guard, limit=MAX_BODY_BYTES, allowed_hosts=allowed,
+                       any_ip=any(h.strip("[]") in wildcard for h in hosts))
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413)
-        return await call_next(request)
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request, exc: RequestValidationError):
+        # location and message only: the input (the client's own bytes) is never echoed
+        errors = [
+            {"loc": [_clean(part, 60) for part in e.get("loc", ())][:6], "msg": _clean(e.get("msg", ""))}
+            for e in exc.errors()[:10]
+        ]
+        return _json(422, errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, exc: StarletteHTTPException):
+        return _json(exc.status_code, _clean(exc.detail, 500))
 
     def collection(name: str | None):
         try:
             return service.get(name)
-        except KeyError as err:
-            raise HTTPException(404, str(err.args[0])) from None
+        except KeyError:
+            raise HTTPException(404, f"unknown adapter; available: {', '.join(service.collections)}") from None
 
     @app.get("/health")
     def health():
@@ -71,8 +176,8 @@ def create_app(service: SearchService) -> FastAPI:
                     if req.query is not None
                     else c.searcher.search_like(req.like, req.k)
                 )
-        except KeyError as err:
-            raise HTTPException(404, str(err.args[0])) from None
+        except KeyError:
+            raise HTTPException(404, f"no indexed video with id {req.like}") from None
         base = f"/videos/{c.name}"
         results = [
             dict(rank=r, **h.to_dict(), thumbnail=f"{base}/{h.id}/thumbnail.jpg", video=f"{base}/{h.id}/file")
@@ -81,14 +186,14 @@ def create_app(service: SearchService) -> FastAPI:
         return {"adapter": c.name, "query": req.query, "like": req.like, "k": req.k, "results": results}
 
     @app.get("/videos/{name}/{video_id}/thumbnail.jpg")
-    def thumbnail(name: str, video_id: int):
+    def thumbnail(name: str, video_id: int = PathParam(ge=0, le=MAX_ID)):
         data = collection(name).searcher.thumbnail(video_id)
         if not data:
             raise HTTPException(404, f"no thumbnail for video {video_id}")
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/videos/{name}/{video_id}/file")
-    def video_file(name: str, video_id: int):
+    def video_file(name: str, video_id: int = PathParam(ge=0, le=MAX_ID)):
         path = collection(name).searcher.file_of(video_id)
         if path is None:
             raise HTTPException(404, f"video {video_id} is not in the index or its file is gone")

@@ -47,8 +47,32 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
+class CheckpointFileError(ValueError):
+    """A resume checkpoint that cannot be used (corrupt, holds objects, wrong structure)."""
+
+
+# what a resume checkpoint holds (vop.train.loop._checkpoint_state), checked before any of it is used
+REQUIRED = {"config": dict, "trainable": dict, "progress": dict, "rng": dict}
+
+
 def load_checkpoint(path: str | Path) -> dict:
+    """``torch.load(weights_only=True)`` (never arbitrary objects) with one-line errors."""
+    from vop.backbone.loading import torch_load_weights
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint to resume from: {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    state = torch_load_weights(path, error=CheckpointFileError)
+    if not isinstance(state, dict):
+        raise CheckpointFileError(f"{path}: not a vop checkpoint (holds a {type(state).__name__})")
+    return state
+
+
+def check_resume_state(state: dict, path) -> dict:
+    """The top-level structure of a resume checkpoint, checked before any of it is used."""
+    for key, kind in REQUIRED.items():
+        if not isinstance(state.get(key), kind):
+            raise CheckpointFileError(f"{path}: not a vop resume checkpoint ('{key}' missing or malformed)")
+    if not all(isinstance(v, torch.Tensor) for v in state["trainable"].values()):
+        raise CheckpointFileError(f"{path}: 'trainable' holds something other than tensors")
+    return state

@@ -38,7 +38,7 @@ class DataConfig:
     val_holdout: int = 0                # or: hold out this many training videos (seeded)
     test_split: str = "test"            # only `vop eval` reads it; validation may not equal it
     image_size: int = 224
-    context_length: int = 77
+    context_length: int = 77            # text tokens per caption; the model is built with it (adapter.json)
     cache: str | None = None
     num_workers: int = 0
     on_error: str = "skip"              # an undecodable video: "skip" (logged) or "raise"
@@ -145,10 +145,10 @@ def _coerce(value: Any, tp, key: str) -> Any:
                 raise ValueError(value)
             return str(value)
         if tp in (tuple, list) or origin in (tuple, list):
-            value = yaml.safe_load(value) if isinstance(value, str) else value
+            value = _safe_yaml(value, "value") if isinstance(value, str) else value
             return tuple(value) if (tp is tuple or origin is tuple) else list(value)
         if tp is dict or origin is dict:
-            value = yaml.safe_load(value) if isinstance(value, str) else value
+            value = _safe_yaml(value, "value") if isinstance(value, str) else value
             if not isinstance(value, dict):
                 raise ValueError(value)
             return dict(value)
@@ -183,6 +183,18 @@ def _deep_merge(base: dict, top: dict) -> dict:
     return out
 
 
+def _safe_yaml(text: str, where: str):
+    """``yaml.safe_load`` whose errors are one line: the file, the line and YAML's reason."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ValueError(f"{where}: not valid YAML{at}: {err.problem or err.context}") from None
+    except (yaml.YAMLError, RecursionError) as err:
+        raise ValueError(f"{where}: not valid YAML ({type(err).__name__})") from None
+
+
 def read_yaml_with_bases(path: str | Path, _seen: tuple = ()) -> dict:
     """The recipe at ``path`` merged on top of its ``base:`` files (recursively)."""
     path = Path(path).resolve()
@@ -190,7 +202,7 @@ def read_yaml_with_bases(path: str | Path, _seen: tuple = ()) -> dict:
         raise ValueError(f"{path}: circular 'base:' chain {[str(p) for p in _seen]}")
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = _safe_yaml(path.read_text(encoding="utf-8", errors="replace"), str(path)) or {}
     if not isinstance(data, dict):
         raise TypeError(f"{path}: a config must be a YAML mapping")
     bases = data.pop("base", None) or []
@@ -214,7 +226,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             if not isinstance(node, dict):
                 raise TypeError(f"--set {key}: {p!r} is not a section")
         # inside free-form dicts (model.overrides) the YAML reading of the string decides the type
-        node[parts[-1]] = yaml.safe_load(value) if parts[:2] == ["model", "overrides"] else value
+        node[parts[-1]] = _safe_yaml(value, f"--set {key}") if parts[:2] == ["model", "overrides"] else value
     return data
 
 

@@ -122,7 +122,7 @@ def build_for_training(cfg: TrainConfig):
 
     clip = load_clip(cfg.model.backbone)
     model = build_model(clip, cfg.model.method, cfg.model.frames, overrides=dict(cfg.model.overrides),
-                        seed=cfg.seed)
+                        seed=cfg.seed, context_length=cfg.data.context_length)
     if cfg.model.grad_checkpointing:
         model.clip.set_grad_checkpointing(True)
     return model
@@ -164,14 +164,15 @@ def batch_groups(records) -> list[str]:
     return [r.group or f"\0{r.video_id}" for r in records]
 
 
-def make_loader(cfg: TrainConfig, records, info: dist_utils.DistInfo, cache):
+def make_loader(cfg: TrainConfig, records, info: dist_utils.DistInfo, cache, context_length: int):
+    """The training loader; captions are tokenized to ``context_length``, the model's."""
     from torch.utils.data import DataLoader
 
     from vop.data.dataset import VideoTextDataset, collate
 
     ds = VideoTextDataset(records, frames=cfg.model.frames, image_size=cfg.data.image_size, train=True,
                           seed=cfg.seed, cache=cache, on_error=cfg.data.on_error,
-                          context_length=cfg.data.context_length, augment=cfg.data.augment)
+                          context_length=context_length, augment=cfg.data.augment)
     sampler = ShardedEpochSampler(len(ds), cfg.optim.batch_size, info.rank, info.world_size, cfg.seed,
                                   groups=batch_groups(records) if cfg.data.group_batches else None)
     loader = DataLoader(ds, batch_size=sampler.local_batch, sampler=sampler, num_workers=cfg.data.num_workers,
@@ -204,21 +205,30 @@ def _checkpoint_state(model, optimizer, scheduler, progress: Progress, cfg: Trai
 
 
 def _restore(path: Path, model, optimizer, scheduler, cfg: TrainConfig) -> Progress:
-    state = load_checkpoint(path)
-    if state["config"]["model"] != cfg.to_dict()["model"]:
-        raise ValueError(f"{path}: the checkpoint was made with model config {state['config']['model']}, "
+    from vop.backbone.loading import check_finite
+    from vop.train.checkpoint import CheckpointFileError, check_resume_state
+
+    state = check_resume_state(load_checkpoint(path), path)
+    if state["config"].get("model") != cfg.to_dict()["model"]:
+        raise ValueError(f"{path}: the checkpoint was made with model config {state['config'].get('model')}, "
                          f"not {cfg.to_dict()['model']}; resume with the same recipe")
     params = dict(model.trainable_named_parameters())
     if set(params) != set(state["trainable"]):
         raise ValueError(f"{path}: trainable tensors do not match the method")
-    with torch.no_grad():
-        for n, p in params.items():
-            p.copy_(state["trainable"][n])
-    if optimizer is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-    set_rng_state(state["rng"])
-    return Progress(**state["progress"])
+    check_finite(state["trainable"], str(path), error=CheckpointFileError)
+    try:
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(state["trainable"][n])
+        if optimizer is not None:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        return Progress(**state["progress"])
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as err:
+        raise CheckpointFileError(
+            f"{path}: damaged resume checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''})"
+        ) from None
 
 
 def _truncate_metrics(run_dir: Path, step: int) -> None:
@@ -328,7 +338,7 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Fa
             save_adapter(model, run_dir / "adapter", extra={"step": 0, "run": cfg.name})
         return run_dir
 
-    dataset, sampler, loader = make_loader(cfg, train_recs, info, cache)
+    dataset, sampler, loader = make_loader(cfg, train_recs, info, cache, model.context_length)
     total = cfg.optim.epochs * sampler.batches_per_epoch
     if cfg.run.max_steps > 0:
         total = min(total, cfg.run.max_steps)
@@ -361,8 +371,7 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Fa
     while progress.step < total:
         epoch = progress.epoch
         sampler.set_epoch(epoch, start_batch=progress.batch_in_epoch)
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(epoch)
+        dataset.set_epoch(epoch)
         for raw in loader:
             batch = usable_batch(raw, log)
             if batch is None:

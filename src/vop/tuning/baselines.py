@@ -5,7 +5,7 @@ names: a name filter silently picks up (or misses) tensors when a model grows a 
 These methods change backbone tensors, so ``vop.model.build_model`` gives them a private copy
 of the CLIP; the caller's backbone stays frozen and shareable.
 
-Decisions (DESIGN.md §3 leaves them open):
+Decisions (the paper names these baselines but not their exact tensors):
 
 * ``full``: every backbone tensor except ``logit_scale`` (the loss uses CLIP's frozen scale for
   every method, so results compare). Its "adapter" is the whole model.

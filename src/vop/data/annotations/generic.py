@@ -35,6 +35,8 @@ def _rows_jsonl(path: Path):
             obj = json.loads(text)
         except json.JSONDecodeError as err:
             raise AnnotationError(path, f"invalid JSON ({err.msg})", line) from err
+        except RecursionError:
+            raise AnnotationError(path, "invalid JSON (nested too deeply)", line) from None
         if not isinstance(obj, dict) or "video" not in obj or "caption" not in obj:
             raise AnnotationError(path, "expected an object with 'video' and 'caption'", line)
         caps = obj["caption"] if isinstance(obj["caption"], list) else [obj["caption"]]

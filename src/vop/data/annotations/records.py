@@ -92,6 +92,8 @@ def load_json(path: Path):
         return json.loads(read_text(path), object_pairs_hook=_no_duplicate_keys(path))
     except json.JSONDecodeError as err:
         raise AnnotationError(path, f"invalid JSON ({err.msg})", err.lineno) from err
+    except RecursionError:
+        raise AnnotationError(path, "invalid JSON (nested too deeply)") from None
 
 
 def sniff_delimiter(path: Path, header: str, required: Iterable[str]) -> str:
@@ -119,14 +121,28 @@ def read_csv(path: Path, required: Iterable[str]) -> Iterator[tuple[int, dict[st
     delim = sniff_delimiter(path, header, required)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
     columns = [c.strip() for c in next(reader)]
-    for row in reader:
+    start = reader.line_num + 1  # first line of the next record
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as err:  # e.g. a field over csv.field_size_limit() (128 KiB)
+            raise AnnotationError(path, f"unreadable CSV row ({err})", start) from None
+        # a record may span lines only inside quotes; captions never do, so an opening quote
+        # that runs over lines is an unterminated quote swallowing the rows after it
+        if reader.line_num > start and any("\n" in cell or "\r" in cell for cell in row):
+            raise AnnotationError(
+                path, f"a quoted field opened here runs on to line {reader.line_num} "
+                "(unterminated quote? captions may not span lines)", start)
+        line, start = reader.line_num, reader.line_num + 1
         if not row or all(not cell.strip() for cell in row):
             continue  # blank lines (e.g. a trailing one) carry nothing
         if len(row) != len(columns):
             raise AnnotationError(
-                path, f"expected {len(columns)} fields separated by {delim!r}, found {len(row)}", reader.line_num
+                path, f"expected {len(columns)} fields separated by {delim!r}, found {len(row)}", line
             )
-        yield reader.line_num, dict(zip(columns, (cell.strip() for cell in row)))
+        yield line, dict(zip(columns, (cell.strip() for cell in row)))
 
 
 def check_caption(path: Path, caption, line: int | None, what: str = "caption") -> str:

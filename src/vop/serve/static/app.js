@@ -29,6 +29,11 @@ function card(hit) {
   node.querySelector(".score").textContent = hit.score.toFixed(3);
   node.querySelector(".path").textContent = hit.path;
   node.querySelector(".path").title = hit.path;
+  if (hit.warning) {  // e.g. "truncated: 85 of 310 frames": indexed from the frames that exist
+    const warning = node.querySelector(".warning");
+    warning.textContent = hit.warning;
+    warning.hidden = false;
+  }
   node.querySelector(".like").addEventListener("click", () => search({ like: hit.id }));
   return node;
 }

@@ -1,0 +1,266 @@
+"""Pretrain the bundled tiny CLIP (``tiny-synthetic``) on the demo world's stills.
+
+The demo's backbone plays the part of OpenAI CLIP: it must read every word the video captions
+use and know what each event looks like in a *photo*, while knowing nothing of time. So it is
+pretrained, from a fixed seed on CPU, on still images whose captions cover every word and
+event of the world, each event shown by a still cue (:mod:`vop.demo.world`):
+
+    python -m vop.demo.pretrain        # writes src/vop/demo/../assets/tiny-synthetic.{safetensors,json}
+
+Training is CLIP's: symmetric InfoNCE (the project's ``contrastive_loss``, with identical
+captions in a batch counted as positives of each other) and a learned logit scale, AdamW,
+warm-up then cosine decay. Batches are made of *twins* (one scene with an event and with the
+reversed event, same wording), so "moves left" meets "moves right" and "from red to blue" meets
+"from blue to red" in every batch: the text tower must learn direction and word order.
+
+The JSON record next to the weights holds the config, seed, data recipe, the sha256 of the file
+and of the weights, the token ids seen in pretraining (the vocabulary check G1 reads them) and
+zero-shot results on held-out stills. Only the token-embedding rows seen in pretraining are
+stored (the others were never trained and load as zero rows), which keeps the file small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from vop.demo.world import WorldSpec
+
+DEFAULT_ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    config: str = "tiny-synthetic"  # CLIP architecture; also the bundled model's name
+    seed: int = 0  # model init and batch order
+    data_seed: int = 1000  # training stills; held-out stills use data_seed + 1
+    train_twins: int = 12000  # twin pairs of stills (2 images each)
+    eval_twins: int = 500
+    steps: int = 3000
+    batch_twins: int = 64  # 128 stills per batch
+    lr: float = 2e-3
+    weight_decay: float = 0.1
+    warmup: int = 150
+    threads: int = 1
+
+
+def make_stills(cfg: PretrainConfig, held_out: bool = False):
+    """(uint8 images ``[2N, H, W, 3]``, captions, positive groups) of the training or held-out twins."""
+    from vop.demo.world import still_batch
+
+    if held_out:
+        return still_batch(cfg.eval_twins, cfg.data_seed + 1, 0, WorldSpec())
+    return still_batch(cfg.train_twins, cfg.data_seed, 0, WorldSpec())
+
+
+def trim_tokens(tokens):
+    """Drop padding columns after the longest caption: ``[N, 77] -> [N, L]``. Exact: the text
+    transformer is causal and reads out at EOT, so later positions never reach an output."""
+    length = int((tokens != 0).sum(dim=1).max())
+    return tokens[:, :length]
+
+
+def positives(captions, groups) -> "torch.Tensor":  # noqa: F821 - torch imported lazily
+    """``[N, N]`` bool: the same caption, or the same positive group (see ``still_batch``)."""
+    import numpy as np
+    import torch
+
+    c, g = np.asarray(captions), np.asarray(groups)
+    return torch.from_numpy((c[:, None] == c[None, :]) | (g[:, None] == g[None, :]))
+
+
+def batch_loss(model, images, tokens, captions, groups):
+    """Multi-positive symmetric InfoNCE at the model's own (learned) logit scale."""
+    import torch.nn.functional as F
+
+    from vop.data.transforms import clip_preprocess
+    from vop.train.loss import contrastive_loss
+
+    img = F.normalize(model.encode_image(clip_preprocess(images, size=model.cfg.vision.image_size)), dim=-1)
+    txt = F.normalize(model.encode_text(trim_tokens(tokens)), dim=-1)
+    scale = model.logit_scale.clamp(max=math.log(100)).exp()
+    return contrastive_loss(txt, img, scale, positives=positives(captions, groups))
+
+
+def train(cfg: PretrainConfig, progress: bool = True):
+    """Pretrain from scratch; returns the frozen CLIP, the loss history and the token ids seen."""
+    import numpy as np
+    import torch
+    from tqdm.auto import tqdm
+
+    from vop import build_clip, tokenize
+    from vop.train.optim import build_optimizer, build_scheduler
+
+    torch.set_num_threads(cfg.threads)
+    model = build_clip(cfg.config, seed=cfg.seed)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.train()
+    images, captions, groups = make_stills(cfg)
+    tokens = tokenize(captions)
+    seen = sorted(int(t) for t in torch.unique(tokens) if t != 0)
+    full_table = model.token_embedding
+    model.token_embedding = _SeenRows(full_table, seen)  # AdamW over ~100 rows, not 49,408
+    opt = build_optimizer(list(model.named_parameters()), cfg.lr, cfg.weight_decay, betas=(0.9, 0.98), eps=1e-6)
+    sched = build_scheduler(opt, cfg.steps, cfg.warmup / cfg.steps)
+    order = np.random.default_rng(cfg.seed)
+    losses = []
+    bar = tqdm(range(cfg.steps), desc="pretrain", disable=not progress)
+    for step in bar:
+        twins = order.choice(cfg.train_twins, size=cfg.batch_twins, replace=False)
+        idx = np.stack([2 * twins, 2 * twins + 1], axis=1).reshape(-1)  # twins side by side
+        loss = batch_loss(model, images[idx], tokens[idx], [captions[i] for i in idx], [groups[i] for i in idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if step % 25 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-25:]):.3f}", scale=f"{model.logit_scale.exp().item():.1f}")
+    with torch.no_grad():
+        full_table.weight[seen] = model.token_embedding.weight
+    model.token_embedding = full_table
+    return model.freeze(), losses, seen
+
+
+def _SeenRows(full, seen):  # noqa: N802 - a module factory (torch is imported lazily)
+    """The token embedding restricted to the ids seen in pretraining: the same lookup through a
+    small trainable table (padding after EOT maps to row 0; it never reaches the read-out)."""
+    import torch
+    from torch import nn
+
+    class SeenRows(nn.Module):
+        def __init__(self):
+            super().__init__()
+            remap = torch.zeros(full.num_embeddings, dtype=torch.long)
+            remap[seen] = torch.arange(len(seen))
+            self.register_buffer("remap", remap)
+            self.weight = nn.Parameter(full.weight.detach()[seen].clone())  # [S, D]
+
+        def forward(self, ids):
+            return self.weight[self.remap[ids]]  # [N, L, D]
+
+    return SeenRows()
+
+
+@dataclass
+class StillScores:
+    t2i_r1: float  # held-out stills, identical captions count as correct
+    chance_r1: float
+    direction_accuracy: float  # % of stills scoring their own caption above the twin's
+    twin_cosine: float  # mean text cosine of a caption and its direction-reversed twin
+    infonce: float  # zero-shot loss at the frozen scale on held-out twin batches
+
+
+def still_scores(model, images, captions, groups, batch_twins: int = 64) -> StillScores:
+    """Zero-shot checks of a (frozen) backbone on held-out stills (twins ``2i``, ``2i+1``);
+    direction accuracy and twin cosine over the twins drawn with a cue."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from vop import tokenize
+    from vop.data.transforms import clip_preprocess
+    from vop.eval.metrics import retrieval_metrics
+    from vop.train.loss import contrastive_loss
+
+    with torch.no_grad():
+        img = F.normalize(model.encode_image(clip_preprocess(images, size=model.cfg.vision.image_size)), dim=-1)
+        txt = F.normalize(model.encode_text(trim_tokens(tokenize(captions))), dim=-1)
+        sim = txt @ img.t()  # [N, N]
+        pos = positives(captions, groups).numpy()
+        r1 = retrieval_metrics(sim, [np.flatnonzero(row) for row in pos])["R@1"]
+        own = np.arange(len(captions))
+        twin = own ^ 1
+        cue = np.array([groups[i] != groups[j] and captions[i] != captions[j] for i, j in zip(own, twin)])
+        s = sim.numpy()
+        direction = float(100 * (s[own, own] > s[twin, own])[cue].mean())  # image i: own vs twin caption
+        twin_cos = float((txt[own] * txt[twin]).sum(-1).numpy()[cue].mean())
+        scale = model.logit_scale.exp()
+        n = 2 * batch_twins
+        losses = [float(contrastive_loss(txt[i:i + n], img[i:i + n], scale,
+                                         positives=positives(captions[i:i + n], groups[i:i + n])))
+                  for i in range(0, len(captions) - n + 1, n)]
+    return StillScores(r1, 100.0 / len(set(captions)), direction, twin_cos, float(np.mean(losses)))
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def run(cfg: PretrainConfig, out_dir: Path, progress: bool = True) -> dict:
+    """Pretrain, save ``<config>.safetensors`` (fp16, seen token rows only) and its JSON record."""
+    import copy
+
+    import torch
+
+    from vop.backbone.loading import load_clip, save_clip
+
+    start = time.time()
+    model, losses, seen = train(cfg, progress)
+    seconds = time.time() - start
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = save_clip(copy.deepcopy(model).to(torch.float16), out_dir / f"{cfg.config}.safetensors",
+                        keep_tokens=seen)
+    shipped = load_clip(weights)  # what users get: fp16 storage read back as float32
+    eval_images, eval_captions, eval_groups = make_stills(cfg, held_out=True)
+    record = {
+        "name": cfg.config,
+        "clip_config": model.cfg.to_dict(),
+        "pretrain_config": asdict(cfg),
+        "world_spec": asdict(WorldSpec()),
+        "data": "vop.demo.world.still_batch: twins (an event and its reverse on one scene) of 1-2 shapes on photo "
+                "backgrounds; 60% drawn with a still cue of the event, 40% plain photos (half with a static caption, "
+                "half with both event captions as positives); captions from STILL_TEMPLATES/STATIC_TEMPLATES",
+        "command": "python -m vop.demo.pretrain" + _cli_suffix(cfg),
+        "train_seconds": round(seconds, 1),
+        "final_loss_mean_last_100": sum(losses[-100:]) / max(1, len(losses[-100:])),
+        "logit_scale": float(shipped.logit_scale.exp()),
+        "machine": f"{torch.get_num_threads()}-thread CPU ({platform.machine()}), torch {torch.__version__}",
+        "seen_tokens": seen,
+        "weights_file": weights.name,
+        "file_sha256": file_sha256(weights),
+        "file_bytes": weights.stat().st_size,
+        "weights_sha256": shipped.weights_sha256,
+        "zero_shot_heldout_stills": asdict(still_scores(shipped, eval_images, eval_captions, eval_groups)),
+    }
+    (out_dir / f"{cfg.config}.json").write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def _cli_suffix(cfg: PretrainConfig) -> str:
+    default = PretrainConfig()
+    return "".join(f" --{k.replace('_', '-')} {v}" for k, v in asdict(cfg).items() if getattr(default, k) != v)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vop.demo.pretrain", description=__doc__.split("\n\n")[0])
+    for name, value in asdict(PretrainConfig()).items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    parser.add_argument("--out", type=Path, default=DEFAULT_ASSETS, help="folder for <config>.safetensors/.json")
+    args = vars(parser.parse_args(argv))
+    out = args.pop("out")
+    cfg = PretrainConfig(**args)
+    record = run(cfg, out)
+    zs = record["zero_shot_heldout_stills"]
+    print(f"wrote {out / record['weights_file']} ({record['file_bytes'] / 1e6:.2f} MB) in {record['train_seconds']} s")
+    print(f"held-out stills: t2i R@1 {zs['t2i_r1']:.1f} (chance {zs['chance_r1']:.1f}), direction accuracy "
+          f"{zs['direction_accuracy']:.1f}%, twin cosine {zs['twin_cosine']:.3f}, InfoNCE {zs['infonce']:.2f}, "
+          f"logit scale {record['logit_scale']:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

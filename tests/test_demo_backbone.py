@@ -1,0 +1,67 @@
+"""The bundled tiny CLIP: loads by name, matches its record, is small, and the script that made it runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from vop.demo.pretrain import DEFAULT_ASSETS, PretrainConfig, file_sha256, run
+
+RECORD = DEFAULT_ASSETS / "tiny-synthetic.json"
+
+
+@pytest.fixture(scope="module")
+def record() -> dict:
+    if not RECORD.is_file():
+        pytest.fail(f"{RECORD} is missing: run `python -m vop.demo.pretrain` (the bundled model ships with vop)")
+    return json.loads(RECORD.read_text())
+
+
+def test_bundled_model_loads_by_name_and_matches_its_record(record):
+    import vop
+
+    model = vop.load_clip("tiny-synthetic")
+    assert model.cfg.to_dict() == record["clip_config"] and model.cfg.vision.layers == 6
+    assert model.weights_sha256 == record["weights_sha256"]
+    weights = DEFAULT_ASSETS / record["weights_file"]
+    assert file_sha256(weights) == record["file_sha256"]
+    assert weights.stat().st_size < 4_000_000  # "a few MB": it ships inside the package
+    assert not any(p.requires_grad for p in model.parameters())
+    table = model.token_embedding.weight
+    stored = torch.zeros(table.shape[0], dtype=torch.bool)
+    stored[record["seen_tokens"]] = True
+    assert table[~stored].abs().sum() == 0 and (table[stored].abs().sum(dim=1) > 0).all()
+
+
+def test_record_says_how_to_reproduce_and_what_it_reached(record):
+    assert record["command"].startswith("python -m vop.demo.pretrain")
+    assert record["pretrain_config"]["seed"] == PretrainConfig().seed or "--seed" in record["command"]
+    zs = record["zero_shot_heldout_stills"]
+    assert zs["t2i_r1"] > 5 * zs["chance_r1"]
+    assert zs["direction_accuracy"] >= 90 and zs["twin_cosine"] <= 0.6  # G3 on the held-out stills
+
+
+def test_sparse_token_rows_round_trip(tmp_path, tiny_clip):
+    from vop.backbone.loading import load_clip, save_clip
+
+    path = save_clip(tiny_clip, tmp_path / "m.safetensors", keep_tokens=[5, 320, 49407])
+    loaded = load_clip(path)
+    table, original = loaded.token_embedding.weight, tiny_clip.token_embedding.weight
+    torch.testing.assert_close(table[[5, 320, 49407]], original[[5, 320, 49407]], atol=0, rtol=0)
+    assert table[6].abs().sum() == 0 and path.stat().st_size < 100_000
+
+
+def test_pretraining_script_runs_and_writes_a_loadable_record(tmp_path):
+    import vop
+
+    cfg = PretrainConfig(train_twins=24, eval_twins=8, steps=3, batch_twins=4, warmup=1)
+    record = run(cfg, tmp_path, progress=False)
+    assert "--steps 3" in record["command"]
+    model = vop.load_clip(tmp_path / record["weights_file"])
+    assert model.weights_sha256 == record["weights_sha256"]
+    saved = json.loads((tmp_path / "tiny-synthetic.json").read_text())
+    assert saved["seen_tokens"] == record["seen_tokens"] and len(saved["seen_tokens"]) > 10
+    assert set(saved["zero_shot_heldout_stills"]) == {"t2i_r1", "chance_r1", "direction_accuracy", "twin_cosine",
+                                                       "infonce"}

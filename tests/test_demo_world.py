@@ -1,0 +1,109 @@
+"""The demo's world: exact reverse partners stored losslessly, captions that the pretraining
+vocabulary covers (G1), twins that name the reversed event, and determinism."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from vop.demo.world import (
+    COLORS,
+    STILL_TEMPLATES,
+    VIDEO_TEMPLATES,
+    Sizes,
+    WorldSpec,
+    generate_world,
+    load_metadata,
+    make_split,
+    random_scene,
+    render_clip,
+    reverse_scene,
+    still_batch,
+    still_words,
+)
+
+SPEC = WorldSpec()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return generate_world(tmp_path_factory.mktemp("world"), seed=3, sizes=Sizes(4, 2, 3), progress=False)
+
+
+def test_reverse_scene_renders_the_same_frames_in_reverse_order():
+    for i in range(40):  # every event kind appears among 40 scenes
+        scene = random_scene(np.random.default_rng(i), SPEC, video=True)
+        np.testing.assert_array_equal(render_clip(reverse_scene(scene), SPEC), render_clip(scene, SPEC)[::-1])
+        assert reverse_scene(reverse_scene(scene)) == scene
+
+
+def test_stored_partner_is_the_clip_reversed_bit_for_bit(world):
+    from vop.data.decode import read_frames
+
+    meta = load_metadata(world)
+    for clip in meta["clips"]:
+        if clip["id"].endswith("a"):
+            frames = read_frames(world / "videos" / f"{clip['id']}.mkv", list(range(SPEC.frames)))
+            partner = read_frames(world / "videos" / f"{clip['partner']}.mkv", list(range(SPEC.frames)))
+            np.testing.assert_array_equal(partner, frames[::-1])
+            np.testing.assert_array_equal(frames, render_clip(clip["scene"], SPEC))  # lossless storage
+
+
+def test_every_video_caption_word_occurs_in_still_captions():
+    """G1 at the word level: CLIP's BPE tokenizes word by word, so known words mean known tokens."""
+    known = still_words()
+    for split, n in (("train", 60), ("val", 30), ("test", 30)):
+        for clip in make_split(11, split, n, SPEC, 3):
+            for text in clip["captions"] + clip["twins"]:
+                assert set(text.split()) <= known, text
+    assert not set(VIDEO_TEMPLATES) & set(STILL_TEMPLATES)  # the video wording is new
+
+
+def test_still_twins_name_the_reversed_event_and_differ_in_pixels():
+    images, captions = still_batch(40, seed=5, start=0, spec=SPEC)
+    assert images.shape == (80, SPEC.size, SPEC.size, 3) and images.dtype == np.uint8
+    differing = 0
+    for i in range(0, 80, 2):
+        if captions[i] != captions[i + 1]:  # an event caption and its twin
+            differing += 1
+            assert not np.array_equal(images[i], images[i + 1])  # the cue shows the direction
+            assert re.sub(r"\w+", "w", captions[i]) == re.sub(r"\w+", "w", captions[i + 1])  # same template
+    assert differing > 25  # most twins carry event captions; a few share one static caption
+    again = still_batch(5, seed=5, start=10, spec=SPEC)
+    np.testing.assert_array_equal(again[0], images[20:30])  # still i depends on (seed, i) only
+
+
+def test_captions_have_twins_with_the_opposite_direction(world):
+    meta = load_metadata(world)
+    pairs = [("left", "right"), ("up", "down"), ("grows", "shrinks"), ("growing", "shrinking"),
+             ("appears", "disappears"), ("appearing", "disappearing")]
+    opposite = {**dict(pairs), **{b: a for a, b in pairs}}
+    for clip in meta["clips"]:
+        partner = meta["by_id"][clip["partner"]]
+        assert clip["twins"] == partner["captions"]  # the partner's captions are this clip's twins
+        for text, twin in zip(clip["captions"], clip["twins"]):
+            assert text != twin
+            words, twin_words = text.split(), twin.split()
+            changed = [(a, b) for a, b in zip(words, twin_words) if a != b]
+            assert changed and all(opposite.get(a) == b or (a in COLORS and b in COLORS) for a, b in changed), text
+
+
+def test_world_is_deterministic_and_reused(world, tmp_path):
+    again = generate_world(tmp_path / "w", seed=3, sizes=Sizes(4, 2, 3), progress=False)
+    assert load_metadata(again)["clips"] == load_metadata(world)["clips"]
+    other = generate_world(tmp_path / "o", seed=4, sizes=Sizes(4, 2, 3), progress=False)
+    assert load_metadata(other)["clips"] != load_metadata(world)["clips"]
+    mtime = (world / "metadata.json").stat().st_mtime
+    generate_world(world, seed=3, sizes=Sizes(4, 2, 3), progress=False)
+    assert (world / "metadata.json").stat().st_mtime == mtime
+
+
+def test_annotations_load_through_the_generic_reader(world):
+    from vop.data.annotations import load_records
+
+    train = load_records("csv", world, split="train", videos_dir=world)
+    assert len(train) == 8 and all(r.group for r in train) and all(1 <= len(r.captions) <= 3 for r in train)
+    test = load_records("csv", world, split="test", videos_dir=world)
+    assert len(test) == 6 and all(r.path.suffix == ".mkv" and r.path.is_file() for r in test)
