@@ -25,7 +25,7 @@ from vop.backbone.clip import CLIP
 from vop.prompts import COMPONENTS
 from vop.tuning import TUNINGS
 
-_TEXT = {"type": "text", "text_length": 8}
+_TEXT = {"type": "text", "text_length": 8, "text_placement": "paper"}  # "modelscope": imported adapters
 _VISUAL = {"type": "visual", "visual_length": 8, "shallow_layers": None}
 _POSITION = {"type": "position", "shared_length": 4, "position_length": 4, "shallow_layers": None}
 _CONTEXT = {"type": "context", "shared_length": 4, "generated_length": 4, "cmm": "bilstm", "shallow_layers": None}
@@ -153,7 +153,10 @@ class VideoTextModel(nn.Module):
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         """``[B, L]`` token ids -> ``[B, E]``, L2-normalised."""
         text = self._part("text")
-        x = prompted.encode_text(self.clip, tokens, text.prompts if text is not None else None)
+        if text is not None and text.placement == "modelscope":
+            x = prompted.encode_text_modelscope(self.clip, tokens, text.tokens, text.prefix_length)
+        else:
+            x = prompted.encode_text(self.clip, tokens, text.prompts if text is not None else None)
         return F.normalize(x, dim=-1)
 
     def encode_frames(self, video: torch.Tensor) -> torch.Tensor:

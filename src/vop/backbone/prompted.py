@@ -19,6 +19,8 @@ Placement rules:
   Words keep CLIP's positional embeddings of their own positions; prompts get none. Because the
   prompts are stripped after each layer, the EOT read-out index is the plain one (it would be
   ``eot + n_prompts`` inside a layer).
+* text, ``modelscope`` placement (:func:`encode_text_modelscope`, for adapters imported from
+  the authors' ModelScope port; not for training): the port's layout, reproduced exactly.
 * vision: ``[CLS, prompts, patches]`` (attention is not causal here, so the prompts' place in
   the key order does not matter; they are passed as ``context``). Layer-1 prompts are inserted before ``ln_pre``; since
   LayerNorm acts per token, ``ln_pre(cat(cls, p, patches)) == cat(ln_pre(cls), ln_pre(p), ...)``,
@@ -73,6 +75,61 @@ def encode_text(clip: CLIP, tokens: torch.Tensor, prompts: TextPromptFn | None =
         context = None if p is None else p.to(x.dtype)[None]  # [1, n, D], before the words
         x = clip.transformer.run_block(i, x, is_causal=True, context=context)  # [N, L', D]
     return clip.pool_text(x, eot)
+
+
+def fit_slots(tokens: torch.Tensor, slots: int) -> torch.Tensor:
+    """``[N, L]`` ids -> ``[N, slots]``: zero-padded, or cut to ``SOT, pieces, EOT`` in ``slots``
+    ids (the port's tokenizer truncation: the first ``slots - 2`` pieces, then EOT)."""
+    n, length = tokens.shape
+    if length < slots:
+        return torch.cat([tokens, tokens.new_zeros(n, slots - length)], dim=1)
+    eot = tokens.argmax(dim=-1)
+    out = tokens[:, :slots].clone()
+    long = eot >= slots
+    out[long, slots - 1] = tokens[long, eot[long]]
+    return out
+
+
+def encode_text_modelscope(clip: CLIP, tokens: torch.Tensor, prompts: torch.Tensor,
+                           prefix_length: int) -> torch.Tensor:
+    """``[N, L]`` ids -> ``[N, E]`` (not normalised) with the ModelScope port's text placement.
+
+    ``prompts`` ``[K, n, D]``. Captions take ``S = context - n`` word slots (longer ones are cut
+    as the port's tokenizer cuts them). Every layer runs the joined sequence
+    ``[slot 0, prefix prompts, slots 1..S-2, suffix prompts, slot S-1]`` (``context`` tokens)
+    under the causal mask and drops the prompt outputs again; layer 0 adds CLIP's positional
+    embeddings to the whole joined sequence (so prompts get positions and words are shifted).
+    The read-out is the last layer's output at ``EOT + n`` of the joined sequence, as the port
+    computes it: a padding slot after EOT, or a suffix prompt for long captions. Under the causal
+    mask nothing after the batch's last read-out position matters, so the sequence is cut there.
+    """
+    layers, n, _ = prompts.shape
+    if layers != clip.transformer.layers:
+        raise ValueError(f"text prompts for {layers} layers, the text encoder has {clip.transformer.layers}")
+    slots = clip.cfg.text.context_length - n
+    if slots < 2:
+        raise ValueError(f"{n} text prompts leave {slots} word slots of {clip.cfg.text.context_length}")
+    suffix_start = prefix_length
+    tokens = fit_slots(tokens, slots)  # [N, S]
+    read = clip.eot_index(tokens) + n  # [N]
+    pos = torch.arange(slots, device=tokens.device)  # joined-sequence position of each word slot
+    pos[1:] += prefix_length
+    pos[-1] += n - prefix_length
+    length = int(read.max()) + 1 if tokens.shape[0] else 1
+    kept = torch.nonzero(pos < length).flatten()  # slots inside the cut sequence
+    x = clip.token_embedding(tokens)  # [N, S, D]
+    b = x.shape[0]
+    out = x
+    for i in range(layers):
+        p = prompts[i].to(x.dtype)  # [n, D]
+        seq = torch.cat([x[:, :1], p[:suffix_start].expand(b, -1, -1), x[:, 1:-1],
+                         p[suffix_start:].expand(b, -1, -1), x[:, -1:]], dim=1)  # [N, S + n, D]
+        if i == 0:
+            seq = seq + clip.positional_embedding.to(x.dtype)
+        out = clip.transformer.run_block(i, seq[:, :length], is_causal=True)  # [N, length, D]
+        if i + 1 < layers:
+            x = x.index_copy(1, kept, out[:, pos[kept]])  # slots after the cut are never read
+    return clip.pool_text(out, read)
 
 
 def _shallow_layer(clip: CLIP, i: int, x: torch.Tensor, frames: int, shallow: ShallowPrompts | None):

@@ -1,4 +1,6 @@
-"""``vop adapter inspect DIR``: what an adapter folder holds, without loading a backbone."""
+"""``vop adapter inspect DIR``: what an adapter folder holds, without loading a backbone.
+``vop adapter import modelscope MODEL_DIR --out DIR``: the authors' released ModelScope VoP
+weights as a vop adapter (see ``vop.modelscope``)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,19 @@ def register(subparsers) -> None:
     q.add_argument("directory", help="adapter folder (adapter.json + adapter.safetensors)")
     q.add_argument("--json", action="store_true", help="print one JSON object")
     q.set_defaults(func=run)
+    m = sub.add_parser("import", help="convert released weights into a vop adapter",
+                       description="Convert the VoP weights released on ModelScope (basic VoP: VoP_msrvtt9k.pth; "
+                                   "series bias/partial/proj: VoPSE_msrvtt9k.pth) into a vop adapter folder.")
+    m.add_argument("format", choices=["modelscope"], help="where the weights come from")
+    m.add_argument("model_dir", help="ModelScope model folder (checkpoint + configuration.json), or the .pth")
+    m.add_argument("--out", required=True, help="adapter folder to write")
+    m.add_argument("--backbone", default=None,
+                   help="CLIP weights the checkpoint was trained on (default: MODEL_DIR/ViT-B-32.pt)")
+    m.add_argument("--method", default=None, choices=["proj", "bias", "partial", "partial+heads", "full"],
+                   help="series checkpoints only: the vop baseline to map to (default: the folder's name "
+                        "(..._vop_bias), else the smallest baseline that holds every tuned tensor)")
+    m.add_argument("--force", action="store_true", help="overwrite an adapter already in --out")
+    m.set_defaults(func=run_import)
     p.set_defaults(func=lambda args: _usage(p))
 
 
@@ -63,4 +78,28 @@ def run(args: argparse.Namespace) -> int:
         print("extra       " + json.dumps(meta["extra"], sort_keys=True))
     for name, shape in info["tensors"].items():
         print(f"  {name:<60} {shape}")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from vop.adapter import AdapterError
+    from vop.backbone.loading import CheckpointError
+    from vop.modelscope import import_modelscope
+
+    try:
+        report = import_modelscope(args.model_dir, args.out, backbone=args.backbone, method=args.method,
+                                   force=args.force)
+    except (AdapterError, CheckpointError, FileNotFoundError) as e:
+        return error("adapter import", e)
+    kind = "basic VoP" if report.kind == "vop" else "series baseline"
+    print(f"imported {report.checkpoint} ({kind}) as method {report.method!r} into {args.out}")
+    for src, dst in report.mapped.items() if len(report.mapped) <= 8 else ():
+        print(f"  {src} -> {dst}")
+    if len(report.mapped) > 8:
+        print(f"  {len(report.mapped)} tensors mapped")
+    print(f"  {report.checked} CLIP tensors in the checkpoint equal the backbone's")
+    for key, why in report.unmapped.items():
+        print(f"  not mapped: {key} ({why})")
+    if report.kind == "vop":
+        print("  text prompts use text_placement 'modelscope' (the port's layout)")
     return 0
