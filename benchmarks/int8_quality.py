@@ -4,7 +4,7 @@
 1. Random ViT-B/32 weights (seed 0) on real videos (12 frames each, decoded as ``vop index``
    does): per-video embedding cosine int8 vs fp32 (min, median; threshold: min >= 0.999), text
    embedding cosine on captions, and the linear layer with the largest relative output error.
-2. ``--demo-out DIR`` (a ``vop demo`` output folder: ``runs/<method>-seed<k>/adapter`` and
+2. ``--demo-out DIR`` (a ``vop demo`` output folder: ``runs-<world>/<method>-seed0/adapter`` and
    ``data/``): every trained adapter on the demo's test split, fp32 against int8 -- t2v R@1 of
    both, per-video cosine, and the top-10 overlap (the share of each text query's fp32 top 10
    that int8 also returns). The best trained adapter (highest fp32 t2v R@1, zeroshot excluded)
@@ -151,10 +151,12 @@ def demo_part(demo_out: Path, per_token: bool) -> dict:
     from vop.data.annotations import load_records
     from vop.eval.retrieval import build_queries, encode_texts, encode_videos, metrics_from_embeddings
 
-    data = demo_out / "data"
-    adapters = sorted(p.parent for p in (demo_out / "runs").glob("*/adapter/adapter.json"))
+    worlds = sorted(demo_out.glob("world-*/metadata.json"))
+    data = worlds[0].parent if worlds else demo_out / "data"  # the world of the first data seed
+    runs = demo_out / data.name.replace("world", "runs") if worlds else demo_out / "runs"
+    adapters = sorted(p.parent for p in runs.glob("*-seed0/adapter/adapter.json"))
     if not adapters:
-        raise SystemExit(f"int8_quality: no runs/*/adapter under {demo_out}")
+        raise SystemExit(f"int8_quality: no {runs}/*-seed0/adapter under {demo_out}")
     records = load_records("csv", data, split="test", videos_dir=data)
     queries = build_queries(records)
     rows = []
@@ -163,12 +165,12 @@ def demo_part(demo_out: Path, per_token: bool) -> dict:
         clip = load_clip(backbone_source(meta))
         fp32 = load_adapter(adapter, clip)
         q = int8_copy(fp32, per_token)
-        size, ctx = clip.cfg.vision.image_size, meta.get("context_length", 77)
+        size = clip.cfg.vision.image_size
         emb = {}
         errors = LayerErrors(q, fp32.clip)
         for name, model in (("fp32", fp32), ("int8", q)):
             v, _kept = encode_videos(model, records, size, 64, torch.device("cpu"), on_error="raise", progress=False)
-            t = encode_texts(model, queries.texts, 64, torch.device("cpu"), ctx, progress=False)
+            t = encode_texts(model, queries.texts, 64, torch.device("cpu"), progress=False)
             emb[name] = (v, t, metrics_from_embeddings(t, v, queries))
         layer = errors.close()
         (va, ta, ma), (vb, tb, mb) = emb["fp32"], emb["int8"]

@@ -11,6 +11,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import sys
 
 from vop.cli.messages import error, plain
 

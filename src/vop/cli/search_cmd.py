@@ -6,6 +6,8 @@ sha256 is checked); ``--backbone`` / ``--adapter`` point at them if the files ha
 
 from __future__ import annotations
 
+import sys
+
 from vop.cli.messages import error, plain, warning
 
 MAX_K = 10_000
