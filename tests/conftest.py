@@ -34,19 +34,11 @@ def tiny_clip():
 
 def write_video(path, frames: np.ndarray, fps: int = 10, codec: str = "libx264") -> Path:
     """Encode ``frames`` (uint8 ``[T, H, W, 3]``, H and W even) as a real video file."""
-    import av
+    from vop.demo.world import write_video as encode
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.height, stream.width = frames.shape[1], frames.shape[2]
-        stream.pix_fmt = "yuv420p"
-        for img in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    encode(path, frames, fps, codec=codec, pix_fmt="yuv420p")
     return path
 
 

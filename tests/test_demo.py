@@ -57,6 +57,7 @@ PASSING = {
              _row("vop-f-nopos", 6500, 0.16, 55.0, 50.0, 28.0)],
     "settings": {"seeds": [0]},
     "total_seconds": 420.0,
+    "runs": [{"train_seconds": 60.0}] * 6,
 }
 
 
@@ -69,13 +70,15 @@ def test_claims_pass_on_a_passing_result_and_fail_on_each_broken_one():
         "C1": lambda s: s["rows"][2].update({"order_free_R@1": 45.0}),  # vop only +5 over zeroshot
         "C2": lambda s: s["rows"][4].update({"pair_accuracy": 65.0}),  # vop-f below 70
         "C3": lambda s: s.update(total_seconds=700.0),
+        "C3 ": lambda s: s.update(runs=[{"train_seconds": 120.0}] * 6),  # reused runs keep their time
         "K1": lambda s: s["rows"][6].update({"pair_accuracy": 60.0}),
     }
     for cid, brk in breaks.items():
         summary = copy.deepcopy(PASSING)
         brk(summary)
         result = {c.id: c.holds for c in claims.check(summary)}
-        assert result[cid] is False and all(v for k, v in result.items() if k != cid), (cid, result)
+        assert result[cid.strip()] is False, (cid, result)
+        assert all(v for k, v in result.items() if k != cid.strip()), (cid, result)
     # an order-free method off exactly 50 breaks C2 too: it would mean the partner is not the clip reversed
     summary = copy.deepcopy(PASSING)
     summary["rows"][0]["pair_accuracy"] = 50.5

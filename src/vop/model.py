@@ -86,7 +86,7 @@ def resolve_method(method: str, overrides: dict | None = None) -> list[dict]:
     return comps
 
 
-def resolve_depth(s: int | float | None, layers: int) -> int:
+def resolve_depth(s: float | None, layers: int) -> int:
     """K^s as a layer count: None -> K; a fraction in (0, 1) -> round(K * s); a negative int ->
     K + s (at least 1); otherwise the int itself."""
     if s is None:

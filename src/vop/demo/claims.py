@@ -16,6 +16,7 @@ from pathlib import Path
 TEMPORAL = ("vop-p", "vop-f", "vop-fc")  # the methods whose video prompts see frame order
 ORDER_FREE = ("zeroshot", "full", "vop")  # mean pooling of per-frame embeddings: no order by construction
 DEMO_BUDGET_S = 600
+CONTROLS = ("vop-f-nopos",)  # runs that check where a signal comes from, not methods
 
 
 @dataclass
@@ -72,7 +73,7 @@ def backbone_checks(clip, world: Path, meta: dict, cache_dir: Path, batch_size: 
         v = torch.stack([by_id[i] for i in ids])
         losses.append(float(contrastive_loss(t, v, model.logit_scale())))
     stills = record["zero_shot_heldout_stills"]
-    return {"unseen_tokens": unseen, "caption_tokens": int(len(torch.unique(tokens))),
+    return {"unseen_tokens": unseen, "caption_tokens": len(torch.unique(tokens)),
             "twin_cosine": twin_cos, "still_direction_accuracy": stills["direction_accuracy"],
             "zeroshot_infonce": float(np.mean(losses)), "infonce_batch": batch_size,
             "logit_scale": float(model.logit_scale())}
@@ -117,7 +118,7 @@ def _c1(rows: dict) -> Claim:
     if missing:
         return _not_checked("C1", claim, threshold, missing)
     of = {m: r["order_free_R@1"] for m, r in rows.items()}
-    below = [m for m, r in rows.items() if r["trainable"] > 0 and of[m] < of["zeroshot"]]
+    below = [m for m, r in rows.items() if r["trainable"] > 0 and m not in CONTROLS and of[m] < of["zeroshot"]]
     holds = of["vop"] >= of["zeroshot"] + 10 and of["vop"] >= 0.85 * of["full"] and not below
     measured = (f"order-free R@1 zeroshot {of['zeroshot']:.1f}, vop {of['vop']:.1f} ({of['vop'] - of['zeroshot']:+.1f}), "
                 f"full {of['full']:.1f} (vop/full {of['vop'] / max(of['full'], 1e-9):.2f})"
@@ -149,7 +150,9 @@ def _c3(rows: dict, summary: dict) -> Claim:
         return _not_checked("C3", claim, threshold, missing)
     pct = {m: rows[m]["percent"] for m in ("vop", "vop-f", "vop-fc")}
     seeds = max(1, len(summary["settings"]["seeds"]))
-    minutes = summary["total_seconds"] / seeds / 60
+    # training time as recorded when each run was trained (a re-run that reuses them takes seconds)
+    trained = sum(r.get("train_seconds", 0.0) for r in summary.get("runs", []))
+    minutes = max(summary["total_seconds"], trained) / seeds / 60
     holds = pct["vop"] <= 0.5 and pct["vop-f"] <= 0.5 and pct["vop-fc"] <= 10 and minutes * 60 <= DEMO_BUDGET_S
     measured = ", ".join(f"{m} {p:.2f}%" for m, p in pct.items()) + f"; {minutes:.1f} min per training seed"
     return Claim("C3", claim, measured, threshold, holds)

@@ -67,7 +67,7 @@ def trim_tokens(tokens):
     return tokens[:, :length]
 
 
-def positives(captions, groups) -> "torch.Tensor":  # noqa: F821 - torch imported lazily
+def positives(captions, groups) -> torch.Tensor:  # noqa: F821 - torch imported lazily
     """``[N, N]`` bool: the same caption, or the same positive group (see ``still_batch``)."""
     import numpy as np
     import torch
@@ -131,7 +131,7 @@ def train(cfg: PretrainConfig, progress: bool = True):
     return model.freeze(), losses, seen
 
 
-def _SeenRows(full, seen):  # noqa: N802 - a module factory (torch is imported lazily)
+def _SeenRows(full, seen):
     """The token embedding restricted to the ids seen in pretraining: the same lookup through a
     small trainable table (padding after EOT maps to row 0; it never reaches the read-out)."""
     import torch

@@ -345,8 +345,8 @@ def search_example(summary: dict, clip, world: Path, meta: dict, cache_dir: Path
     index = Path(summary["world"]).parent / f"index-{best['method']}"
     return {"method": best["method"], "adapter": str(Path(run["run_dir"]) / "adapter"), "query": query,
             "target": target, "partner": meta["by_id"][target]["partner"], "top3": top,
-            "commands": [f"vop index {world / 'videos'} --backbone {BACKBONE} --adapter "
-                         f"{Path(run['run_dir']) / 'adapter'} --out {index}",
+            "commands": [(f"vop index {world / 'videos'} --backbone {BACKBONE} --adapter "
+                         f"{Path(run['run_dir']) / 'adapter'} --out {index}"),
                          f'vop search {index} "{query}" -k 3']}
 
 

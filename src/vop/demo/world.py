@@ -216,7 +216,7 @@ def _render_background(bg: dict, size: int) -> np.ndarray:
     elif kind == "checks":
         mix = ((xx // period + yy // period) % 2).astype(float)
     else:  # dots
-        mix = ((np.hypot(xx % (2 * period) - period, yy % (2 * period) - period) < period * 0.35)).astype(float)
+        mix = (np.hypot(xx % (2 * period) - period, yy % (2 * period) - period) < period * 0.35).astype(float)
     return a * (1 - mix[..., None]) + b * mix[..., None]
 
 
@@ -441,14 +441,15 @@ def make_split(seed: int, split: str, n_pairs: int, spec: WorldSpec, captions_pe
     return clips
 
 
-def write_video(path: Path, frames: np.ndarray, fps: int) -> None:
-    """Lossless FFV1 in Matroska: decoding gives back exactly ``frames`` (uint8 ``[T, H, W, 3]``)."""
+def write_video(path: Path, frames: np.ndarray, fps: int, codec: str = "ffv1", pix_fmt: str = "bgr0") -> None:
+    """Encode uint8 ``[T, H, W, 3]`` frames. The default, FFV1 in Matroska, is lossless: decoding
+    gives back exactly ``frames``."""
     import av
 
     with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("ffv1", rate=fps)
+        stream = container.add_stream(codec, rate=fps)
         stream.height, stream.width = frames.shape[1], frames.shape[2]
-        stream.pix_fmt = "bgr0"
+        stream.pix_fmt = pix_fmt
         for img in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
                 container.mux(packet)
