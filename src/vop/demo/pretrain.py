@@ -185,7 +185,7 @@ def still_scores(model, images, captions, groups, batch_twins: int = 64) -> Stil
         direction = float(100 * (s[own, own] > s[twin, own])[cue].mean())  # image i: own vs twin caption
         twin_cos = float((txt[own] * txt[twin]).sum(-1).numpy()[cue].mean())
         scale = model.logit_scale.exp()
-        n = 2 * batch_twins
+        n = min(2 * batch_twins, len(captions))
         losses = [float(contrastive_loss(txt[i:i + n], img[i:i + n], scale,
                                          positives=positives(captions[i:i + n], groups[i:i + n])))
                   for i in range(0, len(captions) - n + 1, n)]
