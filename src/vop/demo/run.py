@@ -327,8 +327,9 @@ def search_example(summary: dict, clip, world: Path, meta: dict, cache_dir: Path
     from vop.data.cache import FrameCache
     from vop.eval.retrieval import encode_texts, encode_videos
 
-    trained = [r for r in summary["rows"] if r["trainable"] > 0 and r["method"] in RUNS
-               and r["method"] != "vop-f-nopos"]
+    from vop.demo.claims import CONTROLS
+
+    trained = [r for r in summary["rows"] if r["trainable"] > 0 and r["method"] not in CONTROLS]
     if not trained:
         return {}
     best = max(trained, key=lambda r: r["val_t2v_R@1"])
