@@ -325,9 +325,8 @@ def search_example(summary: dict, clip, world: Path, meta: dict, cache_dir: Path
     from vop.adapter import load_adapter
     from vop.data.annotations import load_records
     from vop.data.cache import FrameCache
-    from vop.eval.retrieval import encode_texts, encode_videos
-
     from vop.demo.claims import CONTROLS
+    from vop.eval.retrieval import encode_texts, encode_videos
 
     trained = [r for r in summary["rows"] if r["trainable"] > 0 and r["method"] not in CONTROLS]
     if not trained:
