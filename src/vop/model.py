@@ -23,6 +23,7 @@ from torch import nn
 from vop.backbone import prompted
 from vop.backbone.clip import CLIP
 from vop.prompts import COMPONENTS
+from vop.prompts.visual import resolve_depth
 from vop.tuning import TUNINGS
 
 _TEXT = {"type": "text", "text_length": 8, "text_placement": "paper"}  # "modelscope": imported adapters
@@ -84,16 +85,6 @@ def resolve_method(method: str, overrides: dict | None = None) -> list[dict]:
         if c.get("type") not in COMPONENTS and c.get("type") not in TUNINGS:
             raise KeyError(f"unknown component type {c.get('type')!r} in method {method!r}")
     return comps
-
-
-def resolve_depth(s: float | None, layers: int) -> int:
-    """K^s as a layer count: None -> K; a fraction in (0, 1) -> round(K * s); a negative int ->
-    K + s (at least 1); otherwise the int itself."""
-    if s is None:
-        return layers
-    if isinstance(s, float) and 0 < s < 1:
-        return max(1, round(layers * s))
-    return max(1, layers + int(s)) if s < 0 else int(s)
 
 
 def _context_length(value: int | None, clip: CLIP) -> int:

@@ -8,11 +8,21 @@ from torch import nn
 from vop.prompts.text import INIT_STD
 
 
+def resolve_depth(s: float | None, layers: int) -> int:
+    """K^s as a layer count: None -> K; a fraction in (0, 1) -> round(K * s); a negative int ->
+    K + s (at least 1); otherwise the int itself."""
+    if s is None:
+        return layers
+    if isinstance(s, float) and 0 < s < 1:
+        return max(1, round(layers * s))
+    return max(1, layers + int(s)) if s < 0 else int(s)
+
+
 def shallow_depth(c: dict, clip_cfg) -> int:
-    """How many (first) vision layers get frame-level prompts: ``shallow_layers`` or all K."""
+    """How many (first) vision layers get frame-level prompts: ``shallow_layers`` (see
+    :func:`resolve_depth`) or all K."""
     k = clip_cfg.vision.layers
-    ks = c.get("shallow_layers")
-    ks = k if ks is None else int(ks)
+    ks = resolve_depth(c.get("shallow_layers"), k)
     if not 0 <= ks <= k:
         raise ValueError(f"shallow_layers={ks} is outside 0..{k} (the vision encoder has {k} layers)")
     return ks
