@@ -2,6 +2,7 @@
 
 Each recipe only names its dataset base and its method file; the values live once, in
 ``base/`` (paper settings, dataset paths and splits) and ``methods/`` (method + learning rate).
+Every ``methods/*.yaml`` gets a recipe per dataset: a new method file is all this script needs.
 ``tests/test_configs.py`` checks the committed files equal what this script writes.
 
     python configs/make_recipes.py
@@ -13,8 +14,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DATASETS = ("msrvtt-9k", "msrvtt-7k", "didemo", "activitynet", "lsmdc", "msvd")
-METHODS = ("zeroshot", "full", "bias", "proj", "partial", "adapter-attn", "adapter-ffn",
-           "vop", "vop-p", "vop-c", "vop-f", "vop-fp", "vop-fc")
+METHODS = tuple(sorted(p.stem for p in (HERE / "methods").glob("*.yaml")))
 
 
 def recipe_text(dataset: str, method: str) -> str:

@@ -166,9 +166,9 @@ def test_overrides_are_validated_and_recorded(tiny_clip):
 
 
 def test_shallow_depth_is_two_thirds_of_the_layers():
-    from vop.model import resolve_depth
+    from vop.prompts.base import K_S, resolve_depth
 
-    assert [resolve_depth(2 / 3, k) for k in (2, 6, 12, 24)] == [1, 4, 8, 16]  # ViT-B/32: the paper's 8 of 12
+    assert [resolve_depth(K_S, k) for k in (2, 6, 12, 24)] == [1, 4, 8, 16]  # ViT-B/32: the paper's 8 of 12
     assert resolve_depth(None, 6) == 6 and resolve_depth(-4, 6) == 2 and resolve_depth(3, 6) == 3
 
 

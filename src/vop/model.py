@@ -1,11 +1,11 @@
 """A video-text model: a frozen CLIP + a method (a list of components) + frame pooling.
 
 A method is data: ``METHODS[name]`` is a list of component configs, each a dict with a ``type``
-(a key of ``vop.prompts.COMPONENTS`` or ``vop.tuning.TUNINGS``) and its values. ``vop-fc`` is
-"text prompts + context prompts in the shallow layers + inter-frame deep layers", not a class.
-``build_model(..., overrides=)`` changes values (prompt lengths, ``shallow_layers`` = K^s,
-``cmm`` ...) and ``model.method_config`` records the resolved list, which is what
-``vop.adapter`` saves and rebuilds from.
+(a key of ``vop.prompts.base.COMPONENTS``) and its values; :func:`register_method` below declares
+every method of the paper in one line each. ``vop-fc`` is "text prompts + context prompts in the
+shallow layers + inter-frame deep layers", not a class. ``build_model(..., overrides=)`` changes
+values (prompt lengths, ``shallow_layers`` = K^s, ``cmm`` ...) and ``model.method_config``
+records the resolved list, which is what ``vop.adapter`` saves and rebuilds from.
 
 Video embedding: each frame's embedding is L2-normalised, the frames are averaged and the mean
 is L2-normalised again (the CLIP4Clip "meanP" convention: every frame weighs the same whatever
@@ -20,44 +20,38 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import vop.tuning  # noqa: F401 - registers the backbone components (full, bias, proj, partial, adapter)
 from vop.backbone import prompted
 from vop.backbone.clip import CLIP
-from vop.prompts import COMPONENTS
-from vop.prompts.visual import resolve_depth
-from vop.tuning import TUNINGS
+from vop.prompts.base import COMPONENTS, K_S, complete, shallow_depth
 
-_TEXT = {"type": "text", "text_length": 8, "text_placement": "paper"}  # "modelscope": imported adapters
-_VISUAL = {"type": "visual", "visual_length": 8, "shallow_layers": None}
-_POSITION = {"type": "position", "shared_length": 4, "position_length": 4, "shallow_layers": None}
-_CONTEXT = {"type": "context", "shared_length": 4, "generated_length": 4, "cmm": "bilstm", "shallow_layers": None}
-# K^s: the paper's 8 of 12 layers, written as the fraction 2/3 so that it means the same on
-# other depths (4 of 6 on the demo's backbone); resolved to a layer count when the model is built.
-_DEEP_START = 2 / 3
-_FRAME = {"type": "frame", "video_length": 8, "shallow_layers": _DEEP_START, "frame_position": True}
+METHODS: dict[str, list[dict]] = {}
 
 
-def _shallow(c: dict) -> dict:
-    return {**c, "shallow_layers": _DEEP_START}
+def register_method(name: str, components: list, replace: bool = False) -> None:
+    """Declare method ``name``: a list of components, each a registered type name or a dict
+    ``{"type": name, key: value}`` with the values that differ from that component's defaults."""
+    if name in METHODS and not replace:
+        raise ValueError(f"method {name!r} is already registered")
+    METHODS[name] = [complete(c) for c in components]  # checks every type and key now
 
 
-METHODS: dict[str, list[dict]] = {
-    "zeroshot": [],
-    "full": [{"type": "full"}],
-    "bias": [{"type": "bias"}],
-    "proj": [{"type": "proj"}],
-    "partial": [{"type": "partial", "include_heads": False}],
-    "adapter-attn": [{"type": "adapter", "where": "attn", "hidden": 64}],
-    "adapter-ffn": [{"type": "adapter", "where": "ffn", "hidden": 64}],
-    "text-prompt": [_TEXT],
-    "visual-prompt": [_VISUAL],
-    "vop": [_TEXT, _VISUAL],
-    "vop-p": [_TEXT, _POSITION],
-    "vop-c": [_TEXT, _CONTEXT],
-    "vop-f": [_TEXT, _shallow(_VISUAL), _FRAME],
-    "vop-fp": [_TEXT, _shallow(_POSITION), _FRAME],
-    "vop-fc": [_TEXT, _shallow(_CONTEXT), _FRAME],
-}
-BACKBONE_METHODS = ("full", "bias", "proj", "partial", "adapter")  # component types that change CLIP
+register_method("zeroshot", [])
+register_method("full", ["full"])
+register_method("bias", ["bias"])
+register_method("proj", ["proj"])
+register_method("partial", ["partial"])
+register_method("adapter-attn", [{"type": "adapter", "where": "attn"}])
+register_method("adapter-ffn", [{"type": "adapter", "where": "ffn"}])
+register_method("text-prompt", ["text"])
+register_method("visual-prompt", ["visual"])
+register_method("vop", ["text", "visual"])
+register_method("vop-p", ["text", "position"])
+register_method("vop-c", ["text", "context"])
+# VoP-F*: the frame-level prompts stop at K^s, where the inter-frame deep layers begin
+register_method("vop-f", ["text", {"type": "visual", "shallow_layers": K_S}, "frame"])
+register_method("vop-fp", ["text", {"type": "position", "shallow_layers": K_S}, "frame"])
+register_method("vop-fc", ["text", {"type": "context", "shallow_layers": K_S}, "frame"])
 
 
 def list_methods() -> list[str]:
@@ -67,13 +61,17 @@ def list_methods() -> list[str]:
 def resolve_method(method: str, overrides: dict | None = None) -> list[dict]:
     """The component list of ``method`` with ``overrides`` applied.
 
-    ``overrides`` is either ``{"components": [...]}`` (a whole saved list, as in adapter.json) or
-    flat values set in every component that has that key; a key no component has is an error.
+    ``overrides`` is either ``{"components": [...]}`` (a whole list: saved in adapter.json, or a
+    method declared in a recipe; ``method`` is then only its name) or flat values set in every
+    component that has that key; a key no component has is an error.
     """
-    if method not in METHODS:
-        raise KeyError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     overrides = dict(overrides or {})
-    comps = copy.deepcopy(overrides.pop("components", METHODS[method]))
+    if "components" in overrides:
+        comps = [complete(c) for c in overrides.pop("components")]
+    elif method in METHODS:
+        comps = copy.deepcopy(METHODS[method])
+    else:
+        raise KeyError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     for key, value in overrides.items():
         hits = [c for c in comps if key in c and key != "type"]
         if not hits:
@@ -81,9 +79,6 @@ def resolve_method(method: str, overrides: dict | None = None) -> list[dict]:
             raise KeyError(f"override {key!r} does not apply to method {method!r}; its keys: {known}")
         for c in hits:
             c[key] = value
-    for c in comps:
-        if c.get("type") not in COMPONENTS and c.get("type") not in TUNINGS:
-            raise KeyError(f"unknown component type {c.get('type')!r} in method {method!r}")
     return comps
 
 
@@ -95,12 +90,6 @@ def _context_length(value: int | None, clip: CLIP) -> int:
     if not 2 <= int(value) <= limit:
         raise ValueError(f"context_length must be in 2..{limit} (the backbone's positions), got {value}")
     return int(value)
-
-
-def _resolve_depth(comps: list[dict], layers: int) -> None:
-    for c in comps:
-        if "shallow_layers" in c:
-            c["shallow_layers"] = resolve_depth(c["shallow_layers"], layers)
 
 
 class VideoTextModel(nn.Module):
@@ -124,14 +113,14 @@ class VideoTextModel(nn.Module):
         self._trainable_ids = {id(p) for p in self._trainable}
 
     def _add_component(self, c: dict) -> None:
-        if c["type"] in TUNINGS:
-            self._trainable += TUNINGS[c["type"]].from_config(c, self.clip.cfg, self.frames).select(self.clip)
+        cls = COMPONENTS[c["type"]]
+        if cls.role == "backbone":
+            self._trainable += cls.from_config(c, self.clip.cfg, self.frames).select(self.clip)
             return
-        module = COMPONENTS[c["type"]].from_config(c, self.clip.cfg, self.frames)
-        if module.role in self.prompts:
-            raise ValueError(f"method {self.method!r} has two {module.role!r} prompt components")
-        self.prompts[module.role] = module
-        self._trainable += list(module.parameters())
+        if cls.role in self.prompts:
+            raise ValueError(f"method {self.method!r} has two {cls.role!r} prompt components")
+        self.prompts[cls.role] = cls.from_config(c, self.clip.cfg, self.frames)  # tensors: prompts.<role>.*
+        self._trainable += list(self.prompts[cls.role].parameters())
 
     @property
     def backbone_name(self) -> str:
@@ -211,9 +200,11 @@ def build_model(clip: CLIP, method: str = "vop", frames: int = 12, overrides: di
     ``model.context_length`` is what adapter.json records and what every text encoder
     (training data, validation, ``evaluate``, the index) tokenizes to."""
     comps = resolve_method(method, overrides)
-    _resolve_depth(comps, clip.cfg.vision.layers)
+    for c in comps:  # K^s recorded as the layer count it means on this backbone
+        if "shallow_layers" in c:
+            c["shallow_layers"] = shallow_depth(c, clip.cfg)
     sha = clip.weights_sha256
-    if any(c["type"] in BACKBONE_METHODS for c in comps):
+    if any(COMPONENTS[c["type"]].role == "backbone" for c in comps):
         clip = copy.deepcopy(clip)
         clip._sha256 = None  # the copy's weights will train away from the cached hash
     if seed is None:

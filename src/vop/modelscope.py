@@ -237,12 +237,12 @@ def convert_vop(state: dict, hp: dict, clip: CLIP, path: Path, report: ImportRep
 
 def trained_set(clip: CLIP, method: str) -> set[str]:
     """Names (OpenAI layout) of the backbone tensors that vop's baseline ``method`` trains."""
-    from vop.tuning import TUNINGS
+    from vop.prompts.base import COMPONENTS
 
     if method == "full":
         return {n for n, _ in clip.named_parameters()} - set(NOT_MAPPED)
     name, _, heads = method.partition("+")
-    chosen = {id(p) for p in TUNINGS[name].from_config({"include_heads": bool(heads)}, clip.cfg, 1).select(clip)}
+    chosen = {id(p) for p in COMPONENTS[name].from_config({"include_heads": bool(heads)}, clip.cfg, 1).select(clip)}
     return {n for n, p in clip.named_parameters() if id(p) in chosen}
 
 

@@ -14,11 +14,12 @@ small as the learned ones.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
-from vop.prompts.text import INIT_STD
-from vop.prompts.visual import shallow_depth
+from vop.prompts.base import INIT_STD, init_tokens, register_component, shallow_depth
 
 CMM_TYPES = ("bilstm", "lstm", "transformer")
 
@@ -28,7 +29,7 @@ class TransformerCMM(nn.Module):
 
     def __init__(self, width: int, frames: int):
         super().__init__()
-        self.pos = nn.Parameter(torch.randn(frames, width) * INIT_STD)  # [F, D]
+        self.pos = init_tokens(frames, width)  # [F, D]
         self.layer = nn.TransformerEncoderLayer(width, max(1, width // 64), 4 * width, dropout=0.0,
                                                 batch_first=True, norm_first=True)
 
@@ -47,15 +48,17 @@ def build_cmm(kind: str, width: int, frames: int) -> tuple[nn.Module, int]:
     raise ValueError(f"unknown cmm {kind!r}; choose one of {', '.join(CMM_TYPES)}")
 
 
+@register_component
 class ContextPrompts(nn.Module):
-    role = "visual"
+    name, role = "context", "visual"
+    defaults: ClassVar[dict] = {"shared_length": 4, "generated_length": 4, "cmm": "bilstm", "shallow_layers": None}
 
     def __init__(self, layers: int, width: int, frames: int, shared_length: int = 4,
                  generated_length: int = 4, cmm: str = "bilstm"):
         super().__init__()
         self.layers, self.width, self.generated_length = layers, width, generated_length
         self.needs_frames = cmm == "transformer"
-        self.shared = nn.Parameter(torch.randn(layers, shared_length, width) * INIT_STD)  # [K, ns, D]
+        self.shared = init_tokens(layers, shared_length, width)  # [K, ns, D]
         self.cmm, out = build_cmm(cmm, width, frames)
         self.generate = nn.Linear(out, generated_length * width)
         nn.init.normal_(self.generate.weight, std=INIT_STD)

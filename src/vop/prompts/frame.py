@@ -12,15 +12,18 @@ frames as an unordered set, a control for where the order signal comes from.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
-from vop.prompts.text import INIT_STD
-from vop.prompts.visual import shallow_depth
+from vop.prompts.base import K_S, init_tokens, register_component, shallow_depth
 
 
+@register_component
 class DeepFramePrompts(nn.Module):
-    role = "deep"
+    name, role = "frame", "deep"
+    defaults: ClassVar[dict] = {"video_length": 8, "shallow_layers": K_S, "frame_position": True}
     needs_frames = True  # one positional vector per frame index
 
     def __init__(self, layers: int, start: int, width: int, frames: int, video_length: int = 8,
@@ -28,7 +31,7 @@ class DeepFramePrompts(nn.Module):
         super().__init__()
         self.start = start
         deep = layers - start
-        self.video = nn.Parameter(torch.randn(deep, video_length, width) * INIT_STD) if deep else None  # [K-Ks, n, D]
+        self.video = init_tokens(deep, video_length, width) if deep else None  # [K-Ks, n, D]
         if deep and not frame_position:  # a control: frames enter the deep layers without any order signal
             self.register_buffer("frame_pos", torch.zeros(frames, width), persistent=False)
         else:
@@ -37,8 +40,7 @@ class DeepFramePrompts(nn.Module):
     @classmethod
     def from_config(cls, c: dict, clip_cfg, frames: int) -> DeepFramePrompts:
         v = clip_cfg.vision
-        return cls(v.layers, shallow_depth(c, clip_cfg), v.width, frames, c["video_length"],
-                   c.get("frame_position", True))
+        return cls(v.layers, shallow_depth(c, clip_cfg), v.width, frames, c["video_length"], c["frame_position"])
 
     def prompts(self, i: int) -> torch.Tensor | None:
         """Video-level tokens for deep layer ``i`` (absolute index): ``[n, D]``."""

@@ -3,22 +3,25 @@ plus ``position_length`` tokens taken from a table indexed by the frame's positi
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
-from vop.prompts.text import INIT_STD
-from vop.prompts.visual import shallow_depth
+from vop.prompts.base import init_tokens, register_component, shallow_depth
 
 
+@register_component
 class PositionPrompts(nn.Module):
-    role = "visual"
+    name, role = "position", "visual"
+    defaults: ClassVar[dict] = {"shared_length": 4, "position_length": 4, "shallow_layers": None}
     needs_frames = True  # the table has one row per frame position
 
     def __init__(self, layers: int, width: int, frames: int, shared_length: int = 4, position_length: int = 4):
         super().__init__()
         self.layers = layers
-        self.shared = nn.Parameter(torch.randn(layers, shared_length, width) * INIT_STD)  # [K, ns, D]
-        self.position = nn.Parameter(torch.randn(layers, frames, position_length, width) * INIT_STD)  # [K, F, np, D]
+        self.shared = init_tokens(layers, shared_length, width)  # [K, ns, D]
+        self.position = init_tokens(layers, frames, position_length, width)  # [K, F, np, D]
 
     @classmethod
     def from_config(cls, c: dict, clip_cfg, frames: int) -> PositionPrompts:

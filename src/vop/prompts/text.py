@@ -17,15 +17,21 @@ tokens perturb the frozen encoder little at step 0 and still break symmetry betw
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
-INIT_STD = 0.02
+from vop.prompts.base import init_tokens, register_component
+
 PLACEMENTS = ("paper", "modelscope")
 
 
+@register_component
 class TextPrompts(nn.Module):
-    role = "text"
+    name, role = "text", "text"
+    defaults: ClassVar[dict] = {"text_length": 8, "text_placement": "paper"}
+    optional: ClassVar[tuple] = ("text_prefix_length",)  # modelscope placement: tokens after SOT (default: half)
 
     def __init__(self, layers: int, width: int, length: int = 8, placement: str = "paper",
                  prefix_length: int | None = None):
@@ -36,12 +42,12 @@ class TextPrompts(nn.Module):
         if not 0 <= prefix_length <= length:
             raise ValueError(f"text_prefix_length={prefix_length} is outside 0..text_length={length}")
         self.length, self.placement, self.prefix_length = length, placement, prefix_length
-        self.tokens = nn.Parameter(torch.randn(layers, length, width) * INIT_STD)  # [K, n, D]
+        self.tokens = init_tokens(layers, length, width)  # [K, n, D]
 
     @classmethod
     def from_config(cls, c: dict, clip_cfg, frames: int) -> TextPrompts:
         return cls(clip_cfg.text.layers, clip_cfg.text.width, c["text_length"],
-                   c.get("text_placement", "paper"), c.get("text_prefix_length"))
+                   c["text_placement"], c.get("text_prefix_length"))
 
     def prompts(self, i: int) -> torch.Tensor | None:
         """Prompt tokens for text layer ``i``: ``[n, D]``."""

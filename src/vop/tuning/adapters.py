@@ -7,10 +7,13 @@ hooks. ``up`` starts at zero, so before training the model equals CLIP exactly.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
 from vop.backbone.clip import CLIP
+from vop.prompts.base import register_component
 
 HOOKS = {"attn": "attn_adapter", "ffn": "mlp_adapter"}  # config "where" -> block hook attribute
 
@@ -27,10 +30,12 @@ class Bottleneck(nn.Module):
         return self.up(torch.relu(self.down(x)))
 
 
+@register_component
 class AdapterTuning:
     """Installs one ``Bottleneck`` per block into the (private) backbone and trains only them."""
 
-    role = "backbone"
+    name, role = "adapter", "backbone"
+    defaults: ClassVar[dict] = {"where": "attn", "hidden": 64}
 
     def __init__(self, where: str = "attn", hidden: int = 64):
         if where not in HOOKS:

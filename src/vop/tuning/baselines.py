@@ -18,22 +18,29 @@ Decisions (the paper names these baselines but not their exact tensors):
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import nn
 
 from vop.backbone.clip import CLIP, Attention, LayerNorm
+from vop.prompts.base import register_component
 
 
 class _Tuning:
     """A baseline with no values of its own: it only says which backbone tensors train."""
 
     role = "backbone"
+    defaults: ClassVar[dict] = {}
 
     @classmethod
     def from_config(cls, c: dict, clip_cfg, frames: int):
         return cls()
 
 
+@register_component
 class FullTuning(_Tuning):
+    name = "full"
+
     def select(self, clip: CLIP) -> list[nn.Parameter]:
         return [p for p in clip.parameters() if p is not clip.logit_scale]
 
@@ -48,23 +55,33 @@ def _biases(module: nn.Module) -> list[nn.Parameter]:
     return out
 
 
+@register_component
 class BiasTuning(_Tuning):
+    name = "bias"
+
     def select(self, clip: CLIP) -> list[nn.Parameter]:
         return _biases(clip)
 
 
+@register_component
 class ProjTuning(_Tuning):
+    name = "proj"
+
     def select(self, clip: CLIP) -> list[nn.Parameter]:
         return [clip.visual.proj, clip.text_projection]
 
 
+@register_component
 class PartialTuning(_Tuning):
+    name = "partial"
+    defaults: ClassVar[dict] = {"include_heads": False}
+
     def __init__(self, include_heads: bool = False):
         self.include_heads = include_heads
 
     @classmethod
     def from_config(cls, c: dict, clip_cfg, frames: int) -> PartialTuning:
-        return cls(bool(c.get("include_heads", False)))
+        return cls(bool(c["include_heads"]))
 
     def select(self, clip: CLIP) -> list[nn.Parameter]:
         params = [*clip.visual.transformer.resblocks[-1].parameters(), *clip.transformer.resblocks[-1].parameters()]
