@@ -153,3 +153,18 @@ def test_registration_checks_the_contract(toy):
     with pytest.raises(KeyError, match="unknown component type 'nope'"):
         register_method("toy-nope", ["text", "nope"])
     assert "toy-typo" not in METHODS and "toy-nope" not in METHODS
+
+
+def test_readme_example_runs_and_prints_what_it_says(toy, capsys, tmp_path):
+    """The README's "Adding a variant" block, run as it stands; it prints its own comment."""
+    import re
+    import runpy
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"### Adding a variant\n.*?```python\n(.*?)```", readme, re.DOTALL).group(1)
+    (tmp_path / "example.py").write_text(block)
+    runpy.run_path(str(tmp_path / "example.py"))
+    printed = capsys.readouterr().out.strip()
+    assert printed == re.search(r"print\(model\.budget_line\(\)\)\s+# (.*)", block).group(1)
+    assert printed.startswith("trainable params: 640 ||")  # text 2 x 8 x 32 + first layer 2 x 64
