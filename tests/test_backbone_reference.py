@@ -174,3 +174,25 @@ def test_recorded_config_loads_a_bare_state_dict(tmp_path, capsys):
                 progress=False)
     assert main(["search", str(tmp_path / "idx"), "a video", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["results"][0]["path"] == "v0.mp4"
+
+
+@pytest.mark.parametrize("old,source,fmt", [
+    ("safetensors:/w/tiny.safetensors", "/w/tiny.safetensors", "safetensors"),
+    ("openai-torchscript:/w/ViT-B-32.pt", "/w/ViT-B-32.pt", "openai-torchscript"),
+    ("bundled:tiny-synthetic", "tiny-synthetic", "bundled"),
+    ("random", None, "random"),
+    ("unknown", None, None),
+    ("/plain/path.pt", "/plain/path.pt", None),  # a format-1 manifest's source
+])
+def test_old_source_spellings(old, source, fmt):
+    ref = BackboneRef.from_dict({"name": "tiny", "weights_sha256": "ab" * 32, "source": old})
+    assert (ref.source, ref.format, ref.config) == (source, fmt, None)
+
+
+def test_a_hostile_backbone_entry_is_one_line(setup, capsys):
+    path = setup["tmp"] / "idx-zs" / "manifest.json"
+    data = json.loads(path.read_text())
+    data["backbone"]["source"] = 5
+    path.write_text(json.dumps(data))
+    assert main(["search", str(path.parent), "a video"]) == 2
+    assert "backbone.source must be a string" in _one_line(capsys, "search")
