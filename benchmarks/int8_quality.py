@@ -111,7 +111,7 @@ def random_weights_part(videos_dir: Path, limit: int, per_token: bool) -> dict:
         if len(clips) == limit:
             break
         try:
-            frames, _info = decoder.decode(videos_dir / f.relpath)
+            frames = decoder.decode(videos_dir / f.relpath)[0]
         except DecodeError:
             continue
         clips.append(clip_preprocess(frames, size=224))
@@ -138,16 +138,10 @@ def top_overlap(s_a: torch.Tensor, s_b: torch.Tensor, k: int) -> float:
     return float(sum(len(set(x.tolist()) & set(y.tolist())) for x, y in zip(ta, tb)) / (k * len(ta)))
 
 
-def backbone_source(meta: dict) -> str:
-    source = meta["backbone"].get("source", "")
-    _kind, _, where = source.partition(":")
-    return where or meta["backbone"]["name"]
-
-
 @torch.no_grad()
 def demo_part(demo_out: Path, per_token: bool) -> dict:
-    from vop.adapter import load_adapter, read_metadata
-    from vop.backbone.loading import load_clip
+    from vop.adapter import META_FILE, backbone_ref, load_adapter, read_metadata
+    from vop.backbone.reference import resolve_backbone
     from vop.data.annotations import load_records
     from vop.eval.retrieval import build_queries, encode_texts, encode_videos, metrics_from_embeddings
 
@@ -162,7 +156,7 @@ def demo_part(demo_out: Path, per_token: bool) -> dict:
     rows = []
     for adapter in adapters:
         meta = read_metadata(adapter)
-        clip = load_clip(backbone_source(meta))
+        clip = resolve_backbone(backbone_ref(meta), recorded_in=adapter / META_FILE)
         fp32 = load_adapter(adapter, clip)
         q = int8_copy(fp32, per_token)
         size = clip.cfg.vision.image_size

@@ -43,7 +43,8 @@ def test_round_trip_gives_identical_embeddings(tiny_clip, tmp_path, method):
     assert set(tensors) == {n for n, _ in model.trainable_named_parameters()}
     meta = read_metadata(tmp_path / "a")
     assert meta["extra"] == {"step": 7} and meta["frames"] == FRAMES and meta["context_length"] == 77
-    assert meta["backbone"] == {"name": "tiny", "weights_sha256": tiny_clip.weights_sha256, "source": "random"}
+    assert meta["backbone"] == {"name": "tiny", "weights_sha256": tiny_clip.weights_sha256, "source": None,
+                                "format": "random", "config": tiny_clip.cfg.to_dict()}
     assert meta["whole_model"] == (method == "full")
     assert not list((tmp_path / "a").glob(".*tmp*"))  # atomic writes leave no temporary files
 

@@ -105,7 +105,7 @@ def test_hf_directory_equals_transformers(tiny_hf, tiny_inputs):
     model, folder = tiny_hf
     clip = vop.load_clip(folder)
     assert clip.cfg.to_dict() == {**get_config("tiny").to_dict()}  # config.json maps back to 'tiny'
-    assert clip.source == f"hf:{folder.resolve()}"
+    assert (clip.source_format, clip.source) == ("hf", str(folder.resolve()))
     assert_close(our_embeddings(clip, *tiny_inputs), hf_embeddings(model, *tiny_inputs))
     assert clip.logit_scale.item() == pytest.approx(model.logit_scale.item())
 
@@ -128,12 +128,12 @@ def test_openai_state_dict_and_torchscript_equal_transformers(tiny_hf, tiny_inpu
     plain = tmp_path / "tiny.pt"  # the file name names the config
     torch.save(from_hf.state_dict(), plain)
     from_plain = vop.load_clip(plain)
-    assert from_plain.source == f"state-dict:{plain.resolve()}"
+    assert (from_plain.source_format, from_plain.source) == ("state-dict", str(plain.resolve()))
     assert_close(our_embeddings(from_plain, *tiny_inputs), reference)
 
     archive = torchscript_archive(from_hf.state_dict(), tmp_path / "weights.pt", image_size=32)
     from_script = vop.load_clip(archive, config="tiny")
-    assert from_script.source.startswith("openai-torchscript:")
+    assert from_script.source_format == "openai-torchscript"
     assert_close(our_embeddings(from_script, *tiny_inputs), reference)
 
     # the same weights give the same hash whatever the file format

@@ -76,7 +76,7 @@ def test_openai_layout_gives_the_same_tensors_as_jit_load(tmp_path):
         for k in reference:
             assert ours[k].dtype == dtype and torch.equal(ours[k], reference[k]), k
         loaded = load_clip(archive, config="tiny")
-        assert loaded.source.startswith("openai-torchscript:")
+        assert loaded.source_format == "openai-torchscript"
         expected = {k: v.to(dtype).float() for k, v in clip.state_dict().items()}
         assert all(torch.equal(loaded.state_dict()[k], expected[k]) for k in expected)
 

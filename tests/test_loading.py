@@ -25,7 +25,7 @@ def test_save_clip_round_trip_keeps_config_and_hash(tiny_clip, tmp_path):
     assert loaded.cfg == tiny_clip.cfg
     assert same_weights(loaded, tiny_clip)
     assert loaded.weights_sha256 == tiny_clip.weights_sha256
-    assert loaded.source == f"safetensors:{path.resolve()}"
+    assert (loaded.source_format, loaded.source) == ("safetensors", str(path.resolve()))
     assert not any(p.requires_grad for p in loaded.parameters()) and not loaded.training
 
 
@@ -35,7 +35,7 @@ def test_bundled_name_resolves_to_assets(tiny_clip, tmp_path, monkeypatch):
     save_file({"x": torch.zeros(1)}, str(tmp_path / "not-a-clip.safetensors"))  # no config metadata
     assert set(loading.bundled_models()) == {"my-tiny"}
     loaded = vop.load_clip("my-tiny")
-    assert loaded.source == "bundled:my-tiny"
+    assert (loaded.source_format, loaded.source) == ("bundled", "my-tiny")
     assert same_weights(loaded, tiny_clip)
     with pytest.raises(FileNotFoundError, match=r"'nope'.*bundled: my-tiny"):
         vop.load_clip("nope")

@@ -62,7 +62,8 @@ def test_search_refuses_a_different_backbone(files, capsys):
     )
     other = save_clip(build_clip("tiny", seed=1), backbone.parent / "other.safetensors")
     code, _, err = _run(capsys, "search", index, "query", "--backbone", other)
-    assert code == 2 and "backbone_sha256" in err
+    assert code == 2 and len(err.strip().splitlines()) == 1  # one line naming the weights and the manifest
+    assert str(other) in err and str(index / "manifest.json") in err and "sha256" in err
 
 
 def test_cli_errors_are_clear(files, capsys):

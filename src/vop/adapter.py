@@ -17,6 +17,7 @@ import torch
 
 from vop import __version__
 from vop.backbone.clip import CLIP
+from vop.backbone.reference import BackboneRef, validate_ref
 from vop.model import VideoTextModel, build_model
 
 SCHEMA_VERSION = 1
@@ -46,8 +47,7 @@ def adapter_metadata(model: VideoTextModel, extra: dict | None = None) -> dict:
         "method": model.method,
         "method_config": model.method_config,
         "whole_model": model.method == "full",
-        "backbone": {"name": model.backbone_name, "weights_sha256": model.backbone_sha256,
-                     "source": getattr(model.clip, "source", "unknown")},
+        "backbone": BackboneRef.of(model.clip, model.backbone_sha256).to_dict(),
         "frames": model.frames,
         "context_length": model.context_length,
         "parameters": {"trainable": b["trainable"], "total": b["total"],
@@ -97,11 +97,12 @@ def validate_metadata(meta: dict, path) -> None:
     if not isinstance(config, dict):
         raise err("method_config must be an object")
     check_tree(config, "method_config", err)
-    backbone = meta.get("backbone")
-    if not isinstance(backbone, dict):
-        raise err("backbone must be an object with name and weights_sha256")
-    check_str(backbone.get("name"), "backbone.name", err, max_len=200)
-    check_str(backbone.get("weights_sha256"), "backbone.weights_sha256", err, max_len=128)
+    validate_ref(meta.get("backbone"), err)
+
+
+def backbone_ref(meta: dict) -> BackboneRef:
+    """The backbone an adapter was trained on (``read_metadata``'s result; old adapters too)."""
+    return BackboneRef.from_dict(meta["backbone"])
 
 
 def check_backbone(meta: dict, clip: CLIP, where: str = "adapter") -> None:

@@ -348,7 +348,7 @@ def convert_modelscope(source: str | os.PathLike, clip: CLIP, method: str | None
 def import_modelscope(source: str | os.PathLike, out: str | os.PathLike, backbone: str | os.PathLike | None = None,
                       method: str | None = None, force: bool = False) -> ImportReport:
     """Convert and save as a vop adapter in ``out``; the backbone defaults to ``MODEL_DIR/ViT-B-32.pt``."""
-    from vop.backbone.loading import load_clip
+    from vop.backbone.reference import resolve_backbone
 
     ckpt, _ = find_files(source)
     if backbone is None:
@@ -358,7 +358,7 @@ def import_modelscope(source: str | os.PathLike, out: str | os.PathLike, backbon
     out = Path(out)
     if (out / META_FILE).exists() and not force:
         raise ModelScopeError(f"{out}: already holds an adapter; pass --force to overwrite it")
-    clip = load_clip(backbone)
+    clip = resolve_backbone(None, backbone)
     model, report = convert_modelscope(source, clip, method)
     save_adapter(model, out, extra={"imported_from": report.to_json()})
     return report

@@ -298,7 +298,8 @@ class CLIP(nn.Module):
         self.ln_final = LayerNorm(t.width)
         self.text_projection = nn.Parameter(torch.empty(t.width, cfg.embed_dim))
         self.logit_scale = nn.Parameter(torch.tensor(0.0))
-        self.source: str = "random"
+        self.source: str = "random"  # where the weights came from: a path or a bundled name (load_clip)
+        self.source_format: str = "random"  # how: vop.backbone.reference.FORMATS
         self._sha256: str | None = None
         self.init_weights()
         self.freeze()

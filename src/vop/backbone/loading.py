@@ -47,34 +47,39 @@ class CheckpointError(ValueError):
 # --------------------------------------------------------------------------- public API
 
 
-def load_clip(source: str | Path, config: str | CLIPConfig | dict | None = None) -> CLIP:
+def load_clip(source: str | Path, config: str | CLIPConfig | dict | None = None,
+              default_config: str | CLIPConfig | dict | None = None) -> CLIP:
     """Load CLIP weights from a local file, a Hugging Face directory, or a bundled name.
 
     ``config`` (a name such as ``"ViT-B-32"``, a :class:`CLIPConfig` or its dict) overrides
-    the architecture the source declares. The returned model is frozen, in eval mode, with
-    ``source`` set to ``"<format>:<path or name>"``.
+    the architecture the source declares; ``default_config`` is used only when it declares none
+    (a recorded backbone's architecture, for a bare state dict). The returned model is frozen, in
+    eval mode, with ``source`` (the absolute path, or the bundled name) and ``source_format``
+    (one of ``vop.backbone.reference.FORMATS``) set.
     """
-    state, declared, path, label = _read_source(source)
+    state, declared, path, (kind, where) = _read_source(source)
     cfg = _as_config(config) if config is not None else declared
+    if cfg is None and default_config is not None:
+        cfg = _as_config(default_config)
     if cfg is None:
         raise CheckpointError(
             f"{path}: cannot tell the architecture; pass config=NAME (known: {', '.join(sorted(CONFIGS))}) "
             f"or name the file after a config, e.g. ViT-B-32.pt"
         )
     model = build_from_state_dict(state, cfg, origin=str(path))
-    model.source = label
+    model.source, model.source_format = where, kind
     return model
 
 
-def _read_source(source: str | Path) -> tuple[dict[str, torch.Tensor], CLIPConfig | None, Path, str]:
-    """-> (OpenAI-layout state dict, declared config or None, file read, ``"<format>:<where>"``)."""
+def _read_source(source: str | Path) -> tuple[dict[str, torch.Tensor], CLIPConfig | None, Path, tuple[str, str]]:
+    """-> (OpenAI-layout state dict, declared config or None, file read, (format, where))."""
     path = Path(source).expanduser()
     if path.is_dir():
         state, cfg, kind = _read_hf_dir(path)
-        return state, cfg, path, f"{kind}:{path.resolve()}"
+        return state, cfg, path, (kind, str(path.resolve()))
     if path.is_file():
         state, cfg, kind = _read_file(path)
-        return state, cfg, path, f"{kind}:{path.resolve()}"
+        return state, cfg, path, (kind, str(path.resolve()))
     bundled = bundled_models()
     if str(source) not in bundled:
         raise FileNotFoundError(
@@ -82,7 +87,7 @@ def _read_source(source: str | Path) -> tuple[dict[str, torch.Tensor], CLIPConfi
             f"(bundled: {', '.join(sorted(bundled)) or 'none'})"
         )
     state, cfg, _ = _read_file(bundled[str(source)])
-    return state, cfg, bundled[str(source)], f"bundled:{source}"
+    return state, cfg, bundled[str(source)], ("bundled", str(source))
 
 
 def save_clip(model: CLIP, path: str | Path, keep_tokens=None) -> Path:

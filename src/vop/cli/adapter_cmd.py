@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from vop.adapter import WEIGHTS_FILE, AdapterError, read_metadata
+    from vop.adapter import WEIGHTS_FILE, AdapterError, backbone_ref, read_metadata
 
     d = Path(args.directory)
     try:
@@ -63,10 +63,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    b, p = meta["backbone"], meta["parameters"]
+    p = meta["parameters"]
     print(f"adapter     {d}")
     print(f"method      {meta['method']}" + ("  (adapter = the whole model)" if meta.get("whole_model") else ""))
-    print(f"backbone    {b['name']}  sha256 {b['weights_sha256']}  ({b.get('source', '?')})")
+    ref = backbone_ref(meta)
+    print(f"backbone    {ref.name}  sha256 {ref.weights_sha256}  ({ref.format or 'format not recorded'}: "
+          f"{ref.source or 'no file recorded'})")
     print(f"frames      {meta['frames']}    text context {meta.get('context_length', 'not recorded: 77')}")
     print(f"parameters  trainable {p['trainable']:,} of {p['total']:,}  "
           + "  ".join(f"{k} {v:,}" for k, v in p["breakdown"].items()))

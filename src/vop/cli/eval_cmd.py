@@ -23,7 +23,7 @@ def register(subparsers) -> None:
     what.add_argument("--adapter", help="adapter folder (adapter.json + adapter.safetensors)")
     what.add_argument("--method", choices=["zeroshot"], help="evaluate plain CLIP")
     p.add_argument("--backbone", help="CLIP weights (file, HF folder or bundled name); "
-                                      "default: the source recorded in the adapter")
+                                      "default: the backbone recorded in the adapter (sha256-checked)")
     p.add_argument("--frames", type=int, default=12, help="frames per video for --method zeroshot")
     p.add_argument("--dataset", required=True, help="msrvtt, msvd, didemo, activitynet, lsmdc, csv, jsonl")
     p.add_argument("--annotations", required=True, help="annotation folder or file")
@@ -46,18 +46,19 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _backbone_source(args) -> str:
-    if args.backbone:
-        return args.backbone
-    if not args.adapter:
-        raise ValueError("--method zeroshot needs --backbone (CLIP weights: a file, an HF folder or a bundled name)")
-    from vop.adapter import read_metadata
+def _load_backbone(args):
+    """``--backbone``, else the adapter's recorded backbone, through the one resolver (sha256-checked)."""
+    from vop.backbone.reference import resolve_backbone
 
-    source = read_metadata(args.adapter)["backbone"].get("source", "")
-    _kind, _, where = source.partition(":")
-    if where:
-        return where
-    raise ValueError("--backbone is required (the adapter does not record a usable source)")
+    if not args.adapter:
+        return resolve_backbone(None, args.backbone, need="--method zeroshot needs --backbone "
+                                "(CLIP weights: a file, an HF folder or a bundled name)")
+    from pathlib import Path
+
+    from vop.adapter import META_FILE, backbone_ref, read_metadata
+
+    return resolve_backbone(backbone_ref(read_metadata(args.adapter)), args.backbone,
+                            recorded_in=Path(args.adapter) / META_FILE)
 
 
 def run(args) -> int:
@@ -66,7 +67,6 @@ def run(args) -> int:
 
     import torch
 
-    from vop.backbone.loading import load_clip
     from vop.backbone.quantize import apply_precision, check_precision
     from vop.data.annotations import load_records
     from vop.eval.retrieval import evaluate, format_table
@@ -76,7 +76,7 @@ def run(args) -> int:
         device = "cpu"
     try:
         check_precision(args.precision, device)
-        clip = load_clip(_backbone_source(args))
+        clip = _load_backbone(args)
         if args.adapter:
             from vop.adapter import load_adapter
 

@@ -3,6 +3,8 @@
 Examples::
 
     vop index ~/videos --backbone ViT-B-32.pt --adapter runs/msrvtt-vop/adapter --out ~/videos.vop
+    vop index ~/videos --out ~/videos.vop                    # again: the recorded backbone, new files only
+    vop index data/msrvtt/videos --backbone ViT-B-32.pt --out IDX --cache cache/msrvtt   # `vop prepare` frames
     vop index ~/videos --backbone ViT-B-32.pt --out IDX --shard 0/4     # one of 4 processes/machines
     torchrun --nproc_per_node 4 -m vop index ~/videos --backbone ViT-B-32.pt --out IDX
     vop index --merge IDX                                               # combine IDX/shards/* into IDX
@@ -27,10 +29,13 @@ def register(subparsers) -> None:
     )
     p.add_argument("video_dir", nargs="?", help="folder searched recursively for video files")
     p.add_argument("--out", required=True, help="index folder (created; re-runs update it)")
-    p.add_argument("--backbone", help="CLIP weights: OpenAI .pt, state dict, HF folder or bundled name")
+    p.add_argument("--backbone", help="CLIP weights: OpenAI .pt, state dict, HF folder or bundled name "
+                                      "(default: the one the adapter, else the index at OUT, records)")
     p.add_argument("--config", help="CLIP config name when the weights file does not say (e.g. ViT-B-32)")
     p.add_argument("--adapter", help="adapter folder from `vop train` (default: zero-shot CLIP)")
     p.add_argument("--frames", type=int, help="frames per video (default: the adapter's, else 12)")
+    p.add_argument("--cache", metavar="DIR", help="frame cache from `vop prepare`: videos it holds (same file, "
+                                                   "size and time) are read from it instead of decoded")
     p.add_argument(
         "--shard",
         help="i/n: index only shard i of n into OUT/shards/i-of-n (default under torchrun: RANK/WORLD_SIZE)",
@@ -94,23 +99,44 @@ def _merge(args):
     return merge_shards(args.out, vector_index=args.vector_index)
 
 
+def _recorded_backbone(args):
+    """(BackboneRef, file that records it) of the adapter, else of the index at --out; else (None, None)."""
+    from pathlib import Path
+
+    if args.adapter:
+        from vop.adapter import META_FILE, backbone_ref, read_metadata
+
+        return backbone_ref(read_metadata(args.adapter)), Path(args.adapter) / META_FILE
+    from vop.index.manifest import MANIFEST_NAME, read_manifest
+
+    if (Path(args.out) / MANIFEST_NAME).is_file():
+        return read_manifest(args.out).backbone, Path(args.out) / MANIFEST_NAME
+    return None, None
+
+
 def _index(args):
     import torch
 
+    from vop.backbone.reference import resolve_backbone
     from vop.index.build import build_index
-    from vop.index.encoder import load_encoder
+    from vop.index.encoder import VideoEncoder
 
     if not args.video_dir:
         raise ValueError("VIDEO_DIR is required (or --merge to combine shards)")
-    if not args.backbone:
-        raise ValueError("--backbone is required (the CLIP weights to encode the videos with)")
     if args.threads:
         torch.set_num_threads(args.threads)
     from vop.backbone.quantize import DEFAULT_CPU_PRECISION
 
     precision = args.precision or DEFAULT_CPU_PRECISION
-    encoder = load_encoder(args.backbone, args.adapter, frames=args.frames, config=args.config,
-                           precision=precision)
+    recorded, where = _recorded_backbone(args)
+    clip = resolve_backbone(recorded, args.backbone, config=args.config, recorded_in=where,
+                            need="--backbone is required (the CLIP weights to encode the videos with)")
+    cache = None
+    if args.cache:
+        from vop.data.cache import FrameCache
+
+        cache = FrameCache(args.cache)
+    encoder = VideoEncoder.from_clip(clip, args.adapter, frames=args.frames, precision=precision, cache=cache)
     if not args.quiet and not args.json:
         print(f"encoding at {encoder.precision}", file=sys.stderr)
     return build_index(

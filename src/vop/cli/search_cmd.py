@@ -68,7 +68,7 @@ def _search(args):
     searcher.vectors.set_params(nprobe=args.nprobe, k_factor=args.k_factor)
     if args.like is None or searcher.indexed_id(args.like) is None:  # an indexed --like needs no model
         searcher.set_encoder(encoder_for_index(searcher.manifest, args.backbone, args.adapter,
-                                               precision=args.precision))
+                                               precision=args.precision, index_dir=args.index))
     precision = {"query": searcher.encoder.precision if searcher.encoder else "stored vector",
                  "index": searcher.manifest.precision}
     if args.like is not None:

@@ -3,8 +3,9 @@
 Layout of a cache folder::
 
     cache.json              settings: format version, frames per video, short side
-    manifest.json           {"videos": {video_id: {"file", "frames", "source_frames"}},
+    manifest.json           {"videos": {video_id: {"file", "frames", "source_frames", "source"}},
                              "failed": {video_id: reason}}
+                            source: {"path" (absolute), "size", "mtime_ns"} of the video file
     videos/<key>.npy        uint8 [K, H, W, 3], K = min(frames, video length), short side = size
 
 Each video keeps ``frames`` (default 32) frames taken at the middles of equal segments, resized
@@ -14,6 +15,11 @@ frames it needs. Writes are atomic (temporary file + ``os.replace``), so a
 killed ``vop prepare`` loses at most the video it was decoding; a re-run skips every finished
 file. The manifest is rewritten (atomically) every few videos and at the end; the files
 themselves are the source of truth for what is done.
+
+``vop index --cache`` finds a video by its file (:meth:`FrameCache.id_for_file`): the recorded
+path, size and modification time must all match, so an edited video is decoded again. Caches
+built before the file was recorded gain it by re-running ``vop prepare`` (nothing is decoded
+again; it assumes the files were not edited since).
 
 Training from the cache samples F of the K cached frames with the same segment rule as from
 video, so the random jitter inside a segment is coarser (K positions instead of every frame).
@@ -74,6 +80,23 @@ class FrameCache:
         manifest_path = self.root / "manifest.json"
         manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
         self.failed: dict[str, str] = manifest.get("failed", {})
+        self._by_file: dict[str, tuple[str, int, int]] = {}  # path -> (video_id, size, mtime_ns)
+        for video_id, entry in manifest.get("videos", {}).items():
+            src = entry.get("source") if isinstance(entry, dict) else None
+            if isinstance(src, dict) and {"path", "size", "mtime_ns"} <= set(src):
+                self._by_file[str(src["path"])] = (video_id, src["size"], src["mtime_ns"])
+
+    def id_for_file(self, path: str | os.PathLike) -> str | None:
+        """The video id cached from this file, when path, size and mtime still match; else None."""
+        path = Path(path).resolve()
+        found = self._by_file.get(str(path))
+        if found is None or not self.has(found[0]):
+            return None
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return found[0] if (st.st_size, st.st_mtime_ns) == found[1:] else None
 
     @property
     def frames(self) -> int:
@@ -101,17 +124,28 @@ class FrameCache:
         return np.ascontiguousarray(self.load(video_id)[list(indices)])
 
 
+def source_of(path) -> dict | None:
+    """``{"path", "size", "mtime_ns"}`` of a video file (what ``FrameCache.id_for_file`` matches)."""
+    try:
+        resolved = Path(path).resolve()
+        st = resolved.stat()
+    except (OSError, TypeError):
+        return None
+    return {"path": str(resolved), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
 def _cache_one(video_id: str, path, target: Path, frames: int, short_side: int) -> dict:
     """Decode one video into ``target`` (atomically). Runs in a worker process when ``workers > 1``."""
     try:
         if path is None:
             raise DecodeError(video_id, "video file not found")
+        source = source_of(path)  # before decoding: a file changed meanwhile is not matched later
         num_frames = count_frames(path)
         array = read_frames(path, sample_indices(num_frames, min(frames, num_frames)), short_side=short_side)
     except DecodeError as err:
         return {"video_id": video_id, "error": err}
     _write_npy_atomic(target, array)
-    return {"video_id": video_id, "frames": int(array.shape[0]), "source_frames": num_frames}
+    return {"video_id": video_id, "frames": int(array.shape[0]), "source_frames": num_frames, "source": source}
 
 
 def _remove_stale_temporaries(root: Path) -> None:
@@ -155,7 +189,9 @@ def build_cache(records, root: str | os.PathLike, frames: int = 32, short_side: 
     todo = [r for r in unique if not cache.has(r.video_id)]
     for record in unique:
         if cache.has(record.video_id):
-            done.setdefault(record.video_id, {"file": str(cache.path_for(record.video_id).relative_to(root))})
+            entry = done.setdefault(record.video_id, {"file": str(cache.path_for(record.video_id).relative_to(root))})
+            if "source" not in entry and record.path is not None:  # caches built before it was recorded
+                entry["source"] = source_of(record.path)
     counts = {"decoded": 0, "skipped_done": len(unique) - len(todo), "failed": 0}
     jobs = [(r.video_id, r.path, cache.path_for(r.video_id), frames, short_side) for r in todo]
     with _executor(workers) as pool:
@@ -172,7 +208,8 @@ def build_cache(records, root: str | os.PathLike, frames: int = 32, short_side: 
                 continue
             failed.pop(video_id, None)
             done[video_id] = {"file": str(cache.path_for(video_id).relative_to(root)),
-                              "frames": result["frames"], "source_frames": result["source_frames"]}
+                              "frames": result["frames"], "source_frames": result["source_frames"],
+                              "source": result["source"]}
             counts["decoded"] += 1
             if n % MANIFEST_EVERY == MANIFEST_EVERY - 1:
                 _write_json_atomic(manifest_path, {"videos": done, "failed": failed})

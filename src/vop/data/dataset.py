@@ -1,4 +1,11 @@
-"""Datasets and loaders: records + decoder (or frame cache) + sampler + transform.
+"""One video-to-tensor path and one loader factory, used by training, evaluation and ``vop index``.
+
+``read_video`` picks a record's frames (from the frame cache when it holds the video, else by
+decoding the file at the model's image size) and ``model_input`` turns them into the CLIP input;
+``load_video`` is the two together. ``make_loader`` wraps a dataset in the one DataLoader set-up
+(collate, skipping, worker threads) that training and evaluation share. ``vop index`` calls
+``read_video`` + ``model_input`` directly (it keeps the frames for thumbnails), so a video gives
+the same vector in ``vop eval`` and in ``vop index``.
 
 Reproducibility: every random choice of item ``i`` (its caption, its frames, its crop and flip)
 comes from ``np.random.default_rng([seed, epoch, i])``, so a batch is the same whatever the number
@@ -6,13 +13,14 @@ of DataLoader workers and whichever worker loads it. Call ``set_epoch`` between 
 
 Undecodable videos are never zero-filled. With ``on_error="skip"`` an item whose video fails
 comes back as a small error marker; ``collate`` drops it from the batch (listing it under
-``skipped``), and ``SkippingLoader`` prints one warning line per video and a summary per pass.
-A batch whose items all failed is not yielded. ``on_error="raise"`` raises the ``DecodeError``.
+``skipped``), and ``SkippingLoader`` reports one warning line per video and a summary per pass.
+``on_error="raise"`` raises the ``DecodeError``.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,27 +31,45 @@ from .decode import DecodeError, count_frames, read_frames
 from .sampling import sample_indices
 from .transforms import clip_preprocess
 
-__all__ = ["EpochShuffle", "SkippingLoader", "VideoDataset", "VideoTextDataset", "collate", "load_video", "make_loader"]
+__all__ = ["EpochShuffle", "SkippingLoader", "VideoDataset", "VideoTextDataset", "collate", "load_video",
+           "make_loader", "model_input", "read_video"]
 
 ON_ERROR = ("skip", "raise")
 
 
-def load_video(record, frames: int, image_size: int, train: bool, rng, cache=None, augment: bool = True) -> torch.Tensor:
-    """CLIP-ready float ``[F, 3, S, S]`` for one record, from the cache when it holds the video.
+def read_video(record, frames: int, image_size: int, train: bool = False, rng=None, cache=None,
+               num_frames: int | None = None) -> np.ndarray:
+    """The ``frames`` frames the model sees of one record: uint8 ``[F, H, W, 3]``.
 
-    ``augment=False`` keeps training's random frames but skips crop and flip (a flip turns
-    "moves left" into "moves right": the demo world trains without it)."""
+    From ``cache`` (a :class:`~vop.data.cache.FrameCache`) when it holds ``record.video_id``: F of
+    its K frames. Otherwise decoded from ``record.path`` with the short side at most
+    ``image_size`` (the model resizes to it anyway); ``num_frames`` is the file's frame count
+    when the caller already knows it (else it is counted). Evaluation (``train=False``) takes
+    the middle frame of F equal segments. Raises ``DecodeError``.
+    """
     if cache is not None and record.video_id in cache.failed:
         raise DecodeError(record.path or record.video_id, f"failed when cached: {cache.failed[record.video_id]}")
     if cache is not None and cache.has(record.video_id):
         stored = cache.load(record.video_id)  # [K, H, W, 3] memory-mapped
-        raw = np.ascontiguousarray(stored[sample_indices(stored.shape[0], frames, train, rng)])
-    else:
-        if record.path is None:
-            raise DecodeError(record.video_id, "video file not found")
-        indices = sample_indices(count_frames(record.path), frames, train, rng)
-        raw = read_frames(record.path, indices, short_side=image_size)
-    return clip_preprocess(raw, size=image_size, train=train and augment, rng=rng)
+        return np.ascontiguousarray(stored[sample_indices(stored.shape[0], frames, train, rng)])
+    if record.path is None:
+        raise DecodeError(record.video_id, "video file not found")
+    total = num_frames if num_frames is not None else count_frames(record.path)
+    return read_frames(record.path, sample_indices(total, frames, train, rng), short_side=image_size)
+
+
+def model_input(raw: np.ndarray, image_size: int, train: bool = False, rng=None) -> torch.Tensor:
+    """uint8 ``[F, H, W, 3]`` -> CLIP-normalised float ``[F, 3, S, S]`` (train: random crop + flip)."""
+    return clip_preprocess(raw, size=image_size, train=train, rng=rng)
+
+
+def load_video(record, frames: int, image_size: int, train: bool, rng, cache=None, augment: bool = True) -> torch.Tensor:
+    """CLIP-ready float ``[F, 3, S, S]`` for one record: ``model_input(read_video(...))``.
+
+    ``augment=False`` keeps training's random frames but skips crop and flip (a flip turns
+    "moves left" into "moves right": the demo world trains without it)."""
+    raw = read_video(record, frames, image_size, train, rng, cache)
+    return model_input(raw, image_size, train=train and augment, rng=rng)
 
 
 class _Base(Dataset):
@@ -133,11 +159,16 @@ def collate(items: list[dict]) -> dict | None:
 
 
 class SkippingLoader:
-    """Iterates a DataLoader built with ``collate``: yields only non-empty batches, prints one
-    warning line per undecodable video (once per run) and a summary at the end of each pass."""
+    """Iterates a DataLoader built with ``collate``: reports one warning line per undecodable
+    video (once per run) and a summary at the end of each pass, and yields the non-empty batches
+    (every batch with ``keep_empty``: DDP ranks must step together).
 
-    def __init__(self, loader: DataLoader, stream=None):
-        self.loader, self.stream = loader, stream
+    ``report(line)`` receives the lines (default: printed to ``stream``, else stderr)."""
+
+    def __init__(self, loader: DataLoader, stream=None, report: Callable[[str], None] | None = None,
+                 keep_empty: bool = False):
+        self.loader, self.stream, self.keep_empty = loader, stream, keep_empty
+        self.report = report or (lambda line: print(line, file=self.stream or sys.stderr))
         self.skipped: dict[str, str] = {}
 
     @property
@@ -151,18 +182,17 @@ class SkippingLoader:
         return len(self.loader)
 
     def __iter__(self):
-        stream = self.stream or sys.stderr
         this_pass: set[str] = set()
         for batch in self.loader:
             for video_id, reason in batch["skipped"]:
                 if video_id not in self.skipped:
-                    print(f"warning: skipping undecodable video {video_id!r}: {reason}", file=stream)
+                    self.report(f"warning: skipping undecodable video {video_id!r}: {reason}")
                 self.skipped[video_id] = reason
                 this_pass.add(video_id)
-            if not batch.get("empty"):
+            if self.keep_empty or not batch.get("empty"):
                 yield batch
         if this_pass:
-            print(f"skipped {len(this_pass)} of {len(self.dataset)} videos this pass (undecodable)", file=stream)
+            self.report(f"skipped {len(this_pass)} of {len(self.dataset)} videos this pass (undecodable)")
 
 
 def _worker_init(worker_id: int) -> None:
@@ -185,9 +215,16 @@ class EpochShuffle(Sampler):
 
 
 def make_loader(dataset, batch_size: int, shuffle: bool = False, num_workers: int = 0, seed: int = 0,
-                drop_last: bool = False) -> SkippingLoader:
-    """A ``SkippingLoader``; with ``shuffle`` the order depends only on ``seed`` and the epoch."""
+                drop_last: bool = False, sampler: Sampler | None = None, keep_empty: bool = False,
+                report: Callable[[str], None] | None = None) -> SkippingLoader:
+    """The loader of training and evaluation: a ``SkippingLoader`` over ``dataset``.
+
+    With ``shuffle`` the order depends only on ``seed`` and the epoch; ``sampler`` gives the order
+    instead (training's sharded sampler). ``keep_empty`` and ``report``: see ``SkippingLoader``.
+    """
+    if sampler is None and shuffle:
+        sampler = EpochShuffle(dataset, seed)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate,
-                        sampler=EpochShuffle(dataset, seed) if shuffle else None, drop_last=drop_last,
+                        sampler=sampler, drop_last=drop_last,
                         worker_init_fn=_worker_init if num_workers else None)
-    return SkippingLoader(loader)
+    return SkippingLoader(loader, report=report, keep_empty=keep_empty)

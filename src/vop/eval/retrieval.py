@@ -16,7 +16,6 @@ Videos that cannot be decoded are skipped with their queries and counted in the 
 from __future__ import annotations
 
 import contextlib
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,20 +73,18 @@ def encode_texts(model, texts: list[str], batch_size: int, device, precision: st
 def encode_videos(model, records, image_size: int, batch_size: int, device, cache=None,
                   on_error: str = "skip", num_workers: int = 0, precision: str = "auto",
                   progress: bool = True) -> tuple[torch.Tensor, list[int]]:
-    """``[V_ok, E]`` embeddings and the record indices they belong to (undecodable ones left out)."""
-    from torch.utils.data import DataLoader
+    """``[V_ok, E]`` embeddings and the record indices they belong to (undecodable ones left out).
+
+    Videos go through ``vop.data``'s one path (``VideoDataset`` -> ``load_video``, ``make_loader``),
+    the same frames and pixels ``vop index`` encodes."""
     from tqdm import tqdm
 
-    from vop.data.dataset import VideoDataset, collate
+    from vop.data.dataset import VideoDataset, make_loader
 
     ds = VideoDataset(records, frames=model.frames, image_size=image_size, cache=cache, on_error=on_error)
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
+    loader = make_loader(ds, batch_size, num_workers=num_workers)
     embs, kept = [], []
     for batch in tqdm(loader, desc="encode video", disable=not progress, leave=False):
-        for video_id, reason in batch.get("skipped", []):
-            print(f"warning: skipping undecodable video {video_id!r}: {reason}", file=sys.stderr)
-        if batch.get("empty"):
-            continue
         with autocast_for(device, precision):
             embs.append(model.encode_video(batch["video"].to(device)).float().cpu())
         kept.extend(int(i) for i in batch["video_index"])

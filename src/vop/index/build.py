@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,7 @@ class IndexReport:
     root: str
     discovered: int = 0  # video files found (in this shard)
     encoded: int = 0  # encoded in this run (new or changed)
+    from_cache: int = 0  # of those, read from the frame cache (vop index --cache) instead of decoded
     unchanged: int = 0
     removed: int = 0
     failed: list[dict] = field(default_factory=list)  # failed in this run: {path, error}
@@ -66,7 +67,9 @@ class IndexReport:
     def summary(self) -> str:
         return (
             f"{self.indexed} videos indexed ({self.encoded} encoded now, {self.unchanged} unchanged, "
-            f"{self.removed} removed), {len(self.errors)} undecodable, "
+            f"{self.removed} removed), "
+            + (f"{self.from_cache} of the encoded from the frame cache, " if self.from_cache else "")
+            + f"{len(self.errors)} undecodable, "
             + (f"{len(self.warnings)} with warnings, " if self.warnings else "")
             + f"{self.seconds:.1f}s"
         )
@@ -204,6 +207,7 @@ def _encode_all(
                 enc.height,
             )
             report.encoded += 1
+            report.from_cache += bool(getattr(enc, "from_cache", False))
         store.put(row)  # one transaction: the row and its vector land together or not at all
         bar.update()
         if after_each is not None:
@@ -273,8 +277,7 @@ def merge_shards(out: str | Path, vector_index: str | None = None, exact_max: in
             )
         check_same_model(manifests[0], m, f"shard {d}")
     precisions = {m.precision for m in manifests}
-    merged = Manifest(**{**asdict(manifests[0]), "shard": None,
-                         "precision": precisions.pop() if len(precisions) == 1 else "mixed"})
+    merged = replace(manifests[0], shard=None, precision=precisions.pop() if len(precisions) == 1 else "mixed")
     report = IndexReport(root=merged.root)
     with index_lock(out), open_index_dir(out, merged) as store:
         keep = set()

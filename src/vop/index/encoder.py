@@ -7,6 +7,7 @@ encodes its queries, and :meth:`VideoEncoder.identity` is what the manifest reco
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vop.backbone.reference import BackboneRef
 from vop.index.manifest import adapter_sha256
 
 THUMB_SIZE = 192  # longest side of the stored JPEG thumbnail, pixels
@@ -29,6 +31,7 @@ class EncodedVideo:
     height: int
     thumbnail: bytes
     warning: str | None = None  # e.g. "truncated: 85 of 310 frames": indexed from the frames that exist
+    from_cache: bool = False  # the frames came from the frame cache (vop index --cache)
 
 
 def build_video_model(clip, adapter: str | Path | None = None, frames: int | None = None):
@@ -50,22 +53,36 @@ def build_video_model(clip, adapter: str | Path | None = None, frames: int | Non
 
 
 class VideoEncoder:
-    """One backbone + one method/adapter: video files and texts -> unit vectors (numpy float32)."""
+    """One backbone + one method/adapter: video files and texts -> unit vectors (numpy float32).
 
-    def __init__(self, clip, model, backbone_source: str, adapter_dir: str | Path | None = None,
-                 precision: str = "fp32"):
+    Videos take ``vop.data``'s one path (``read_video`` + ``model_input``), exactly as in ``vop eval``;
+    with ``cache`` (a ``vop prepare`` frame cache) a video the cache holds is read from it.
+    ``backbone`` is the :class:`~vop.backbone.reference.BackboneRef` written into the manifest
+    (default: the clip's own; a string names the file the clip's weights live in).
+    """
+
+    def __init__(self, clip, model, backbone: BackboneRef | str | None = None, adapter_dir: str | Path | None = None,
+                 precision: str = "fp32", cache=None):
         self.clip = clip
         self.model = model.eval()
-        self.backbone_source = backbone_source
+        ref = BackboneRef.of(clip, getattr(model, "backbone_sha256", None))
+        if isinstance(backbone, BackboneRef):
+            ref = backbone
+        elif backbone is not None:
+            where = Path(backbone).resolve() if Path(backbone).exists() else backbone
+            ref = dataclasses.replace(ref, source=str(where))
+        self.backbone = ref
         self.adapter_dir = None if adapter_dir is None else Path(adapter_dir).resolve()
         self._adapter_sha = None if adapter_dir is None else adapter_sha256(adapter_dir)
+        self.cache = cache
         self.precision = "fp32"
         self.set_precision(precision)
 
     @classmethod
-    def from_clip(cls, clip, adapter=None, frames=None, backbone_source=None, precision: str = "fp32") -> VideoEncoder:
-        model = build_video_model(clip, adapter, frames)
-        return cls(clip, model, backbone_source or getattr(clip, "source", "unknown"), adapter, precision)
+    def from_clip(cls, clip, adapter=None, frames=None, backbone_source=None, precision: str = "fp32",
+                  cache=None) -> VideoEncoder:
+        """The encoder of ``clip`` (from ``resolve_backbone``) with ``adapter`` or zero-shot."""
+        return cls(clip, build_video_model(clip, adapter, frames), backbone_source, adapter, precision, cache)
 
     def set_precision(self, precision: str) -> None:
         """Run the backbone at ``precision`` ("fp32" | "int8", see ``vop.backbone.quantize``).
@@ -93,9 +110,7 @@ class VideoEncoder:
     def identity(self) -> dict:
         """The manifest fields that pin down which embedding space the vectors live in."""
         return {
-            "backbone_name": self.clip.cfg.name,
-            "backbone_source": self.backbone_source,
-            "backbone_sha256": self.clip.weights_sha256,
+            "backbone": self.backbone,
             "method": str(getattr(self.model, "method", "zeroshot")),
             "frames": self.frames,
             "image_size": self.image_size,
@@ -115,35 +130,49 @@ class VideoEncoder:
         return _unit(self.model.encode_text(tokens))
 
     def decode(self, path: str | Path) -> tuple:
-        """``frames`` uniformly sampled frames (uint8 ``[F, H, W, 3]``) and the probe info.
+        """The model's ``frames`` frames (uint8 ``[F, H, W, 3]``, from the frame cache when it holds
+        the file), the probe info, the thumbnail frame and whether the frames came from the cache.
 
         Separate from :meth:`encode_decoded` so that the indexer can decode the next video in a
         thread while the model runs (PyAV releases the GIL). Raises ``DecodeError``.
         """
-        import dataclasses
-
-        from vop.data.decode import DecodeError, probe, read_frames
-        from vop.data.sampling import sample_indices
+        from vop.data.annotations import VideoRecord
+        from vop.data.dataset import read_video
+        from vop.data.decode import DecodeError, probe
 
         info = probe(path)
-        short = max(self.image_size, THUMB_SIZE)
+        cached = self.cache.id_for_file(path) if self.cache is not None else None
+        record = VideoRecord(cached or str(path), Path(path), [], "")
+        cache = self.cache if cached is not None else None
         try:
-            return read_frames(path, sample_indices(info.num_frames, self.frames, train=False), short), info
+            frames = read_video(record, self.frames, self.image_size, cache=cache, num_frames=info.num_frames)
         except DecodeError as err:
             found = getattr(err, "decodable", 0)  # the stream ended early: the header promised more
             if not found:
                 raise
-        # sample only frames that exist, and say so
-        frames = read_frames(path, sample_indices(found, self.frames, train=False), short)
-        warning = f"truncated: {found} of {info.num_frames} frames"
-        return frames, dataclasses.replace(info, num_frames=found, warning=warning)
+            # sample only frames that exist, and say so
+            frames = read_video(record, self.frames, self.image_size, num_frames=found)
+            info = dataclasses.replace(info, num_frames=found, warning=f"truncated: {found} of {info.num_frames} frames")
+        return frames, info, self._thumbnail_frame(path, frames, info, cached is not None), cached is not None
+
+    def _thumbnail_frame(self, path, frames: np.ndarray, info, cached: bool) -> np.ndarray:
+        """The middle model frame; re-read at ``THUMB_SIZE`` when the model's image size made it
+        smaller than a thumbnail and the video is bigger (backbones under 192 px only)."""
+        middle = frames[len(frames) // 2]
+        if cached or min(middle.shape[:2]) >= THUMB_SIZE or min(info.width, info.height) <= min(middle.shape[:2]):
+            return middle
+        from vop.data.decode import read_frames
+        from vop.data.sampling import sample_indices
+
+        index = sample_indices(info.num_frames, self.frames, train=False)[len(frames) // 2]
+        return read_frames(path, [index], short_side=THUMB_SIZE)[0]
 
     @torch.no_grad()
     def encode_decoded(self, decoded: tuple) -> EncodedVideo:
-        from vop.data.transforms import clip_preprocess
+        from vop.data.dataset import model_input
 
-        frames, info = decoded
-        video = clip_preprocess(frames, size=self.image_size)  # [F, H, W, 3] uint8 -> [F, 3, S, S]
+        frames, info, thumb, from_cache = decoded
+        video = model_input(frames, self.image_size)  # [F, H, W, 3] uint8 -> [F, 3, S, S], as in vop eval
         vector = _unit(self.model.encode_video(video[None]))[0]  # [1, F, 3, S, S] -> [E]
         return EncodedVideo(
             vector,
@@ -151,8 +180,9 @@ class VideoEncoder:
             info.num_frames,
             info.width,
             info.height,
-            make_thumbnail(frames[len(frames) // 2]),
+            make_thumbnail(thumb),
             getattr(info, "warning", None),
+            from_cache,
         )
 
     def encode_file(self, path: str | Path) -> EncodedVideo:
@@ -161,8 +191,9 @@ class VideoEncoder:
 
 
 def _unit(x: torch.Tensor) -> np.ndarray:
-    x = torch.nn.functional.normalize(x.float(), dim=-1)  # already unit in vop.model; cheap insurance
-    return x.cpu().numpy().astype(np.float32)
+    """The model's unit vectors as float32 numpy (``vop.model`` normalises; normalising again
+    could change the last bit and make index vectors differ from ``vop eval``'s)."""
+    return x.float().cpu().numpy()
 
 
 def make_thumbnail(frame: np.ndarray, size: int = THUMB_SIZE) -> bytes:
@@ -174,24 +205,3 @@ def make_thumbnail(frame: np.ndarray, size: int = THUMB_SIZE) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=80)
     return buf.getvalue()
-
-
-def load_encoder(
-    backbone: str,
-    adapter: str | Path | None = None,
-    frames: int | None = None,
-    config: str | None = None,
-    clip=None,
-    precision: str = "fp32",
-) -> VideoEncoder:
-    """Load the backbone from local files (``vop.load_clip``) and build the encoder.
-
-    ``clip`` reuses an already loaded backbone (the server shares one between adapters).
-    ``precision`` "int8" quantizes the backbone after the adapter is loaded (``vop.backbone.quantize``).
-    """
-    if clip is None:
-        from vop import load_clip
-
-        clip = load_clip(backbone, config=config)
-    source = str(Path(backbone).resolve()) if Path(backbone).exists() else str(backbone)
-    return VideoEncoder(clip, build_video_model(clip, adapter, frames), source, adapter, precision)

@@ -12,8 +12,12 @@ import os
 from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 
+from vop.backbone.reference import BackboneRef, validate_ref
+
 MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the backbone as one object (vop.backbone.reference); 1: three flat backbone_* keys
+READS = (1, 2)
+FLAT_BACKBONE = {"backbone_name": "name", "backbone_source": "source", "backbone_sha256": "weights_sha256"}
 ADAPTER_FILES = ("adapter.safetensors", "adapter.json")
 
 
@@ -28,9 +32,7 @@ class ManifestError(ValueError):
 @dataclass
 class Manifest:
     root: str  # absolute path of the collection; rows store paths relative to it
-    backbone_name: str
-    backbone_source: str
-    backbone_sha256: str
+    backbone: BackboneRef
     method: str
     frames: int
     image_size: int
@@ -47,12 +49,23 @@ class Manifest:
     extra: dict = field(default_factory=dict)
 
     @property
+    def backbone_name(self) -> str:
+        return self.backbone.name
+
+    @property
+    def backbone_sha256(self) -> str:
+        return self.backbone.weights_sha256
+
+    @property
     def model_key(self) -> dict:
         """The fields that must agree for two sets of vectors to be comparable."""
         return {
             k: getattr(self, k)
             for k in ("backbone_sha256", "adapter_sha256", "method", "frames", "image_size", "dim")
         }
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def adapter_sha256(adapter_dir: str | Path) -> str:
@@ -75,11 +88,13 @@ def read_manifest(index_dir: str | Path) -> Manifest:
     from vop.bounds import read_json_object
 
     data = read_json_object(path, ManifestError)
-    if data.get("format") != FORMAT_VERSION:
+    if data.get("format") not in READS:
         raise ValueError(
             f"{path}: index format {data.get('format')} is not supported "
-            f"(this vop reads format {FORMAT_VERSION}); re-run `vop index`"
+            f"(this vop reads formats {', '.join(map(str, READS))}); re-run `vop index`"
         )
+    if data["format"] == 1:
+        data = _from_format_1(data, path)
     known = Manifest.__dataclass_fields__
     unknown = sorted(set(data) - set(known))
     if unknown:
@@ -89,7 +104,17 @@ def read_manifest(index_dir: str | Path) -> Manifest:
     if missing:
         raise ValueError(f"{path}: manifest keys missing: {missing}")
     _validate(data, path)
-    return Manifest(**data)
+    return Manifest(**{**data, "backbone": BackboneRef.from_dict(data["backbone"])})
+
+
+def _from_format_1(data: dict, path: Path) -> dict:
+    """A format-1 manifest (flat ``backbone_*`` keys) as format 2; the file itself is left alone."""
+    missing = sorted(k for k in FLAT_BACKBONE if k not in data)
+    if missing:
+        raise ValueError(f"{path}: manifest keys missing: {missing}")
+    data = dict(data)
+    data["backbone"] = {ours: data.pop(flat) for flat, ours in FLAT_BACKBONE.items()}
+    return {**data, "format": FORMAT_VERSION}
 
 
 def _validate(data: dict, path: Path) -> None:
@@ -99,8 +124,9 @@ def _validate(data: dict, path: Path) -> None:
     def err(msg):
         return ValueError(f"{path}: {msg}")
 
-    for key in ("root", "backbone_name", "backbone_source", "backbone_sha256", "method"):
+    for key in ("root", "method"):
         check_str(data[key], key, err)
+    validate_ref(data["backbone"], err)
     for key in ("adapter_name", "adapter_path", "adapter_sha256", "vop_version"):
         check_str(data.get(key), key, err, optional=True)
     check_int(data["frames"], 1, MAX_FRAMES, "frames", err)
@@ -123,7 +149,7 @@ def write_manifest(index_dir: str | Path, manifest: Manifest) -> None:
     """Atomic write (temp file + rename) so a kill never leaves half a manifest."""
     path = Path(index_dir) / MANIFEST_NAME
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(asdict(manifest), indent=2, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vop.index.manifest import IndexMismatchError, Manifest, check_same_model, read_manifest
+from vop.index.manifest import MANIFEST_NAME, IndexMismatchError, Manifest, check_same_model, read_manifest
 from vop.index.store import DB_NAME, IndexStore
 from vop.index.vectors import load_or_build
 
@@ -32,24 +32,23 @@ class Hit:
 
 def encoder_for_index(
     manifest: Manifest, backbone: str | None = None, adapter: str | Path | None = None, clip=None,
-    precision: str = "fp32",
+    precision: str = "fp32", index_dir: str | Path | None = None,
 ):
     """The encoder recorded in ``manifest`` (optionally from moved files), hash-checked.
 
-    ``precision`` is the query encoder's own ("fp32" | "int8"); it need not be the index's."""
-    from vop.index.encoder import load_encoder
+    The backbone is ``resolve_backbone(manifest.backbone, backbone)``, or ``clip`` when the caller
+    already resolved it (a server shares one). ``precision`` is the query encoder's own
+    ("fp32" | "int8"); it need not be the index's."""
+    from vop.backbone.reference import resolve_backbone
+    from vop.index.encoder import VideoEncoder
 
     if adapter is None and manifest.adapter_path is not None:
         adapter = manifest.adapter_path
     if adapter is not None and manifest.adapter_sha256 is None:
         raise IndexMismatchError(f"the index was built without an adapter; adapter {adapter} cannot query it")
-    from vop.backbone.clip import CONFIGS
-
-    config = manifest.backbone_name if manifest.backbone_name in CONFIGS else None  # for a bare state dict
-    encoder = load_encoder(
-        backbone or manifest.backbone_source, adapter, frames=manifest.frames, config=config, clip=clip,
-        precision=precision,
-    )
+    where = Path(index_dir) / MANIFEST_NAME if index_dir is not None else f"the index of {manifest.root}"
+    clip = resolve_backbone(manifest.backbone, backbone, recorded_in=where, clip=clip)
+    encoder = VideoEncoder.from_clip(clip, adapter, frames=manifest.frames, precision=precision)
     check_encoder(manifest, encoder)
     return encoder
 

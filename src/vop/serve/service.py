@@ -93,9 +93,11 @@ def load_service(
 ) -> SearchService:
     """Open every index, load the backbone once, and give each index its own adapter on top.
 
+    ``backbone`` (``--backbone``) or else the first index's recorded backbone is resolved once
+    (``resolve_backbone``) and that one CLIP object is handed to every index's encoder.
     ``precision`` "int8" quantizes the shared backbone once every adapter is loaded onto it."""
-    from vop import load_clip
-    from vop.backbone.clip import CONFIGS
+    from vop.backbone.reference import resolve_backbone
+    from vop.index.manifest import MANIFEST_NAME
 
     named_adapters = dict(parse_named(adapters or [], "adapter"))
     searchers = [(name, Searcher(path)) for name, path in parse_named(indexes, "index")]
@@ -106,8 +108,7 @@ def load_service(
                 f"{s.index_dir} and {searchers[0][1].index_dir} use different backbones; "
                 "one server shares one backbone (run one server per backbone)"
             )
-    config = first.backbone_name if first.backbone_name in CONFIGS else None
-    clip = load_clip(backbone or first.backbone_source, config=config)
+    clip = resolve_backbone(first.backbone, backbone, recorded_in=searchers[0][1].index_dir / MANIFEST_NAME)
     collections, used = [], set()
     for given_name, s in searchers:
         name, adapter_dir = _adapter_for(s, named_adapters)
@@ -115,7 +116,7 @@ def load_service(
         name = given_name or name
         if any(c.name == name for c in collections):
             raise ValueError(f"two indexes are both called {name!r}; name them: vop serve a=INDEX1 b=INDEX2")
-        s.set_encoder(encoder_for_index(s.manifest, backbone, adapter_dir, clip=clip))
+        s.set_encoder(encoder_for_index(s.manifest, adapter=adapter_dir, clip=clip, index_dir=s.index_dir))
         collections.append(Collection(name, s))
     unused = sorted(set(named_adapters) - used)
     if unused:

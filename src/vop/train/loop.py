@@ -53,7 +53,6 @@ class RunLog:
 
     def __init__(self, run_dir: Path, is_main: bool):
         self.run_dir, self.is_main = run_dir, is_main
-        self.skipped: set[str] = set()  # undecodable videos already reported (once per run, not per epoch)
 
     def line(self, msg: str) -> None:
         if not self.is_main:
@@ -117,10 +116,10 @@ def pick_device(name: str, info: dist_utils.DistInfo) -> torch.device:
 
 def build_for_training(cfg: TrainConfig):
     """Backbone + method from the config; the method's init is seeded by ``cfg.seed``."""
-    from vop.backbone.loading import load_clip
+    from vop.backbone.reference import resolve_backbone
     from vop.model import build_model
 
-    clip = load_clip(cfg.model.backbone)
+    clip = resolve_backbone(None, cfg.model.backbone)
     model = build_model(clip, cfg.model.method, cfg.model.frames, overrides=dict(cfg.model.overrides),
                         seed=cfg.seed, context_length=cfg.data.context_length)
     if cfg.model.grad_checkpointing:
@@ -164,19 +163,19 @@ def batch_groups(records) -> list[str]:
     return [r.group or f"\0{r.video_id}" for r in records]
 
 
-def make_loader(cfg: TrainConfig, records, info: dist_utils.DistInfo, cache, context_length: int):
-    """The training loader; captions are tokenized to ``context_length``, the model's."""
-    from torch.utils.data import DataLoader
-
-    from vop.data.dataset import VideoTextDataset, collate
+def training_loader(cfg: TrainConfig, records, info: dist_utils.DistInfo, cache, context_length: int, log: RunLog):
+    """The training loader (``vop.data.dataset.make_loader``, which evaluation uses too) over this
+    rank's share; captions are tokenized to ``context_length``, the model's. Every batch is yielded,
+    empty ones too (DDP ranks step together); undecodable videos are reported to the run log."""
+    from vop.data.dataset import VideoTextDataset, make_loader
 
     ds = VideoTextDataset(records, frames=cfg.model.frames, image_size=cfg.data.image_size, train=True,
                           seed=cfg.seed, cache=cache, on_error=cfg.data.on_error,
                           context_length=context_length, augment=cfg.data.augment)
     sampler = ShardedEpochSampler(len(ds), cfg.optim.batch_size, info.rank, info.world_size, cfg.seed,
                                   groups=batch_groups(records) if cfg.data.group_batches else None)
-    loader = DataLoader(ds, batch_size=sampler.local_batch, sampler=sampler, num_workers=cfg.data.num_workers,
-                        collate_fn=collate, drop_last=False)
+    loader = make_loader(ds, sampler.local_batch, num_workers=cfg.data.num_workers, sampler=sampler,
+                         keep_empty=True, report=log.line)
     return ds, sampler, loader
 
 
@@ -240,13 +239,9 @@ def _truncate_metrics(run_dir: Path, step: int) -> None:
 # --------------------------------------------------------------------------- steps
 
 
-def usable_batch(batch: dict, log: RunLog) -> dict | None:
-    """Drop what did not decode; under DDP cut every rank to the smallest batch (the gather needs
-    equal sizes). None when fewer than two pairs are left (no negatives: the step is skipped)."""
-    for video_id, reason in batch.get("skipped", []):
-        if video_id not in log.skipped:
-            log.skipped.add(video_id)
-            log.line(f"warning: skipping undecodable video {video_id!r}: {reason}")
+def usable_batch(batch: dict) -> dict | None:
+    """Under DDP cut every rank to the smallest batch (the gather needs equal sizes); what did not
+    decode is already dropped. None when fewer than two pairs are left (no negatives: no step)."""
     size = dist_utils.min_over_ranks(0 if batch.get("empty") else len(batch["tokens"]))
     if size < 2:
         return None
@@ -338,7 +333,7 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Fa
             save_adapter(model, run_dir / "adapter", extra={"step": 0, "run": cfg.name})
         return run_dir
 
-    dataset, sampler, loader = make_loader(cfg, train_recs, info, cache, model.context_length)
+    dataset, sampler, loader = training_loader(cfg, train_recs, info, cache, model.context_length, log)
     total = cfg.optim.epochs * sampler.batches_per_epoch
     if cfg.run.max_steps > 0:
         total = min(total, cfg.run.max_steps)
@@ -373,7 +368,7 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Fa
         sampler.set_epoch(epoch, start_batch=progress.batch_in_epoch)
         dataset.set_epoch(epoch)
         for raw in loader:
-            batch = usable_batch(raw, log)
+            batch = usable_batch(raw)
             if batch is None:
                 log.line(f"step {progress.step + 1}: fewer than 2 decodable pairs, no update")
                 scheduler.step()  # keep the schedule aligned with the step count
