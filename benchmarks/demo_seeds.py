@@ -28,11 +28,13 @@ def main(argv=None) -> int:
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--methods", nargs="+")
     parser.add_argument("--out", default=".cache/demo-seeds", help="working folder (world, cache, runs)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--jobs", type=int, help="runs trained at once (default: vop demo's, 2)")
+    parser.add_argument("--threads", type=int, help="torch threads per run (default: vop demo's, 1)")
     parser.add_argument("--check", action="store_true", help="exit 1 unless every claim holds")
     args = parser.parse_args(argv)
 
-    settings = with_overrides(SETTINGS["full"], args.methods, args.seeds, args.threads, args.data_seed)
+    settings = with_overrides(SETTINGS["full"], args.methods, args.seeds, args.threads, args.data_seed,
+                              args.jobs)
     summary = run_demo(settings, Path(args.out), progress=False)
     print(format_table(summary))
     print("\n" + claims.format_claims(summary["claims"]))

@@ -13,6 +13,11 @@ threads for both; repeats interleave fp32 and int8 (alternating which goes first
 from other processes hits both alike, and the ratios are of medians. ``/proc/loadavg`` is recorded
 before and after. ``--check`` exits 1 unless encoder >= 2.2x and end to end >= 1.8x.
 
+It also measures the ceiling of this approach on the machine (Amdahl): the int8/fp32 ratio of
+each linear layer alone at the encoder's shapes and the share of the fp32 encoder's time those
+layers take; the encoder cannot beat ``1 / (rest + linears / gemm_ratio)``. The CPU's SIMD flags
+are recorded, since the int8 kernels' speed depends on them (AVX2 only vs AVX-512 VNNI / AMX).
+
     python benchmarks/index_throughput.py [--videos DIR] [--threads 2] [--repeats 3] [--check]
         [--out benchmarks/results/index_throughput.json]
 """
@@ -25,6 +30,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP workers sleep
 
 import argparse
 import copy
+import functools
 import platform
 import shutil
 import statistics
@@ -66,6 +72,53 @@ def copy_decodable(src: Path, dst: Path, limit: int, encoder: VideoEncoder) -> l
         shutil.copy2(src / f.relpath, target)
         kept.append(f.relpath)
     return kept
+
+
+def cpu_flags() -> str:
+    """The SIMD extensions the int8 kernels can use (fbgemm: AVX2; AVX-512 VNNI/AMX multiply int8 faster)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split("flags")[1].split("\n")[0].split())
+    except (OSError, IndexError):
+        return "unknown"
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+    return " ".join(f for f in wanted if f in flags) or "none of avx2/avx512/vnni/amx"
+
+
+def int8_ceiling(clip, encoder_fp32_s: float, repeats: int) -> dict:
+    """How much faster int8 linears can make the encoder here (Amdahl): each linear layer of one
+    image-tower block timed alone at the encoder's shape (12 frames x 50 tokens), fp32 ``F.linear``
+    against :class:`Int8Linear`; the rest of the encoder (attention, LayerNorm, GELU, patch
+    embedding) stays fp32 and keeps its time."""
+    import torch.nn.functional as F
+
+    from vop.backbone.quantize import Int8Linear
+
+    blk = clip.visual.transformer.resblocks[0]
+    m = 12 * (1 + (clip.cfg.vision.image_size // clip.cfg.vision.patch_size) ** 2)
+    layers = {"attn.in_proj": (blk.attn.in_proj_weight, blk.attn.in_proj_bias),
+              "attn.out_proj": (blk.attn.out_proj.weight, blk.attn.out_proj.bias),
+              "mlp.c_fc": (blk.mlp.c_fc.weight, blk.mlp.c_fc.bias), "mlp.c_proj": (blk.mlp.c_proj.weight, blk.mlp.c_proj.bias)}
+    per_layer = {}
+    with torch.no_grad():
+        for name, (w, b) in layers.items():
+            x = torch.randn(m, w.shape[1])
+            q = Int8Linear(w, b, name)
+            times = {"fp32": [], "int8": []}
+            calls = {"fp32": functools.partial(F.linear, x, w, b), "int8": functools.partial(q, x)}
+            for r in range(repeats + 1):
+                for p, f in calls.items():
+                    t = time.perf_counter()
+                    for _ in range(5):
+                        f()
+                    if r:
+                        times[p].append((time.perf_counter() - t) / 5)
+            per_layer[name] = {p: statistics.median(v) for p, v in times.items()}
+    depth = len(clip.visual.transformer.resblocks)
+    fp32 = depth * sum(v["fp32"] for v in per_layer.values())
+    int8 = depth * sum(v["int8"] for v in per_layer.values())
+    rest = max(encoder_fp32_s - fp32, 0.0)
+    return {"cpu_flags": cpu_flags(), "tokens": m, "per_layer_s": per_layer, "gemm_ratio": fp32 / int8,
+            "linear_share_fp32": min(fp32 / encoder_fp32_s, 1.0), "encoder_ceiling": encoder_fp32_s / (rest + int8)}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -164,6 +217,7 @@ def main() -> int:
         searcher.close()
         result["query_latency_ms"] = {p: {"p50": 1e3 * pct(v, 50), "p99": 1e3 * pct(v, 99), "count": len(v)}
                                       for p, v in lat.items()}
+    result["ceiling"] = int8_ceiling(clip, result["encoder"]["fp32"]["median_s"], args.encoder_repeats)
     result["loadavg_after"] = loadavg()
     ratio_enc, ratio_e2e = result["encoder"]["ratio_int8"], e2e["ratio"]
     failed = []
@@ -178,6 +232,10 @@ def main() -> int:
     print(f"encoder (12 frames): fp32 {result['encoder']['fp32']['median_s']:.3f} s, int8 "
           f"{result['encoder']['int8']['median_s']:.3f} s: {ratio_enc:.2f}x (q/k/v fp32: "
           f"{result['encoder']['ratio_int8-no-qkv']:.2f}x); cosine {result['encoder']['cosine_int8_vs_fp32']:.6f}")
+    c = result["ceiling"]
+    print(f"ceiling on this CPU ({c['cpu_flags']}): int8 GEMMs {c['gemm_ratio']:.2f}x fp32 at the encoder's shapes; "
+          f"linear layers are {100 * c['linear_share_fp32']:.0f}% of the fp32 encoder time, so int8 linears "
+          f"can make the encoder at most {c['encoder_ceiling']:.2f}x faster")
     q = result["query_latency_ms"]
     print(f"query (encode text + search): fp32 p50 {q['fp32']['p50']:.1f} ms p99 {q['fp32']['p99']:.1f} ms; "
           f"int8 p50 {q['int8']['p50']:.1f} ms p99 {q['int8']['p99']:.1f} ms")

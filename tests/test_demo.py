@@ -55,9 +55,9 @@ PASSING = {
              _row("vop", 6000, 0.15, 55.0, 50.0, 28.0), _row("vop-p", 20000, 0.5, 56.0, 85.0, 45.0),
              _row("vop-f", 7000, 0.17, 57.0, 75.0, 40.0), _row("vop-fc", 90000, 2.2, 58.0, 78.0, 42.0),
              _row("vop-f-nopos", 6500, 0.16, 55.0, 50.0, 28.0)],
-    "settings": {"seeds": [0]},
+    "settings": {"seeds": [0], "jobs": 2},
     "total_seconds": 420.0,
-    "runs": [{"train_seconds": 60.0}] * 6,
+    "runs": [{"train_seconds": 120.0, "reused": False}] * 6,
 }
 
 
@@ -70,7 +70,8 @@ def test_claims_pass_on_a_passing_result_and_fail_on_each_broken_one():
         "C1": lambda s: s["rows"][2].update({"order_free_R@1": 45.0}),  # vop only +5 over zeroshot
         "C2": lambda s: s["rows"][4].update({"pair_accuracy": 65.0}),  # vop-f below 70
         "C3": lambda s: s.update(total_seconds=700.0),
-        "C3 ": lambda s: s.update(runs=[{"train_seconds": 120.0}] * 6),  # reused runs keep their time
+        # reused runs count with the time they took, shared by the jobs: 420 + 6 * 120 / 2 s > 10 min
+        "C3 ": lambda s: s.update(runs=[{"train_seconds": 120.0, "reused": True}] * 6),
         "K1": lambda s: s["rows"][6].update({"pair_accuracy": 60.0}),
     }
     for cid, brk in breaks.items():
@@ -94,7 +95,8 @@ def test_quick_demo_runs_end_to_end(tmp_path, capsys):
     from vop.cli import main
 
     out = tmp_path / "demo"
-    args = ["demo", "--quick", "--quiet", "--methods", "zeroshot", "vop-f", "vop-f-nopos", "--out", str(out)]
+    args = ["demo", "--quick", "--quiet", "--methods", "zeroshot", "vop-f", "vop-f-nopos", "--jobs", "2",
+            "--out", str(out)]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "| zeroshot |" in printed and "| vop-f-nopos |" in printed and "| G1 |" in printed

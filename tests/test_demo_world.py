@@ -110,3 +110,13 @@ def test_annotations_load_through_the_generic_reader(world):
     assert len(train) == 8 and all(r.group for r in train) and all(1 <= len(r.captions) <= 3 for r in train)
     test = load_records("csv", world, split="test", videos_dir=world)
     assert len(test) == 6 and all(r.path.suffix == ".mkv" and r.path.is_file() for r in test)
+
+
+def test_videos_show_one_actor_and_stills_sometimes_two():
+    """Clips have no distractor shape (so the static side is which shape, colour and event; see the
+    README for what distractors did to training), pretraining stills keep them."""
+    videos = [random_scene(np.random.default_rng(i), SPEC, video=True) for i in range(60)]
+    stills = [random_scene(np.random.default_rng(i), SPEC, video=False) for i in range(60)]
+    assert all(s["distractor"] is None for s in videos)
+    assert 10 < sum(s["distractor"] is not None for s in stills) < 50
+    assert all(s["cast"] is not None for s in videos) and all(s["cast"] is None for s in stills)

@@ -74,6 +74,9 @@ def read_merges() -> list[tuple[str, str]]:
     return [tuple(line.split()) for line in lines[1 : NUM_MERGES + 1]]
 
 
+TEXT_CACHE_SIZE = 100_000
+
+
 class Tokenizer:
     """Byte-level BPE with CLIP's vocabulary; BPE results are cached per word."""
 
@@ -90,6 +93,7 @@ class Tokenizer:
         self.ranks = {pair: i for i, pair in enumerate(merges)}
         self.pattern = regex.compile(_WORD_PATTERN, regex.IGNORECASE)
         self.cache: dict[str, list[str]] = {SOT: [SOT], EOT: [EOT]}
+        self.text_cache: dict[str, tuple[int, ...]] = {}  # whole texts: training reads each caption many times
         if self.encoder[SOT] != SOT_ID or self.encoder[EOT] != EOT_ID:
             raise ValueError(f"vocabulary has {len(vocab)} entries; expected CLIP's 49,408")
 
@@ -121,10 +125,16 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Cleaned text -> token ids, without SOT/EOT."""
+        cached = self.text_cache.get(text)
+        if cached is not None:
+            return list(cached)
         ids = []
         for word in self.pattern.findall(clean_text(text)):
             mapped = "".join(self.byte_encoder[b] for b in word.encode("utf-8"))
             ids.extend(self.encoder[piece] for piece in self.bpe(mapped))
+        if len(self.text_cache) >= TEXT_CACHE_SIZE:  # bounded: a served index sees endless new queries
+            self.text_cache.clear()
+        self.text_cache[text] = tuple(ids)
         return ids
 
     def decode(self, ids: list[int]) -> str:

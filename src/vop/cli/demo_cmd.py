@@ -24,7 +24,8 @@ def register(subparsers) -> None:
     p.add_argument("--quick", action="store_true",
                    help="a handful of clips and updates: checks the pipeline in seconds, numbers meaningless")
     p.add_argument("--check", action="store_true", help="exit 1 unless every claim holds")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: 2)")
+    p.add_argument("--jobs", type=int, help="runs trained at once, each in its own process (default: 2)")
+    p.add_argument("--threads", type=int, help="torch CPU threads per run (default: 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -36,7 +37,7 @@ def run(args) -> int:
     from vop.demo.run import SETTINGS, format_table, run_demo, run_spec, with_overrides
 
     settings = with_overrides(SETTINGS["quick" if args.quick else "full"], args.methods, args.seeds, args.threads,
-                              args.data_seed)
+                              args.data_seed, args.jobs)
     try:
         for name in settings.methods:
             run_spec(name)

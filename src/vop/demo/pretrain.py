@@ -49,6 +49,8 @@ class PretrainConfig:
     weight_decay: float = 0.1
     warmup: int = 150
     threads: int = 1
+    plain_share: float = 0.4  # twins drawn as plain photos (no cue) ...
+    event_share: float = 0.5  # ... of which this share is captioned by the two event captions
 
 
 def make_stills(cfg: PretrainConfig, held_out: bool = False):
@@ -56,8 +58,8 @@ def make_stills(cfg: PretrainConfig, held_out: bool = False):
     from vop.demo.world import still_batch
 
     if held_out:
-        return still_batch(cfg.eval_twins, cfg.data_seed + 1, 0, WorldSpec())
-    return still_batch(cfg.train_twins, cfg.data_seed, 0, WorldSpec())
+        return still_batch(cfg.eval_twins, cfg.data_seed + 1, 0, WorldSpec(), cfg.plain_share, cfg.event_share)
+    return still_batch(cfg.train_twins, cfg.data_seed, 0, WorldSpec(), cfg.plain_share, cfg.event_share)
 
 
 def trim_tokens(tokens):
@@ -221,9 +223,10 @@ def run(cfg: PretrainConfig, out_dir: Path, progress: bool = True) -> dict:
         "clip_config": model.cfg.to_dict(),
         "pretrain_config": asdict(cfg),
         "world_spec": asdict(WorldSpec()),
-        "data": "vop.demo.world.still_batch: twins (an event and its reverse on one scene) of 1-2 shapes on photo "
-                "backgrounds; 60% drawn with a still cue of the event, 40% plain photos (half with a static caption, "
-                "half with both event captions as positives); captions from STILL_TEMPLATES/STATIC_TEMPLATES",
+        "data": ("vop.demo.world.still_batch: twins (an event and its reverse on one scene) of 1-2 shapes on photo "
+                 f"backgrounds; {1 - cfg.plain_share:.0%} drawn with a still cue of the event, {cfg.plain_share:.0%} "
+                 f"plain photos ({1 - cfg.event_share:.0%} of them with a static caption, {cfg.event_share:.0%} with "
+                 "both event captions as positives); captions from STILL_TEMPLATES/STATIC_TEMPLATES"),
         "command": "python -m vop.demo.pretrain" + _cli_suffix(cfg),
         "train_seconds": round(seconds, 1),
         "final_loss_mean_last_100": sum(losses[-100:]) / max(1, len(losses[-100:])),

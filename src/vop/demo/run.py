@@ -82,13 +82,14 @@ class DemoSettings:
     validate_every: int = 50  # updates
     lr: dict = field(default_factory=lambda: {"full": 1e-4, "default": 1e-2})
     weight_decay: float = 0.2
-    threads: int = 2
+    threads: int = 1  # torch threads per run
+    jobs: int = 2  # runs trained at once, each in its own process (2 x 1 thread fills 2 cores best)
 
     def lr_for(self, method: str) -> float:
         return self.lr.get(method, self.lr["default"])
 
     def key(self, name: str, seed: int) -> str:
-        blob = {k: v for k, v in asdict(self).items() if k not in ("methods", "seeds", "threads")}
+        blob = {k: v for k, v in asdict(self).items() if k not in ("methods", "seeds", "threads", "jobs")}
         spec = run_spec(name)
         blob.update(run=name, method=spec.method, overrides=list(spec.overrides), seed=seed,
                     lr=self.lr_for(spec.method), result_version=RESULT_VERSION, world=WorldSpec().__repr__())
@@ -99,7 +100,7 @@ SETTINGS = {
     "full": DemoSettings(),
     # --quick: the same pipeline on a handful of clips (tests, smoke checks); numbers meaningless
     "quick": DemoSettings(methods=("zeroshot", "vop", "vop-f"), pairs=(6, 4, 4), updates=4, batch_size=4,
-                          validate_every=2),
+                          validate_every=2, jobs=1),
 }
 
 
@@ -195,13 +196,10 @@ def run_one(settings: DemoSettings, world: Path, cache_dir: Path, meta: dict, cl
     from vop.train.loop import train
 
     run_dir = runs_dir / f"{name}-seed{seed}"
-    done = run_dir / "demo_result.json"
-    key = settings.key(name, seed)
-    if done.is_file():
-        cached = json.loads(done.read_text())
-        if cached.get("key") == key:
-            log(f"[{name} seed {seed}] reusing {run_dir}")
-            return cached
+    cached = finished_run(settings, name, seed, runs_dir)
+    if cached is not None:
+        log(f"[{name} seed {seed}] reusing {run_dir}")
+        return cached
     if run_dir.exists():
         shutil.rmtree(run_dir)  # unfinished or made with other settings: start again
     log(f"[{name} seed {seed}] training -> {run_dir}")
@@ -209,10 +207,20 @@ def run_one(settings: DemoSettings, world: Path, cache_dir: Path, meta: dict, cl
     train(train_config(settings, world, cache_dir, name, seed, runs_dir), run_dir=run_dir, show_progress=False)
     seconds = time.perf_counter() - start
     result = evaluate_run(run_dir, clip, world, FrameCache(cache_dir), meta)
-    result.update(key=key, name=name, method=run_spec(name).method, seed=seed, train_seconds=seconds,
+    result.update(key=settings.key(name, seed), name=name, method=run_spec(name).method, seed=seed, train_seconds=seconds,
                   run_dir=str(run_dir))
-    done.write_text(json.dumps(result, indent=1))
-    return result
+    (run_dir / "demo_result.json").write_text(json.dumps(result, indent=1))
+    return {**result, "reused": False}
+
+
+def finished_run(settings: DemoSettings, name: str, seed: int, runs_dir: Path) -> dict | None:
+    """The saved result of (run, seed) if it was made with these settings, else None."""
+    done = runs_dir / f"{name}-seed{seed}" / "demo_result.json"
+    if done.is_file():
+        cached = json.loads(done.read_text())
+        if cached.get("key") == settings.key(name, seed):
+            return {**cached, "reused": True}
+    return None
 
 
 # --------------------------------------------------------------------------- the whole demo
@@ -237,7 +245,7 @@ def run_demo(settings: DemoSettings, out_dir: Path, log=print, progress: bool = 
     from vop.demo import claims
     from vop.demo.world import generate_world, load_metadata
 
-    torch.set_num_threads(settings.threads)
+    torch.set_num_threads(settings.threads * max(1, settings.jobs))  # the runs' workers have their own
     out_dir = Path(out_dir)
     start = time.perf_counter()
     train_pairs, val_pairs, test_pairs = settings.pairs
@@ -249,26 +257,60 @@ def run_demo(settings: DemoSettings, out_dir: Path, log=print, progress: bool = 
     cache_dir = prepare_cache(world, out_dir / f"cache-{settings.data_seed}", progress)
     clip = load_clip(BACKBONE)
     backbone = claims.backbone_checks(clip, world, meta, cache_dir, settings.batch_size)
-    runs = [run_one(settings, world, cache_dir, meta, clip, name, seed, out_dir / f"runs-{settings.data_seed}", log)
-            for seed in settings.seeds for name in settings.methods]
+    runs = run_all(settings, world, cache_dir, meta, clip, out_dir / f"runs-{settings.data_seed}", log)
     summary = summarize(runs, settings)
     summary.update(settings=asdict(settings), world=str(world), backbone=BACKBONE,
                    backbone_sha256=clip.weights_sha256, backbone_checks=backbone,
-                   total_seconds=time.perf_counter() - start, machine=machine_note(settings.threads))
+                   total_seconds=time.perf_counter() - start, machine=machine_note(settings.threads, settings.jobs))
     summary["claims"] = [asdict(c) for c in claims.check(summary)]
     summary["search_example"] = search_example(summary, clip, world, meta, cache_dir)
     write_outputs(summary, out_dir)
     return summary
 
 
-def machine_note(threads: int) -> str:
+def _run_in_worker(settings: DemoSettings, world: Path, cache_dir: Path, name: str, seed: int,
+                   runs_dir: Path) -> dict:
+    """:func:`run_one` in a fresh process (``spawn``): its own torch threads, backbone and metadata."""
+    import torch
+
+    from vop.backbone.loading import load_clip
+    from vop.demo.world import load_metadata
+
+    torch.set_num_threads(settings.threads)
+    return run_one(settings, world, cache_dir, load_metadata(world), load_clip(BACKBONE), name, seed, runs_dir)
+
+
+def run_all(settings: DemoSettings, world: Path, cache_dir: Path, meta: dict, clip, runs_dir: Path,
+            log=print) -> list[dict]:
+    """Every (run, seed) of ``settings``, ``settings.jobs`` at a time; results in the order of
+    ``settings.seeds`` x ``settings.methods``. With ``jobs > 1`` each run trains in a worker process."""
+    todo = [(name, seed) for seed in settings.seeds for name in settings.methods]
+    fresh = [(n, s) for n, s in todo if finished_run(settings, n, s, runs_dir) is None]
+    if settings.jobs <= 1 or len(fresh) <= 1:
+        return [run_one(settings, world, cache_dir, meta, clip, name, seed, runs_dir, log) for name, seed in todo]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    results = {}
+    with ProcessPoolExecutor(min(settings.jobs, len(fresh)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {job: pool.submit(_run_in_worker, settings, world, cache_dir, *job, runs_dir) for job in fresh}
+        for name, seed in todo:  # the finished ones are reused here, while the workers train
+            if (name, seed) not in futures:
+                results[name, seed] = run_one(settings, world, cache_dir, meta, clip, name, seed, runs_dir, log)
+        for job, future in futures.items():
+            results[job] = future.result()
+    return [results[job] for job in todo]
+
+
+def machine_note(threads: int, jobs: int = 1) -> str:
     import os
     import platform
 
     import torch
 
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"{os.cpu_count()}-core CPU ({platform.machine()}), torch {torch.__version__}, {threads} threads; "
+    return (f"{os.cpu_count()}-core CPU ({platform.machine()}), torch {torch.__version__}, {jobs} runs at once x "
+            f"{threads} thread{'s' if threads > 1 else ''}; "
             f"load average {load} at the end")
 
 
@@ -363,9 +405,10 @@ def write_outputs(summary: dict, out_dir: Path) -> None:
     claims.write_chart(summary, out_dir / "results.png")
 
 
-def with_overrides(settings: DemoSettings, methods=None, seeds=None, threads=None, data_seed=None) -> DemoSettings:
+def with_overrides(settings: DemoSettings, methods=None, seeds=None, threads=None, data_seed=None,
+                   jobs=None) -> DemoSettings:
     changes = {k: tuple(v) if isinstance(v, list) else v
-               for k, v in (("methods", methods), ("seeds", seeds), ("threads", threads)) if v}
+               for k, v in (("methods", methods), ("seeds", seeds), ("threads", threads), ("jobs", jobs)) if v}
     if data_seed is not None:
         changes["data_seed"] = data_seed
     return replace(settings, **changes)

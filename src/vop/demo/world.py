@@ -12,7 +12,7 @@ the order of frames tells them apart, in a domain CLIP has not seen.
   old colour ("turns from red to blue"). Stills come in **twins**, the event and its reverse drawn
   on the same scene with the same caption template, so captions that differ only in direction
   or word order meet in one batch.
-* **Videos** (:func:`make_split`, the benchmark): the same shapes and events with **no still cue**,
+* **Videos** (:func:`make_split`, the benchmark): one shape and its event with **no still cue**,
   on *video* backgrounds the stills never use (checks, dots) under a colour cast, worded by
   caption templates the stills never use (made of the same words). Direction exists only in the
   order of the frames: each clip's partner is exactly its frames reversed, stored losslessly
@@ -48,7 +48,7 @@ REVERSE = {"left": "right", "right": "left", "up": "down", "down": "up",
            "grow": "shrink", "shrink": "grow", "appear": "disappear", "disappear": "appear"}
 EVENT_KINDS = ("move", "size", "visibility", "color")
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
-WORLD_VERSION = 4  # bump when a change alters generated data (cached worlds are made again)
+WORLD_VERSION = 5  # bump when a change alters generated data (cached worlds are made again)
 
 
 @dataclass(frozen=True)
@@ -56,12 +56,13 @@ class WorldSpec:
     """Geometry of stills and clips (pixels at the model's input size)."""
 
     size: int = 32
-    frames: int = 8  # frames per clip; the demo samples all of them (F = frames)
+    frames: int = 6  # frames per clip; the demo samples all of them (F = frames)
     fps: int = 8
     radius: tuple[float, float] = (3.5, 5.5)  # shapes whose size does not change
     small_large: tuple[float, float] = (2.5, 6.5)  # grow: small -> large
     move_distance: tuple[int, int] = (12, 16)
-    distractor_prob: float = 0.5
+    still_distractor_prob: float = 0.5  # pretraining stills: a second, still shape (named by a caption tail)
+    video_distractor_prob: float = 0.0  # videos: one actor (with distractors, trained methods overfit: README)
     cast: float = 0.2  # videos: weight of the colour cast mixed into every pixel
 
     def __post_init__(self):
@@ -181,7 +182,7 @@ def random_scene(rng: np.random.Generator, spec: WorldSpec, video: bool) -> dict
         actor["color"] = str(rng.choice(list(COLORS)))
     scene = {"background": _background(rng, VIDEO_BACKGROUNDS if video else STILL_BACKGROUNDS),
              "actor": actor, "event": event, "distractor": None, "cast": None}
-    if rng.random() < spec.distractor_prob:
+    if rng.random() < (spec.video_distractor_prob if video else spec.still_distractor_prob):
         scene["distractor"] = _distractor(rng, spec, actor, event)
     if video:
         scene["cast"] = [int(v) for v in rng.integers(0, 256, size=3)]
@@ -359,13 +360,14 @@ def _choose_wording(rng: np.random.Generator, templates: list[str], tails: list[
 # --------------------------------------------------------------------------- pretraining stills
 
 
-def still_batch(n_twins: int, seed: int, start: int, spec: WorldSpec, plain_share: float = 0.4):
+def still_batch(n_twins: int, seed: int, start: int, spec: WorldSpec, plain_share: float = 0.4,
+                event_share: float = 0.5):
     """``2 * n_twins`` stills (uint8 ``[N, H, W, 3]``), captions and positive groups.
 
     Twins ``2i`` / ``2i+1`` are one scene with its event and with the reversed event, worded by the
     same template, each drawn with its still cue. A ``plain_share`` of twins are plain photos
     instead (no cue), so the backbone also knows objects without cues: half of them get a
-    static caption, half the two event captions of one moment that looks the same either way
+    static caption, an ``event_share`` of them the two event captions of one moment that looks the same either way
     (frame ``t`` of the event is frame ``T-1-t`` of its reverse); those two captions are both
     right for both photos, so they share a positive group. ``groups[i] == groups[j]`` (or equal
     captions) marks positives for the loss.
@@ -380,7 +382,7 @@ def still_batch(n_twins: int, seed: int, start: int, spec: WorldSpec, plain_shar
         if rng.random() < plain_share:
             t = int(rng.integers(spec.frames))
             frame = render_frame(scene, t, spec)  # == render_frame(twin, T - 1 - t)
-            if rng.random() < 0.5:
+            if rng.random() < 1 - event_share:
                 texts = [_static_caption(scene, rng, actor_state(scene, t, spec.frames))] * 2
             images += [frame, frame]
             captions += texts
