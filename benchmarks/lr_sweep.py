@@ -4,8 +4,10 @@ No GPU and no real benchmark data are available where vop is built, so the recip
 rates come from the literature per family; this sweep checks, on the one benchmark we *can*
 train on, where each family's best rate lies and whether the families order the way the recipes
 assume (backbone weights << new modules <= prompts). Selection is on the validation split only
-(the test split is not read). Uses the demo's world, cache and settings (``vop.demo.run``),
-the project's training loop, one seed. The demo's own rates were chosen with it.
+(the test split is not read): the rate whose selected adapter has the best validation score
+(``DemoSettings.select``, R@1+R@5+R@10 t2v) wins; the selected adapter's order-free R@1 and pair
+accuracy on validation are printed too. Uses the demo's world, cache and settings
+(``vop.demo.run``), the project's training loop, one seed. The demo's own rates were chosen with it.
 
     python benchmarks/lr_sweep.py [--methods vop proj ...] [--lrs 1e-4 1e-3 ...] [--out-dir sweep_out]
 
@@ -30,17 +32,23 @@ GRID = {
     "adapter-ffn": [1e-5, 1e-4, 1e-3],
     "bias": [1e-5, 1e-4, 1e-3, 5e-3],
     "proj": [1e-6, 1e-5, 1e-4, 1e-3],
+    "vop-p": [1e-2, 3e-2],
+    "vop-f": [1e-2, 3e-2],
     "full": [1e-5, 1e-4, 3e-4],
 }
 
 
-def best_val(run_dir: Path) -> dict:
+def best_val(run_dir: Path, select: str) -> dict:
+    """The validation record that selected the run's adapter (``select``, the demo's score)."""
+    from vop.eval.metrics import SELECT_SCORES
+
+    score = SELECT_SCORES[select]
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
     val = [r for r in rows if r["kind"] == "val"]
-    best = max(val, key=lambda r: r["t2v"]["R@1"])
-    return {"best_val_t2v_R@1": best["t2v"]["R@1"], "best_val_v2t_R@1": best["v2t"]["R@1"],
-            "best_step": best["step"], "last_val_t2v_R@1": val[-1]["t2v"]["R@1"],
-            "final_train_loss": [r for r in rows if r["kind"] == "train"][-1]["loss"]}
+    best = max(val, key=score)
+    return {"best_val_score": score(best), "best_val_t2v_R@1": best["t2v"]["R@1"],
+            "best_val_v2t_R@1": best["v2t"]["R@1"], "best_step": best["step"],
+            "last_val_score": score(val[-1]), "final_train_loss": [r for r in rows if r["kind"] == "train"][-1]["loss"]}
 
 
 def main() -> None:
@@ -56,8 +64,12 @@ def main() -> None:
 
     import torch
 
-    from vop.demo.run import SETTINGS, prepare_cache, train_config
-    from vop.demo.world import Sizes, generate_world
+    from vop.adapter import load_adapter
+    from vop.backbone.loading import load_clip
+    from vop.data.annotations import load_records
+    from vop.data.cache import FrameCache
+    from vop.demo.run import BACKBONE, SETTINGS, _breakdown_of, prepare_cache, train_config
+    from vop.demo.world import Sizes, generate_world, load_metadata
     from vop.train.loop import train
 
     torch.set_num_threads(args.threads)
@@ -69,6 +81,8 @@ def main() -> None:
     out = Path(args.out_dir)
     world = generate_world(out / "world", seed=settings.data_seed, sizes=Sizes(*settings.pairs), progress=False)
     cache_dir = prepare_cache(world, out / "cache", progress=False)
+    meta, clip = load_metadata(world), load_clip(BACKBONE)
+    val_records = load_records("csv", world, split="val", videos_dir=world)
     rows = []
     for method in args.methods:
         for lr in args.lrs or GRID[method]:
@@ -79,16 +93,27 @@ def main() -> None:
             if not (run_dir / "adapter" / "adapter.json").is_file():
                 train(cfg, run_dir=run_dir, resume=(run_dir / "checkpoints" / "last.pt").is_file(),
                       show_progress=False)
-            row = {"method": method, "lr": lr, "seconds": time.perf_counter() - t0, **best_val(run_dir)}
+            row = {"method": method, "lr": lr, "seconds": time.perf_counter() - t0,
+                   **best_val(run_dir, settings.select)}
+            split = _breakdown_of(load_adapter(run_dir / "adapter", clip), val_records, FrameCache(cache_dir), meta)
+            row.update(val_order_free_R1=split["order_free"]["R@1"], val_pair_accuracy=split["pair_accuracy"])
             rows.append(row)
-            print(f"{method:<12} lr {lr:<8g} best val t2v R@1 {row['best_val_t2v_R@1']:6.2f} "
-                  f"(step {row['best_step']}) last {row['last_val_t2v_R@1']:6.2f} "
+            print(f"{method:<12} lr {lr:<8g} best val {settings.select} {row['best_val_score']:6.2f} "
+                  f"(step {row['best_step']}; t2v R@1 {row['best_val_t2v_R@1']:.2f}, order-free R@1 "
+                  f"{row['val_order_free_R1']:.1f}, pair acc {row['val_pair_accuracy']:.1f}) "
                   f"loss {row['final_train_loss']:.3f}  {row['seconds']:.0f} s", flush=True)
     chosen = {}
     for method in args.methods:
         mine = [r for r in rows if r["method"] == method]
-        chosen[method] = max(mine, key=lambda r: r["best_val_t2v_R@1"])["lr"]
-    print("best lr by validation t2v R@1:", json.dumps(chosen))
+        chosen[method] = max(mine, key=lambda r: r["best_val_score"])["lr"]
+    print(f"best lr by validation {settings.select}:", json.dumps(chosen))
+    # one rate for every method swept (the demo uses one rate for all prompt methods): the best sum
+    shared = sorted({r["lr"] for r in rows if all(any(x["method"] == m and x["lr"] == r["lr"] for x in rows)
+                                                  for m in args.methods)})
+    family = None
+    if len(args.methods) > 1 and shared:
+        family = max(shared, key=lambda lr: sum(r["best_val_score"] for r in rows if r["lr"] == lr))
+        print(f"one lr for {' '.join(args.methods)} by the sum of their validation {settings.select}: {family:g}")
     result = {
         "benchmark": "lr_sweep on the demo world (vop.demo; validation split only)",
         "machine": f"{os.cpu_count()}-core CPU, no GPU; fp32; load average {os.getloadavg()[0]:.2f} at the end",
@@ -96,7 +121,9 @@ def main() -> None:
         "settings": {"backbone": "tiny-synthetic", "pairs_train_val_test": settings.pairs,
                      "updates": settings.updates, "batch_size": settings.batch_size,
                      "weight_decay": settings.weight_decay, "augment": False, "seed": 0},
+        "selected_on": f"validation {settings.select}",
         "date": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows, "best_lr_by_validation": chosen,
+        "one_lr_for_all_methods_swept": family,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

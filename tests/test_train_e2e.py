@@ -126,3 +126,26 @@ def test_eval_skips_an_undecodable_video_with_its_queries(tiny_retrieval_project
     result = json.loads(out_json.read_text())
     assert (result["videos"], result["texts"], result["videos_skipped"]) == (11, 22, 1)
     assert result["method"] == "zeroshot" and result["t2v"]["queries"] == 22
+
+
+def test_adapter_selected_by_the_configured_validation_score(tiny_retrieval_project, capsys):
+    """``eval.select: rsum`` keeps the step with the best R@1+R@5+R@10 of both directions and says so."""
+    from vop.eval.metrics import SELECT_SCORES
+
+    root = tiny_retrieval_project
+    recipe = write_recipe(root)
+    recipe.write_text(recipe.read_text().replace("eval: {batch_size: 4}", "eval: {batch_size: 4, select: rsum}"))
+    run_dir = root / "run-rsum"
+    assert main(["train", str(recipe), "--out", str(run_dir), "--no-progress"]) == 0
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in rows if r["kind"] == "val"]
+    scores = [SELECT_SCORES["rsum"](r) for r in val]
+    assert [r["rsum"] for r in val] == scores
+    meta = json.loads((run_dir / "adapter" / "adapter.json").read_text())
+    assert meta["extra"]["selected_on"] == "validation rsum"
+    assert meta["extra"]["step"] == val[scores.index(max(scores))]["step"]
+    assert "best validation rsum" in (run_dir / "train.log").read_text()
+
+    recipe.write_text(recipe.read_text().replace("select: rsum", "select: loss"))
+    assert main(["train", str(recipe), "--out", str(root / "run-bad"), "--no-progress"]) == 2
+    assert "eval.select must be one of t2v_R@1, t2v_rsum, rsum" in capsys.readouterr().err

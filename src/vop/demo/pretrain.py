@@ -43,14 +43,14 @@ class PretrainConfig:
     data_seed: int = 1000  # training stills; held-out stills use data_seed + 1
     train_twins: int = 12000  # twin pairs of stills (2 images each)
     eval_twins: int = 500
-    steps: int = 3000
+    steps: int = 4000
     batch_twins: int = 64  # 128 stills per batch
     lr: float = 2e-3
     weight_decay: float = 0.1
     warmup: int = 150
     threads: int = 1
     plain_share: float = 0.4  # twins drawn as plain photos (no cue) ...
-    event_share: float = 0.5  # ... of which this share is captioned by the two event captions
+    event_share: float = 0.1  # ... of which this share is captioned by the two event captions
 
 
 def make_stills(cfg: PretrainConfig, held_out: bool = False):

@@ -171,3 +171,17 @@ def dsl_similarity(sim: torch.Tensor, temperature: float = 100.0) -> torch.Tenso
     """Unchunked DSL of a full ``[Q, N]`` matrix: the reference the chunked path is tested against."""
     sim = torch.as_tensor(sim).float()
     return sim * torch.softmax(temperature * sim, dim=0)
+
+
+def _rsum(metrics: dict) -> float:
+    return metrics["R@1"] + metrics["R@5"] + metrics["R@10"]
+
+
+# Validation scores that can select a training run's adapter (``eval.select``). t2v R@1 is the
+# paper's; the R@1+R@5+R@10 sums are steadier where R@1 hangs on a few queries (e.g. an order-free
+# method on a split whose clips come with their time-reversed partner: R@1 is then a coin flip).
+SELECT_SCORES = {
+    "t2v_R@1": lambda res: res["t2v"]["R@1"],
+    "t2v_rsum": lambda res: _rsum(res["t2v"]),
+    "rsum": lambda res: _rsum(res["t2v"]) + _rsum(res["v2t"]),
+}

@@ -66,6 +66,7 @@ class EvalConfig:
     tie: str = "pessimistic"
     dsl: bool = False
     chunk: int = 0                      # queries per similarity block; 0 = from a memory budget
+    select: str = "t2v_R@1"             # validation score that picks the adapter: t2v_R@1, t2v_rsum, rsum
 
 
 @dataclass
@@ -99,6 +100,10 @@ class TrainConfig:
             raise ValueError(
                 f"data.val_split {self.data.val_split!r} is the test split: a checkpoint must never be "
                 "chosen on the test set (use another split or data.val_holdout)")
+        from vop.eval.metrics import SELECT_SCORES
+
+        if self.eval.select not in SELECT_SCORES:
+            raise ValueError(f"eval.select must be one of {', '.join(SELECT_SCORES)}, got {self.eval.select!r}")
         if self.eval.tie not in ("pessimistic", "optimistic"):
             raise ValueError(f"eval.tie must be 'pessimistic' or 'optimistic', got {self.eval.tie!r}")
         if self.run.precision not in ("auto", "fp32", "bf16"):

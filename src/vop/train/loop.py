@@ -6,7 +6,7 @@
     train.log          one line per log interval (loss, lr, clips/s) and per validation
     metrics.jsonl      the same as JSON records (kind "train" / "val")
     loss.png, val_r1.png
-    adapter/           the trainable tensors of the best checkpoint by validation t2v R@1
+    adapter/           the trainable tensors of the best checkpoint by validation t2v R@1 (``eval.select``)
     checkpoints/last.pt  everything needed to resume (written atomically)
 
 The process group, if any, is set up by the CLI before ``train`` is called; only rank 0 writes.
@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vop.eval.metrics import SELECT_SCORES
 from vop.eval.retrieval import autocast_for, evaluate
 from vop.train import distributed as dist_utils
 from vop.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -43,7 +44,7 @@ class Progress:
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0          # batches of `epoch` already done
-    best_r1: float = float("-inf")
+    best_r1: float = float("-inf")  # the best validation score (eval.select; t2v R@1 by default)
     best_step: int = -1
     history: list = field(default_factory=list)
 
@@ -272,16 +273,18 @@ def validate(model, val_records, cfg: TrainConfig, device, cache, progress: Prog
                        cache=cache, tie=cfg.eval.tie, chunk=cfg.eval.chunk, device=device,
                        precision=cfg.run.precision, on_error=cfg.data.on_error,
                        num_workers=cfg.data.num_workers, progress=False)
-        r1 = res["t2v"]["R@1"]
+        score = SELECT_SCORES[cfg.eval.select](res)
         log.record({"kind": "val", "step": progress.step, "epoch": progress.epoch,
-                    "t2v": res["t2v"], "v2t": res["v2t"]})
-        better = r1 > progress.best_r1
-        log.line(f"val step {progress.step}: t2v R@1 {r1:.2f} R@5 {res['t2v']['R@5']:.2f} "
-                 f"v2t R@1 {res['v2t']['R@1']:.2f}" + (" (best so far, adapter saved)" if better else ""))
+                    "t2v": res["t2v"], "v2t": res["v2t"], cfg.eval.select: score})
+        better = score > progress.best_r1
+        shown = "" if cfg.eval.select == "t2v_R@1" else f" {cfg.eval.select} {score:.2f}"
+        log.line(f"val step {progress.step}: t2v R@1 {res['t2v']['R@1']:.2f} R@5 {res['t2v']['R@5']:.2f} "
+                 f"v2t R@1 {res['v2t']['R@1']:.2f}{shown}" + (" (best so far, adapter saved)" if better else ""))
         if better:
-            progress.best_r1, progress.best_step = r1, progress.step
+            progress.best_r1, progress.best_step = score, progress.step
             save_adapter(model, run_dir / "adapter", extra={"step": progress.step, "validation": res,
-                                                            "run": cfg.name, "selected_on": "validation t2v R@1"})
+                                                            "run": cfg.name,
+                                                            "selected_on": f"validation {cfg.eval.select}"})
     # every rank learns the best score, so their checkpoint progress agrees
     best_r1, best_step = dist_utils.broadcast_from_main([progress.best_r1, float(progress.best_step)])
     progress.best_r1, progress.best_step = best_r1, int(best_step)
@@ -407,7 +410,7 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Fa
             save_adapter(model, run_dir / "adapter", extra={"step": progress.step, "run": cfg.name,
                                                             "selected_on": "last step (no validation split)"})
         write_plots(run_dir / "metrics.jsonl", run_dir)
-        log.line(f"done: {progress.step} steps; best validation t2v R@1 {progress.best_r1:.2f} at step "
+        log.line(f"done: {progress.step} steps; best validation {cfg.eval.select} {progress.best_r1:.2f} at step "
                  f"{progress.best_step}; adapter in {run_dir / 'adapter'}")
     dist_utils.barrier()
     return run_dir
