@@ -108,8 +108,7 @@ def main() -> None:
         chosen[method] = max(mine, key=lambda r: r["best_val_score"])["lr"]
     print(f"best lr by validation {settings.select}:", json.dumps(chosen))
     # one rate for every method swept (the demo uses one rate for all prompt methods): the best sum
-    shared = sorted({r["lr"] for r in rows if all(any(x["method"] == m and x["lr"] == r["lr"] for x in rows)
-                                                  for m in args.methods)})
+    shared = set.intersection(*({r["lr"] for r in rows if r["method"] == m} for m in args.methods))
     family = None
     if len(args.methods) > 1 and shared:
         family = max(shared, key=lambda lr: sum(r["best_val_score"] for r in rows if r["lr"] == lr))
