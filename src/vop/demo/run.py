@@ -300,18 +300,20 @@ def run_all(settings: DemoSettings, world: Path, cache_dir: Path, meta: dict, cl
     """Every (run, seed) of ``settings``, ``settings.jobs`` at a time; results in the order of
     ``settings.seeds`` x ``settings.methods``. With ``jobs > 1`` each run trains in a worker process."""
     todo = [(name, seed) for seed in settings.seeds for name in settings.methods]
-    fresh = [(n, s) for n, s in todo if finished_run(settings, n, s, runs_dir) is None]
+    results = {job: finished_run(settings, *job, runs_dir) for job in todo}
+    fresh = [job for job, result in results.items() if result is None]
+    for name, seed in todo:
+        if results[name, seed] is not None:
+            log(f"[{name} seed {seed}] reusing {runs_dir / f'{name}-seed{seed}'}")
     if settings.jobs <= 1 or len(fresh) <= 1:
-        return [run_one(settings, world, cache_dir, meta, clip, name, seed, runs_dir, log) for name, seed in todo]
+        for job in fresh:
+            results[job] = run_one(settings, world, cache_dir, meta, clip, *job, runs_dir, log)
+        return [results[job] for job in todo]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    results = {}
     with ProcessPoolExecutor(min(settings.jobs, len(fresh)), mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {job: pool.submit(_run_in_worker, settings, world, cache_dir, *job, runs_dir) for job in fresh}
-        for name, seed in todo:  # the finished ones are reused here, while the workers train
-            if (name, seed) not in futures:
-                results[name, seed] = run_one(settings, world, cache_dir, meta, clip, name, seed, runs_dir, log)
         for job, future in futures.items():
             results[job] = future.result()
     return [results[job] for job in todo]
