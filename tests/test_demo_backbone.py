@@ -69,3 +69,26 @@ def test_pretraining_script_runs_and_writes_a_loadable_record(tmp_path):
     assert saved["seen_tokens"] == record["seen_tokens"] and len(saved["seen_tokens"]) > 10
     assert set(saved["zero_shot_heldout_stills"]) == {"t2i_r1", "chance_r1", "direction_accuracy", "twin_cosine",
                                                        "infonce"}
+
+
+def test_detached_event_captions_teach_the_image_tower_only(tiny_clip):
+    """``event_text_grad=False``: a plain photo captioned by both twins moves the image tower, and
+    no gradient reaches the text tower through those captions (it would pull the twins together)."""
+    from vop import tokenize
+    from vop.demo.pretrain import batch_loss
+    from vop.demo.world import PLAIN_EVENT, WorldSpec, still_batch
+
+    images, captions, groups = still_batch(8, 0, 0, WorldSpec(size=32), plain_share=1.0, event_share=1.0)
+    assert all(g.startswith(PLAIN_EVENT) for g in groups)
+    for p in tiny_clip.parameters():
+        p.requires_grad_(True)
+
+    def grads(text_grad: bool):
+        tiny_clip.zero_grad(set_to_none=True)
+        batch_loss(tiny_clip, images, tokenize(captions), captions, groups, text_grad).backward()
+        return tiny_clip.token_embedding.weight.grad, tiny_clip.visual.conv1.weight.grad
+
+    text, image = grads(False)
+    assert (text is None or not text.any()) and image.abs().sum() > 0
+    text, image = grads(True)
+    assert text.abs().sum() > 0 and image.abs().sum() > 0

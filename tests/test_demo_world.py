@@ -120,3 +120,18 @@ def test_videos_show_one_actor_and_stills_sometimes_two():
     assert all(s["distractor"] is None for s in videos)
     assert 10 < sum(s["distractor"] is not None for s in stills) < 50
     assert all(s["cast"] is not None for s in videos) and all(s["cast"] is None for s in stills)
+
+
+def test_shapes_of_fixed_size_are_named_small_or_big_and_drawn_at_that_size():
+    """Size words make captions tell more clips apart (fewer ties among identical captions)."""
+    from vop.demo.world import SIZE_WORDS, caption
+
+    scenes = [random_scene(np.random.default_rng(i), SPEC, video=True) for i in range(80)]
+    fixed = [s for s in scenes if s["event"]["kind"] != "size"]
+    assert {s["event"]["size"] for s in fixed} == set(SIZE_WORDS)
+    for s in fixed:
+        low, high = getattr(SPEC, s["event"]["size"])
+        assert low <= s["event"]["radius"] <= high
+        assert f" {s['event']['size']} " in caption(s, VIDEO_TEMPLATES[0], None)
+    assert all("size" not in s["event"] for s in scenes if s["event"]["kind"] == "size")  # "grows" says it
+    assert SPEC.small[1] < SPEC.big[0]

@@ -56,9 +56,9 @@ def run(args) -> int:
         print(f"\nbest trained adapter on validation: {example['method']}. Search the world's videos with it:")
         for cmd in example["commands"]:
             print("  " + cmd)
-        mark = "found first" if example["top3"][0] == example["target"] else "not first"
-        print(f"  -> top 3: {', '.join(example['top3'])} (the captioned clip {example['target']}: {mark}; "
-              f"its reverse: {example['partner']})")
+        print(f"  -> top {len(example['top'])}: {', '.join(example['top'])} (the captioned clip {example['target']}: "
+              f"rank {example['target_rank']}; its time-reversed partner {example['partner']}: rank "
+              f"{example['partner_rank']})")
     holds = claims.all_hold(summary["claims"])
     if args.check and not holds:
         failed = [c["id"] for c in summary["claims"] if c["holds"] is not True]

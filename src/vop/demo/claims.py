@@ -208,17 +208,24 @@ def write_chart(summary: dict, path: Path) -> None:
         if chance is not None:
             ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label=f"chance ({chance})")
             ax.axhline(70, color="#dd8452", linestyle=":", linewidth=1, label="C2 threshold 70")
-            ax.set_ylim(0, 105)
-            ax.legend(loc="upper left", fontsize=8)
+            ax.axhline(80, color="#55a868", linestyle="-.", linewidth=1, label="C2 best >= 80")
+            ax.set_ylim(0, 120)
+            ax.legend(loc="upper right", fontsize=7, ncol=3)
         if ref and ref in names:
             v = rows[names.index(ref)][key]
             ax.axhline(v, color="grey", linestyle="--", linewidth=1, label=f"{ref} ({v:.1f})")
             ax.axhline(v + 10, color="#dd8452", linestyle=":", linewidth=1, label=f"{ref} + 10 (C1)")
-            ax.legend(loc="upper left", fontsize=8)
+            if "full" in names:
+                full = rows[names.index("full")][key]
+                ax.axhline(0.85 * full, color="#55a868", linestyle="-.", linewidth=1, label="0.85 x full (C1)")
+            ax.set_ylim(0, 1.3 * max(v + e for v, e in zip(values, errs)))  # room for the legend and labels
+            ax.legend(loc="upper right", fontsize=7, ncol=3)
         if key == "percent":
             ax.set_yscale("log")
+            ax.set_ylim(top=1e3)
             ax.axhline(0.5, color="#dd8452", linestyle=":", linewidth=1, label="0.5% (vop, vop-f)")
-            ax.legend(loc="upper left", fontsize=8)
+            ax.axhline(10, color="#55a868", linestyle="-.", linewidth=1, label="10% (vop-fc)")
+            ax.legend(loc="upper right", fontsize=7, ncol=2)
         cid = title.split()[0]
         verdict = claims.get(cid, {}).get("holds")
         ax.set_title(title + ("" if verdict is None else f"  [{'holds' if verdict else 'fails'}]"), fontsize=9)

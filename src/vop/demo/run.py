@@ -35,6 +35,7 @@ from vop.demo.world import Sizes, WorldSpec
 BACKBONE = "tiny-synthetic"
 IMAGE_SIZE = WorldSpec().size  # clips are drawn at the backbone's input size
 TRAIN_CHECK_CLIPS = 200  # training clips (whole reverse pairs) scored too: is order learned at all?
+SEARCH_K = 5  # results shown by the search example
 RESULT_VERSION = 3  # bump when evaluate_run adds numbers, so cached runs are evaluated again
 
 
@@ -380,13 +381,18 @@ def format_table(summary: dict) -> str:
 
 def search_example(summary: dict, clip, world: Path, meta: dict, cache_dir: Path) -> dict:
     """The trained adapter with the best *validation* score (``DemoSettings.select``), and what it
-    finds for a test caption."""
+    finds for a test caption that only one test clip fits: the first test clip whose scene (shape,
+    colour, size, event and direction) no other test clip shares, worded by its first caption. A
+    caption that several clips fit equally has no single right answer to show."""
+    from collections import Counter
+
     import torch
 
     from vop.adapter import load_adapter
     from vop.data.annotations import load_records
     from vop.data.cache import FrameCache
     from vop.demo.claims import CONTROLS
+    from vop.demo.world import VIDEO_TEMPLATES, caption
     from vop.eval.retrieval import encode_texts, encode_videos
 
     trained = [r for r in summary["rows"] if r["trainable"] > 0 and r["method"] not in CONTROLS]
@@ -399,16 +405,20 @@ def search_example(summary: dict, clip, world: Path, meta: dict, cache_dir: Path
     video_emb, kept = encode_videos(model, records, IMAGE_SIZE, 128, torch.device("cpu"),
                                     cache=FrameCache(cache_dir), progress=False)
     ids = [Path(records[i].video_id).stem for i in kept]
-    target = ids[0]
+    scene = {cid: caption(meta["by_id"][cid]["scene"], VIDEO_TEMPLATES[0], None) for cid in ids}
+    fits = Counter(scene.values())
+    target = next((cid for cid in ids if fits[scene[cid]] == 1), ids[0])
+    partner = meta["by_id"][target]["partner"]
     query = meta["by_id"][target]["captions"][0]
     scores = (encode_texts(model, [query], 1, torch.device("cpu"), progress=False) @ video_emb.t())[0]
-    top = [ids[i] for i in scores.argsort(descending=True)[:3].tolist()]
+    ranking = [ids[i] for i in scores.argsort(descending=True).tolist()]
     index = Path(summary["world"]).parent / f"index-{best['method']}"
     return {"method": best["method"], "adapter": str(Path(run["run_dir"]) / "adapter"), "query": query,
-            "target": target, "partner": meta["by_id"][target]["partner"], "top3": top,
+            "target": target, "partner": partner, "top": ranking[:SEARCH_K],
+            "target_rank": ranking.index(target) + 1, "partner_rank": ranking.index(partner) + 1,
             "commands": [(f"vop index {world / 'videos'} --backbone {BACKBONE} --adapter "
                          f"{Path(run['run_dir']) / 'adapter'} --out {index}"),
-                         f'vop search {index} "{query}" -k 3']}
+                         f'vop search {index} "{query}" -k {SEARCH_K}']}
 
 
 def write_outputs(summary: dict, out_dir: Path) -> None:

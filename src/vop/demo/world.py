@@ -48,7 +48,8 @@ REVERSE = {"left": "right", "right": "left", "up": "down", "down": "up",
            "grow": "shrink", "shrink": "grow", "appear": "disappear", "disappear": "appear"}
 EVENT_KINDS = ("move", "size", "visibility", "color")
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
-WORLD_VERSION = 5  # bump when a change alters generated data (cached worlds are made again)
+SIZE_WORDS = ("small", "big")  # a shape whose size does not change is one of these (WorldSpec.small/big)
+WORLD_VERSION = 6  # bump when a change alters generated data (cached worlds are made again)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ class WorldSpec:
     size: int = 32
     frames: int = 6  # frames per clip; the demo samples all of them (F = frames)
     fps: int = 8
-    radius: tuple[float, float] = (3.5, 5.5)  # shapes whose size does not change
+    small: tuple[float, float] = (3.2, 3.9)  # radius of a shape named "small" (its size does not change)
+    big: tuple[float, float] = (5.0, 5.8)  # ... and of one named "big"
     small_large: tuple[float, float] = (2.5, 6.5)  # grow: small -> large
     move_distance: tuple[int, int] = (12, 16)
     still_distractor_prob: float = 0.5  # pretraining stills: a second, still shape (named by a caption tail)
@@ -68,7 +70,7 @@ class WorldSpec:
     def __post_init__(self):
         if self.frames % 2 or self.frames < 2:
             raise ValueError(f"WorldSpec.frames must be even and >= 2 (events switch halfway), got {self.frames}")
-        need = 2 * (self.radius[1] + 1) + self.move_distance[1]
+        need = 2 * (self.big[1] + 1) + self.move_distance[1]
         if self.size < need:
             raise ValueError(f"WorldSpec.size {self.size} is too small for its shapes and moves (needs >= {need})")
 
@@ -90,32 +92,39 @@ def _background(rng: np.random.Generator, kinds: tuple[str, ...]) -> dict:
             "seed": int(rng.integers(0, 2**31 - 1))}
 
 
+def _sized(rng: np.random.Generator, spec: WorldSpec) -> tuple[str, float]:
+    """A size word and a radius in its range."""
+    word = str(rng.choice(SIZE_WORDS))
+    return word, float(rng.uniform(*getattr(spec, word)))
+
+
 def random_event(rng: np.random.Generator, spec: WorldSpec) -> dict:
     """An event with its geometry: the actor stays inside the frame from start to end."""
     kind = str(rng.choice(EVENT_KINDS))
     s = spec.size
     if kind == "move":
         d = str(rng.choice(list(DIRECTIONS)))
-        r = float(rng.uniform(*spec.radius))
+        size, r = _sized(rng, spec)
         dist = float(rng.integers(spec.move_distance[0], spec.move_distance[1] + 1))
         dx, dy = DIRECTIONS[d]
         lo, hi = r + 1, s - r - 1
         x0 = rng.uniform(lo + max(0, -dx) * dist, hi - max(0, dx) * dist)
         y0 = rng.uniform(lo + max(0, -dy) * dist, hi - max(0, dy) * dist)
-        return {"kind": kind, "direction": d, "radius": r, "start": [float(x0), float(y0)],
+        return {"kind": kind, "direction": d, "size": size, "radius": r, "start": [float(x0), float(y0)],
                 "end": [float(x0 + dx * dist), float(y0 + dy * dist)]}
-    r_max = spec.small_large[1] if kind == "size" else spec.radius[1]
+    r_max = spec.small_large[1] if kind == "size" else spec.big[1]
     center = [float(v) for v in rng.uniform(r_max + 1, s - r_max - 1, size=2)]
     if kind == "size":
         d = str(rng.choice(["grow", "shrink"]))
         small, large = spec.small_large
         return {"kind": kind, "direction": d, "center": center,
                 "start": small if d == "grow" else large, "end": large if d == "grow" else small}
-    r = float(rng.uniform(*spec.radius))
+    size, r = _sized(rng, spec)
     if kind == "visibility":
-        return {"kind": kind, "direction": str(rng.choice(["appear", "disappear"])), "center": center, "radius": r}
+        return {"kind": kind, "direction": str(rng.choice(["appear", "disappear"])), "size": size, "center": center,
+                "radius": r}
     a, b = (str(c) for c in rng.choice(list(COLORS), size=2, replace=False))
-    return {"kind": kind, "start": a, "end": b, "center": center, "radius": r}
+    return {"kind": kind, "start": a, "end": b, "size": size, "center": center, "radius": r}
 
 
 def reverse_event(event: dict) -> dict:
@@ -162,7 +171,7 @@ def _distractor(rng: np.random.Generator, spec: WorldSpec, actor: dict, event: d
         shape, color = str(rng.choice(SHAPES)), str(rng.choice(list(COLORS)))
         if shape == actor["shape"] and color in colors:
             continue  # captions must tell the two objects apart
-        r = float(rng.uniform(*spec.radius))
+        size, r = _sized(rng, spec)
         x, y = (float(v) for v in rng.uniform(r + 1, spec.size - r - 1, size=2))
         # distance to the segment between the path's end points (moves are straight lines)
         (x0, y0, r0), (x1, y1, r1) = path[0], path[-1]
@@ -170,7 +179,7 @@ def _distractor(rng: np.random.Generator, spec: WorldSpec, actor: dict, event: d
         u = 0.0 if not seg.any() else float(np.clip(np.dot([x - x0, y - y0], seg) / np.dot(seg, seg), 0, 1))
         gap = np.hypot(x - (x0 + u * seg[0]), y - (y0 + u * seg[1]))
         if gap > r + max(r0, r1, states[1]["r"]) + 2:
-            return {"shape": shape, "color": color, "x": x, "y": y, "r": r}
+            return {"shape": shape, "color": color, "size": size, "x": x, "y": y, "r": r}
     return None
 
 
@@ -329,17 +338,18 @@ VIDEO_TAILS = [" and there is a {obj}", " with a {obj} beside it"]
 STATIC_TEMPLATES = ["a {obj}", "a photo of a {obj}", "it is a {obj}", "a {obj} with a {other}"]
 
 
-def _obj(color: str | None, shape: str) -> str:
-    return f"{color} {shape}" if color else shape
+def _obj(color: str | None, shape: str, size: str | None = None) -> str:
+    """``"small red circle"``: the words that are known, in that order."""
+    return " ".join(w for w in (size, color, shape) if w)
 
 
 def event_phrases(scene: dict) -> tuple[str, str, str]:
     """``(object, finite phrase, -ing phrase)`` naming the scene's actor and event."""
     ev, actor = scene["event"], scene["actor"]
     if ev["kind"] == "color":
-        return actor["shape"], f"turns from {ev['start']} to {ev['end']}", f"turning from {ev['start']} to {ev['end']}"
+        return _obj(None, actor["shape"], ev["size"]), f"turns from {ev['start']} to {ev['end']}", f"turning from {ev['start']} to {ev['end']}"
     finite, ing = EVENT_WORDS[ev["direction"]]
-    return _obj(actor["color"], actor["shape"]), finite, ing
+    return _obj(actor["color"], actor["shape"], ev.get("size")), finite, ing
 
 
 def caption(scene: dict, template: str, tail: str | None) -> str:
@@ -349,7 +359,7 @@ def caption(scene: dict, template: str, tail: str | None) -> str:
     text = template.format(obj=obj, ev=finite, ing=ing)
     d = scene.get("distractor")
     if tail and d:
-        text += tail.format(obj=_obj(d["color"], d["shape"]))
+        text += tail.format(obj=_obj(d["color"], d["shape"], d["size"]))
     return text
 
 
@@ -358,6 +368,9 @@ def _choose_wording(rng: np.random.Generator, templates: list[str], tails: list[
 
 
 # --------------------------------------------------------------------------- pretraining stills
+
+
+PLAIN_EVENT = "plain-event"  # group prefix of plain photos captioned by both event captions
 
 
 def still_batch(n_twins: int, seed: int, start: int, spec: WorldSpec, plain_share: float = 0.4,
@@ -369,8 +382,8 @@ def still_batch(n_twins: int, seed: int, start: int, spec: WorldSpec, plain_shar
     instead (no cue), so the backbone also knows objects without cues: half of them get a
     static caption, an ``event_share`` of them the two event captions of one moment that looks the same either way
     (frame ``t`` of the event is frame ``T-1-t`` of its reverse); those two captions are both
-    right for both photos, so they share a positive group. ``groups[i] == groups[j]`` (or equal
-    captions) marks positives for the loss.
+    right for both photos, so they share a positive group (named ``PLAIN_EVENT<i>``).
+    ``groups[i] == groups[j]`` (or equal captions) marks positives for the loss.
     """
     images, captions, groups = [], [], []
     for i in range(start, start + n_twins):
@@ -382,11 +395,12 @@ def still_batch(n_twins: int, seed: int, start: int, spec: WorldSpec, plain_shar
         if rng.random() < plain_share:
             t = int(rng.integers(spec.frames))
             frame = render_frame(scene, t, spec)  # == render_frame(twin, T - 1 - t)
-            if rng.random() < 1 - event_share:
+            event = rng.random() >= 1 - event_share
+            if not event:
                 texts = [_static_caption(scene, rng, actor_state(scene, t, spec.frames))] * 2
             images += [frame, frame]
             captions += texts
-            groups += [f"plain{i}"] * 2
+            groups += [f"{PLAIN_EVENT if event else 'plain'}{i}"] * 2
             continue
         images += [render_still(scene, spec), render_still(twin, spec)]
         captions += texts
@@ -397,8 +411,8 @@ def still_batch(n_twins: int, seed: int, start: int, spec: WorldSpec, plain_shar
 def _static_caption(scene: dict, rng: np.random.Generator, state: dict) -> str:
     """What a plain photo of the scene at ``state`` shows (both twins show the same objects)."""
     actor, d = scene["actor"], scene.get("distractor")
-    objs = ([_obj(state["color"] or scene["event"]["end"], actor["shape"])] if state["visible"] else [])
-    objs += [_obj(d["color"], d["shape"])] if d else []
+    objs = ([_obj(state["color"] or scene["event"]["end"], actor["shape"], scene["event"].get("size"))] if state["visible"] else [])
+    objs += [_obj(d["color"], d["shape"], d["size"])] if d else []
     if not objs:
         return "a photo"
     template = str(rng.choice(STATIC_TEMPLATES if len(objs) == 2 else STATIC_TEMPLATES[:3]))
@@ -408,7 +422,7 @@ def _static_caption(scene: dict, rng: np.random.Generator, state: dict) -> str:
 def still_words() -> set[str]:
     """Every word a still caption can contain (for the vocabulary check G1): the templates'
     words, every object, every event phrase."""
-    texts = STILL_TEMPLATES + STILL_TAILS + STATIC_TEMPLATES + list(COLORS) + list(SHAPES)
+    texts = STILL_TEMPLATES + STILL_TAILS + STATIC_TEMPLATES + list(COLORS) + list(SHAPES) + list(SIZE_WORDS)
     texts += [p for pair in EVENT_WORDS.values() for p in pair] + ["turns turning from to"]
     return {w for t in texts for w in re.sub(r"\{\w+\}", " ", t).split()}
 
