@@ -347,7 +347,8 @@ def event_phrases(scene: dict) -> tuple[str, str, str]:
     """``(object, finite phrase, -ing phrase)`` naming the scene's actor and event."""
     ev, actor = scene["event"], scene["actor"]
     if ev["kind"] == "color":
-        return _obj(None, actor["shape"], ev["size"]), f"turns from {ev['start']} to {ev['end']}", f"turning from {ev['start']} to {ev['end']}"
+        change = f"from {ev['start']} to {ev['end']}"
+        return _obj(None, actor["shape"], ev["size"]), f"turns {change}", f"turning {change}"
     finite, ing = EVENT_WORDS[ev["direction"]]
     return _obj(actor["color"], actor["shape"], ev.get("size")), finite, ing
 
@@ -411,7 +412,8 @@ def still_batch(n_twins: int, seed: int, start: int, spec: WorldSpec, plain_shar
 def _static_caption(scene: dict, rng: np.random.Generator, state: dict) -> str:
     """What a plain photo of the scene at ``state`` shows (both twins show the same objects)."""
     actor, d = scene["actor"], scene.get("distractor")
-    objs = ([_obj(state["color"] or scene["event"]["end"], actor["shape"], scene["event"].get("size"))] if state["visible"] else [])
+    color = state["color"] or scene["event"]["end"]
+    objs = [_obj(color, actor["shape"], scene["event"].get("size"))] if state["visible"] else []
     objs += [_obj(d["color"], d["shape"], d["size"])] if d else []
     if not objs:
         return "a photo"
