@@ -101,6 +101,7 @@ def test_quick_demo_runs_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| zeroshot |" in printed and "| vop-f-nopos |" in printed and "| G1 |" in printed
     assert "vop search" in printed and "best trained adapter on validation" in printed
+    assert "test captions that only one of the" in printed
     summary = json.loads((out / "results.json").read_text())
     rows = {r["method"]: r for r in summary["rows"]}
     assert rows["zeroshot"]["trainable"] == 0 and rows["vop-f"]["trainable"] > rows["vop-f-nopos"]["trainable"] > 0
@@ -108,6 +109,9 @@ def test_quick_demo_runs_end_to_end(tmp_path, capsys):
     assert rows["vop-f-nopos"]["pair_accuracy"] == 50.0  # no frame positions: the deep layers see a set
     assert {c["id"] for c in summary["claims"]} == {"G1", "G2", "G3", "C1", "C2", "C3", "K1"}
     assert summary["backbone_checks"]["unseen_tokens"] == []  # G1 on the generated world
+    example = summary["search_example"]  # over every video `vop index` would index, not the test split only
+    assert example["videos"] == len(list((out / "world-0" / "videos").glob("*.mkv")))
+    assert 1 <= example["target_rank"] <= example["videos"] and example["target"].startswith("test")
     assert "## Claims" in (out / "results.md").read_text()
     assert (out / "results.png").stat().st_size > 1000
     # a second run reuses the finished runs; --check fails: the quick run cannot check C1-C3

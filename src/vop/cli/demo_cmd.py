@@ -59,6 +59,8 @@ def run(args) -> int:
         print(f"  -> top {len(example['top'])}: {', '.join(example['top'])} (the captioned clip {example['target']}: "
               f"rank {example['target_rank']}; its time-reversed partner {example['partner']}: rank "
               f"{example['partner_rank']})")
+        print(f"  over the {example['single_queries']} test captions that only one of the {example['videos']} "
+              f"videos fits, that video is in the top {len(example['top'])} for {example['found_in_top_k']}")
     holds = claims.all_hold(summary["claims"])
     if args.check and not holds:
         failed = [c["id"] for c in summary["claims"] if c["holds"] is not True]

@@ -242,13 +242,18 @@ def finished_run(settings: DemoSettings, name: str, seed: int, runs_dir: Path) -
 # --------------------------------------------------------------------------- the whole demo
 
 
+def world_records(world: Path) -> list:
+    """Every clip of the world (train, val, test), as the generic reader gives them."""
+    from vop.data.annotations import load_records
+
+    return [r for split in ("train", "val", "test") for r in load_records("csv", world, split, world)]
+
+
 def prepare_cache(world: Path, cache_dir: Path, progress: bool) -> Path:
     """Decode every clip once (``vop prepare``'s cache), all of its frames."""
-    from vop.data.annotations import load_records
     from vop.data.cache import build_cache
 
-    records = [r for split in ("train", "val", "test") for r in load_records("csv", world, split, world)]
-    build_cache(records, cache_dir, frames=WorldSpec().frames, short_side=IMAGE_SIZE, on_error="raise",
+    build_cache(world_records(world), cache_dir, frames=WorldSpec().frames, short_side=IMAGE_SIZE, on_error="raise",
                 progress=progress)
     return cache_dir
 
@@ -381,15 +386,15 @@ def format_table(summary: dict) -> str:
 
 def search_example(summary: dict, clip, world: Path, meta: dict, cache_dir: Path) -> dict:
     """The trained adapter with the best *validation* score (``DemoSettings.select``), and what it
-    finds for a test caption that only one test clip fits: the first test clip whose scene (shape,
-    colour, size, event and direction) no other test clip shares, worded by its first caption. A
-    caption that several clips fit equally has no single right answer to show."""
+    finds among all the world's videos (what the printed ``vop index`` command indexes) for a test
+    caption that only one clip fits: the first test clip whose scene (shape, colour, size, event
+    and direction) no other clip of the world shares, worded by its first caption. A caption that
+    several clips fit equally has no single right answer to show."""
     from collections import Counter
 
     import torch
 
     from vop.adapter import load_adapter
-    from vop.data.annotations import load_records
     from vop.data.cache import FrameCache
     from vop.demo.claims import CONTROLS
     from vop.demo.world import VIDEO_TEMPLATES, caption
@@ -401,23 +406,29 @@ def search_example(summary: dict, clip, world: Path, meta: dict, cache_dir: Path
     best = max(trained, key=lambda r: r["val_score"])  # the score that selected each run's adapter
     run = next(r for r in summary["runs"] if r["name"] == best["method"])
     model = load_adapter(Path(run["run_dir"]) / "adapter", clip)
-    records = load_records("csv", world, split="test", videos_dir=world)
+    records = world_records(world)
     video_emb, kept = encode_videos(model, records, IMAGE_SIZE, 128, torch.device("cpu"),
                                     cache=FrameCache(cache_dir), progress=False)
     ids = [Path(records[i].video_id).stem for i in kept]
     scene = {cid: caption(meta["by_id"][cid]["scene"], VIDEO_TEMPLATES[0], None) for cid in ids}
     fits = Counter(scene.values())
-    target = next((cid for cid in ids if fits[scene[cid]] == 1), ids[0])
+    test = [cid for cid in ids if meta["by_id"][cid]["split"] == "test"]
+    single = [cid for cid in test if fits[scene[cid]] == 1] or test[:1]  # test clips only one caption fits
+    queries = [meta["by_id"][cid]["captions"][0] for cid in single]
+    scores = encode_texts(model, queries, 128, torch.device("cpu"), progress=False) @ video_emb.t()  # [Q, V]
+    order = scores.argsort(dim=1, descending=True)
+    rank = {cid: i for i, cid in enumerate(ids)}
+    ranks = [int((order[q] == rank[cid]).nonzero()) + 1 for q, cid in enumerate(single)]
+    target, query, ranking = single[0], queries[0], [ids[i] for i in order[0].tolist()]
     partner = meta["by_id"][target]["partner"]
-    query = meta["by_id"][target]["captions"][0]
-    scores = (encode_texts(model, [query], 1, torch.device("cpu"), progress=False) @ video_emb.t())[0]
-    ranking = [ids[i] for i in scores.argsort(descending=True).tolist()]
     index = Path(summary["world"]).parent / f"index-{best['method']}"
     return {"method": best["method"], "adapter": str(Path(run["run_dir"]) / "adapter"), "query": query,
             "target": target, "partner": partner, "top": ranking[:SEARCH_K],
             "target_rank": ranking.index(target) + 1, "partner_rank": ranking.index(partner) + 1,
+            "single_queries": len(single), "found_in_top_k": sum(r <= SEARCH_K for r in ranks),
+            "videos": len(ids),
             "commands": [(f"vop index {world / 'videos'} --backbone {BACKBONE} --adapter "
-                         f"{Path(run['run_dir']) / 'adapter'} --out {index}"),
+                         f"{Path(run['run_dir']) / 'adapter'} --cache {cache_dir} --out {index}"),
                          f'vop search {index} "{query}" -k {SEARCH_K}']}
 
 
