@@ -32,30 +32,24 @@ def attributes(scene: dict) -> dict:
 
 
 def errors(model, world: Path, cache_dir: Path, meta: dict, split: str) -> dict:
-    import torch
-
     from vop.data.annotations import load_records
     from vop.data.cache import FrameCache
-    from vop.demo.run import IMAGE_SIZE
-    from vop.eval.retrieval import encode_texts, encode_videos
+    from vop.demo.run import caption_scores, encode_clips
 
-    cpu = torch.device("cpu")
     records = load_records("csv", world, split=split, videos_dir=world)
-    video, kept = encode_videos(model, records, IMAGE_SIZE, 128, cpu, cache=FrameCache(cache_dir), progress=False)
-    ids = [Path(records[i].video_id).stem for i in kept]
-    rows = [(text, cid) for cid in ids for text in meta["by_id"][cid]["captions"]]
-    text = encode_texts(model, [t for t, _ in rows], 128, cpu, progress=False)
-    first = (text @ video.t()).argmax(dim=1).tolist()
+    ids, video = encode_clips(model, records, FrameCache(cache_dir))
+    sim, own, partner = caption_scores(model, meta, ids, video)
+    first = sim.argmax(dim=1)
     wrong, hits, other_kind = Counter(), 0, 0
-    for (_, cid), j in zip(rows, first):
-        if ids[j] in (cid, meta["by_id"][cid]["partner"]):
+    for o, p, j in zip(own.tolist(), partner.tolist(), first.tolist()):
+        if j in (o, p):
             hits += 1
             continue
-        want, got = attributes(meta["by_id"][cid]["scene"]), attributes(meta["by_id"][ids[j]]["scene"])
+        want, got = attributes(meta["by_id"][ids[o]]["scene"]), attributes(meta["by_id"][ids[j]]["scene"])
         differ = [k for k in want if want[k] != got[k]]
         wrong[" + ".join(differ) or "nothing (a tie)"] += 1
         other_kind += "kind" in differ
-    return {"captions": len(rows), "order_free_R@1": 100 * hits / len(rows), "misses": len(rows) - hits,
+    return {"captions": len(first), "order_free_R@1": 100 * hits / len(first), "misses": len(first) - hits,
             "misses_of_another_event_kind": other_kind, "first_clip_wrong_in": dict(wrong.most_common())}
 
 

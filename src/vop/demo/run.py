@@ -150,26 +150,34 @@ def pair_accuracy(s_own, s_partner, tol: float = PAIR_TIE_TOL) -> float:
     return float(100 * ((gap > tol).float() + 0.5 * (gap.abs() <= tol).float()).mean())
 
 
-def temporal_breakdown(model, meta: dict, clip_ids: list[str], video_emb, batch_size: int = 128) -> dict:
-    """Order-free R@1 (the partner also correct) and pair accuracy of every caption of ``clip_ids``
-    (``video_emb[i]`` belongs to ``clip_ids[i]``)."""
+def caption_scores(model, meta: dict, clip_ids: list[str], video_emb, batch_size: int = 128):
+    """Cosine ``[Q, V]`` of every caption of ``clip_ids`` (in order) against the clips
+    (``video_emb[i]`` belongs to ``clip_ids[i]``), with each caption's own and partner column."""
     import torch
 
-    from vop.eval.metrics import retrieval_metrics
     from vop.eval.retrieval import encode_texts
 
     index = {cid: i for i, cid in enumerate(clip_ids)}
     rows = [(text, index[cid], index[meta["by_id"][cid]["partner"]])
             for cid in clip_ids for text in meta["by_id"][cid]["captions"]]
     text_emb = encode_texts(model, [r[0] for r in rows], batch_size, torch.device("cpu"), progress=False)
-    sim = text_emb @ video_emb.t()  # [Q, V] cosine
     own, partner = torch.tensor([r[1] for r in rows]), torch.tensor([r[2] for r in rows])
+    return text_emb @ video_emb.t(), own, partner
+
+
+def temporal_breakdown(model, meta: dict, clip_ids: list[str], video_emb, batch_size: int = 128) -> dict:
+    """Order-free R@1 (the partner also correct) and pair accuracy of every caption of ``clip_ids``
+    (``video_emb[i]`` belongs to ``clip_ids[i]``)."""
+    from vop.eval.metrics import retrieval_metrics
+
+    sim, own, partner = caption_scores(model, meta, clip_ids, video_emb, batch_size)
     order_free = retrieval_metrics(sim, [[o, p] for o, p in zip(own.tolist(), partner.tolist())])
     s_own, s_partner = sim.gather(1, own[:, None])[:, 0], sim.gather(1, partner[:, None])[:, 0]
     return {"order_free": order_free, "pair_accuracy": pair_accuracy(s_own, s_partner)}
 
 
-def _breakdown_of(model, records, cache, meta: dict) -> dict:
+def encode_clips(model, records, cache) -> tuple[list[str], object]:
+    """Clip ids and their embeddings ``[V, E]``; every generated clip must decode."""
     import torch
 
     from vop.eval.retrieval import encode_videos
@@ -177,7 +185,11 @@ def _breakdown_of(model, records, cache, meta: dict) -> dict:
     video_emb, kept = encode_videos(model, records, IMAGE_SIZE, 128, torch.device("cpu"), cache=cache, progress=False)
     if len(kept) != len(records):
         raise RuntimeError(f"{len(records) - len(kept)} generated clips failed to decode")
-    return temporal_breakdown(model, meta, [Path(records[i].video_id).stem for i in kept], video_emb)
+    return [Path(records[i].video_id).stem for i in kept], video_emb
+
+
+def _breakdown_of(model, records, cache, meta: dict) -> dict:
+    return temporal_breakdown(model, meta, *encode_clips(model, records, cache))
 
 
 def evaluate_run(run_dir: Path, clip, world: Path, cache, meta: dict, settings: DemoSettings) -> dict:
@@ -398,7 +410,7 @@ def search_example(summary: dict, clip, world: Path, meta: dict, cache_dir: Path
     from vop.data.cache import FrameCache
     from vop.demo.claims import CONTROLS
     from vop.demo.world import VIDEO_TEMPLATES, caption
-    from vop.eval.retrieval import encode_texts, encode_videos
+    from vop.eval.retrieval import encode_texts
 
     trained = [r for r in summary["rows"] if r["trainable"] > 0 and r["method"] not in CONTROLS]
     if not trained:
@@ -406,10 +418,7 @@ def search_example(summary: dict, clip, world: Path, meta: dict, cache_dir: Path
     best = max(trained, key=lambda r: r["val_score"])  # the score that selected each run's adapter
     run = next(r for r in summary["runs"] if r["name"] == best["method"])
     model = load_adapter(Path(run["run_dir"]) / "adapter", clip)
-    records = world_records(world)
-    video_emb, kept = encode_videos(model, records, IMAGE_SIZE, 128, torch.device("cpu"),
-                                    cache=FrameCache(cache_dir), progress=False)
-    ids = [Path(records[i].video_id).stem for i in kept]
+    ids, video_emb = encode_clips(model, world_records(world), FrameCache(cache_dir))
     scene = {cid: caption(meta["by_id"][cid]["scene"], VIDEO_TEMPLATES[0], None) for cid in ids}
     fits = Counter(scene.values())
     test = [cid for cid in ids if meta["by_id"][cid]["split"] == "test"]
@@ -424,7 +433,7 @@ def search_example(summary: dict, clip, world: Path, meta: dict, cache_dir: Path
     index = Path(summary["world"]).parent / f"index-{best['method']}"
     return {"method": best["method"], "adapter": str(Path(run["run_dir"]) / "adapter"), "query": query,
             "target": target, "partner": partner, "top": ranking[:SEARCH_K],
-            "target_rank": ranking.index(target) + 1, "partner_rank": ranking.index(partner) + 1,
+            "target_rank": ranks[0], "partner_rank": ranking.index(partner) + 1,
             "single_queries": len(single), "found_in_top_k": sum(r <= SEARCH_K for r in ranks),
             "videos": len(ids),
             "commands": [(f"vop index {world / 'videos'} --backbone {BACKBONE} --adapter "
