@@ -135,3 +135,26 @@ def test_shapes_of_fixed_size_are_named_small_or_big_and_drawn_at_that_size():
         assert f" {s['event']['size']} " in caption(s, VIDEO_TEMPLATES[0], None)
     assert all("size" not in s["event"] for s in scenes if s["event"]["kind"] == "size")  # "grows" says it
     assert SPEC.small[1] < SPEC.big[0]
+
+
+def test_moving_and_resizing_shapes_are_blurred_and_colour_or_visibility_changes_are_not():
+    """Motion blur shows *that* a shape moves or resizes in one frame, the same either way in time."""
+    from vop.demo.world import _exposure, render_frame
+
+    kinds = set()
+    for i in range(40):
+        scene = random_scene(np.random.default_rng(i), SPEC, video=True)
+        kind = scene["event"]["kind"]
+        kinds.add(kind)
+        t = SPEC.frames // 2 - 1
+        blurred, sharp = render_frame(scene, t, SPEC), render_frame(scene, t, SPEC, blur=0)
+        if kind in ("color", "visibility"):
+            np.testing.assert_array_equal(blurred, sharp)
+        else:
+            assert np.abs(blurred.astype(int) - sharp).sum() > 0, kind
+            if kind == "move":  # the smear: more pixels partly covered than the sharp shape's edge
+                smear, edge = (_exposure(scene, t, SPEC.frames, SPEC.size, b) for b in (SPEC.blur_steps, 0))
+                assert ((smear > 0) & (smear < 1)).sum() > ((edge > 0) & (edge < 1)).sum(), kind
+    assert kinds == {"move", "size", "visibility", "color"}
+    with pytest.raises(ValueError, match="blur_steps"):
+        WorldSpec(blur_steps=4)

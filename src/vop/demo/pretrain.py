@@ -242,8 +242,9 @@ def run(cfg: PretrainConfig, out_dir: Path, progress: bool = True) -> dict:
         "world_spec": asdict(WorldSpec()),
         "data": ("vop.demo.world.still_batch: twins (an event and its reverse on one scene) of 1-2 shapes on photo "
                  f"backgrounds; {1 - cfg.plain_share:.0%} drawn with a still cue of the event, {cfg.plain_share:.0%} "
-                 f"plain photos ({1 - cfg.event_share:.0%} of them with a static caption, {cfg.event_share:.0%} with "
-                 "both event captions as positives" + ("" if cfg.event_text_grad else ", those texts detached")
+                 f"plain photos ({1 - cfg.event_share:.0%} of them with a static caption, {cfg.event_share:.0%} "
+                 "motion-blurred like a video frame with both event captions as positives"
+                 + ("" if cfg.event_text_grad else ", those texts detached")
                  + "); captions from STILL_TEMPLATES/STATIC_TEMPLATES"),
         "command": "python -m vop.demo.pretrain" + _cli_suffix(cfg),
         "train_seconds": round(seconds, 1),

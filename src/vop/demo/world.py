@@ -11,12 +11,15 @@ the order of frames tells them apart, in a domain CLIP has not seen.
   "shrinks"), a half-faded body with a plus or a cross ("appears" / "disappears"), a ring of the
   old colour ("turns from red to blue"). Stills come in **twins**, the event and its reverse drawn
   on the same scene with the same caption template, so captions that differ only in direction
-  or word order meet in one batch.
+  or word order meet in one batch. Some stills are plain photos of one moment of the event (no
+  cue; motion-blurred like a video frame when captioned by the event).
 * **Videos** (:func:`make_split`, the benchmark): one shape and its event with **no still cue**,
   on *video* backgrounds the stills never use (checks, dots) under a colour cast, worded by
-  caption templates the stills never use (made of the same words). Direction exists only in the
-  order of the frames: each clip's partner is exactly its frames reversed, stored losslessly
-  (FFV1), so an order-free method cannot tell them apart.
+  caption templates the stills never use (made of the same words). Frames are exposed over part
+  of the frame interval, so a moving or resizing shape is blurred along its path, the same
+  either way in time. Direction exists only in the order of the frames: each clip's partner is
+  exactly its frames reversed, stored losslessly (FFV1), so an order-free method cannot tell
+  them apart.
 
 Everything is a pure function of the seed: ``_rng(seed, stream...)`` gives each clip or still
 its own generator.
@@ -49,7 +52,7 @@ REVERSE = {"left": "right", "right": "left", "up": "down", "down": "up",
 EVENT_KINDS = ("move", "size", "visibility", "color")
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 SIZE_WORDS = ("small", "big")  # a shape whose size does not change is one of these (WorldSpec.small/big)
-WORLD_VERSION = 6  # bump when a change alters generated data (cached worlds are made again)
+WORLD_VERSION = 7  # bump when a change alters generated data (cached worlds are made again)
 
 
 @dataclass(frozen=True)
@@ -66,10 +69,13 @@ class WorldSpec:
     still_distractor_prob: float = 0.5  # pretraining stills: a second, still shape (named by a caption tail)
     video_distractor_prob: float = 0.0  # videos: one actor (with distractors, trained methods overfit: README)
     cast: float = 0.2  # videos: weight of the colour cast mixed into every pixel
+    blur_steps: int = 3  # videos: each frame is exposed over t +- k/8 of a frame interval, k <= blur_steps (0: sharp)
 
     def __post_init__(self):
         if self.frames % 2 or self.frames < 2:
             raise ValueError(f"WorldSpec.frames must be even and >= 2 (events switch halfway), got {self.frames}")
+        if not 0 <= self.blur_steps <= 3:
+            raise ValueError(f"WorldSpec.blur_steps must be 0..3 (exposure within +-3/8 of a frame), got {self.blur_steps}")
         need = 2 * (self.big[1] + 1) + self.move_distance[1]
         if self.size < need:
             raise ValueError(f"WorldSpec.size {self.size} is too small for its shapes and moves (needs >= {need})")
@@ -145,7 +151,7 @@ def actor_state(scene: dict, t: int, frames: int) -> dict:
     """
     ev = scene["event"]
     w0, w1, den = frames - 1 - t, t, frames - 1
-    late = t >= frames // 2
+    late = 2 * t > frames - 1  # t >= frames // 2 for whole frames; also right for blur sub-times
     state = {"color": scene["actor"].get("color"), "visible": True}
     if ev["kind"] == "move":
         state.update(x=(ev["start"][0] * w0 + ev["end"][0] * w1) / den,
@@ -271,15 +277,37 @@ def _finish(img: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
-def render_frame(scene: dict, t: int, spec: WorldSpec) -> np.ndarray:
-    """Frame ``t`` of a video scene, uint8 ``[H, W, 3]``: no still cue, colour cast applied."""
+def _exposure(scene: dict, t: int, frames: int, size: int, blur: int) -> np.ndarray:
+    """The actor's coverage in frame ``t``, averaged over the exposure ``t +- k/8`` (k <= ``blur``,
+    clamped to the clip): a moving or resizing shape leaves a blur along its path that is the
+    same either way in time. Offsets are eighths and pairs are summed as ``a(t-d) + a(t+d)``, so
+    the reversed clip's frames equal these bit for bit; no exposure reaches the switch at
+    ``(frames-1)/2``, so colours and visibility stay sharp."""
+
+    def cover(tau: float) -> np.ndarray:
+        st = actor_state(scene, tau, frames)
+        if not st["visible"]:
+            return np.zeros((size, size))
+        return np.clip(0.5 - _sdf(scene["actor"]["shape"], st["x"], st["y"], st["r"], size), 0, 1)
+
+    total = cover(t)
+    for k in range(1, blur + 1):
+        d = k / 8
+        total = total + (cover(max(t - d, 0)) + cover(min(t + d, frames - 1)))
+    return total / (1 + 2 * blur)
+
+
+def render_frame(scene: dict, t: int, spec: WorldSpec, blur: int | None = None) -> np.ndarray:
+    """Frame ``t`` of a video scene, uint8 ``[H, W, 3]``: no still cue, motion blur of ``blur``
+    steps (default ``spec.blur_steps``), colour cast applied."""
     img = _render_background(scene["background"], spec.size)
     d = scene.get("distractor")
     if d:
         _paint(img, d["shape"], d["color"], d["x"], d["y"], d["r"])
     st = actor_state(scene, t, spec.frames)
+    blur = spec.blur_steps if blur is None else blur
     if st["visible"]:
-        _paint(img, scene["actor"]["shape"], st["color"], st["x"], st["y"], st["r"])
+        _blend(img, _exposure(scene, t, spec.frames, spec.size, blur), COLORS[st["color"]])
     if scene.get("cast") is not None:
         img = (1 - spec.cast) * img + spec.cast * np.array(scene["cast"], float)
     return _finish(img)
@@ -395,8 +423,10 @@ def still_batch(n_twins: int, seed: int, start: int, spec: WorldSpec, plain_shar
         texts = [caption(scene, template, tail), caption(twin, template, tail)]
         if rng.random() < plain_share:
             t = int(rng.integers(spec.frames))
-            frame = render_frame(scene, t, spec)  # == render_frame(twin, T - 1 - t)
             event = rng.random() >= 1 - event_share
+            # a photo of the moment: blurred like a video frame when captioned by the event (the
+            # blur is the same for the event and its reverse), sharp under a static caption
+            frame = render_frame(scene, t, spec, blur=spec.blur_steps if event else 0)  # == twin's frame T-1-t
             if not event:
                 texts = [_static_caption(scene, rng, actor_state(scene, t, spec.frames))] * 2
             images += [frame, frame]
