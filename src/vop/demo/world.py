@@ -143,8 +143,9 @@ def reverse_event(event: dict) -> dict:
     return rev
 
 
-def actor_state(scene: dict, t: int, frames: int) -> dict:
-    """The actor at frame ``t`` of ``frames``: ``x``, ``y``, ``r``, ``color``, ``visible``.
+def actor_state(scene: dict, t: float, frames: int) -> dict:
+    """The actor at frame ``t`` of ``frames`` (or between frames, for motion blur): ``x``, ``y``,
+    ``r``, ``color``, ``visible``.
 
     Integer interpolation weights and a switch at ``frames // 2`` make the reversed event's
     frame ``frames-1-t`` equal this event's frame ``t``.
@@ -410,7 +411,7 @@ def still_batch(n_twins: int, seed: int, start: int, spec: WorldSpec, plain_shar
     same template, each drawn with its still cue. A ``plain_share`` of twins are plain photos
     instead (no cue), so the backbone also knows objects without cues: half of them get a
     static caption, an ``event_share`` of them the two event captions of one moment that looks the same either way
-    (frame ``t`` of the event is frame ``T-1-t`` of its reverse); those two captions are both
+    (frame ``t`` of the event is frame ``T-1-t`` of its reverse; motion-blurred like a video frame); those two captions are both
     right for both photos, so they share a positive group (named ``PLAIN_EVENT<i>``).
     ``groups[i] == groups[j]`` (or equal captions) marks positives for the loss.
     """
