@@ -107,6 +107,18 @@ def test_kill_and_resume_gives_the_same_result(tiny_retrieval_project):
     assert strip(rows_a) == strip(rows_b)
 
 
+def test_resume_under_another_selection_score_is_refused(tiny_retrieval_project, capsys):
+    """The best score so far was measured by the checkpoint's eval.select: another would not compare."""
+    root = tiny_retrieval_project
+    args = ["train", str(write_recipe(root)), "--out", str(root / "run"), "--no-progress"]
+    assert main(args + ["--set", "run.stop_after=2"]) == 3
+    capsys.readouterr()
+    assert main(args + ["--resume", "--set", "eval.select=rsum"]) == 2
+    err = capsys.readouterr().err
+    assert "last.pt" in err and "eval.select=t2v_R@1" in err and "rsum" in err
+    assert main(args + ["--resume"]) == 0  # the same score: resumes
+
+
 def test_zeroshot_recipe_only_validates(tiny_retrieval_project, capsys):
     root = tiny_retrieval_project
     assert main(["train", str(write_recipe(root, "zeroshot", "{}")), "--out", str(root / "zs"), "--no-progress"]) == 0

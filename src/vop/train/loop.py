@@ -212,6 +212,12 @@ def _restore(path: Path, model, optimizer, scheduler, cfg: TrainConfig) -> Progr
     if state["config"].get("model") != cfg.to_dict()["model"]:
         raise ValueError(f"{path}: the checkpoint was made with model config {state['config'].get('model')}, "
                          f"not {cfg.to_dict()['model']}; resume with the same recipe")
+    # the best score so far was measured by the checkpoint's eval.select (t2v R@1 before it existed)
+    was = (state["config"].get("eval") or {}).get("select", "t2v_R@1")
+    if was != cfg.eval.select:
+        raise ValueError(f"{path}: the checkpoint selects its adapter by eval.select={was}, not "
+                         f"{cfg.eval.select}; its best score so far would not compare. Resume with "
+                         f"eval.select={was}, or start a new run")
     params = dict(model.trainable_named_parameters())
     if set(params) != set(state["trainable"]):
         raise ValueError(f"{path}: trainable tensors do not match the method")
