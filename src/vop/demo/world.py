@@ -255,8 +255,13 @@ def _blend(img: np.ndarray, alpha: np.ndarray, rgb) -> None:
     img += a * np.asarray(rgb, float)
 
 
+def _coverage(shape: str, x: float, y: float, r: float, size: int) -> np.ndarray:
+    """How much of each pixel the shape covers, ``[H, W]`` in 0..1 (a one-pixel soft edge)."""
+    return np.clip(0.5 - _sdf(shape, x, y, r, size), 0, 1)
+
+
 def _paint(img, shape, color, x, y, r, opacity: float = 1.0) -> None:
-    _blend(img, opacity * np.clip(0.5 - _sdf(shape, x, y, r, img.shape[0]), 0, 1), COLORS[color])
+    _blend(img, opacity * _coverage(shape, x, y, r, img.shape[0]), COLORS[color])
 
 
 def _outline(img, shape, rgb, x, y, r, width: float = 1.0, opacity: float = 1.0) -> None:
@@ -289,7 +294,7 @@ def _exposure(scene: dict, t: int, frames: int, size: int, blur: int) -> np.ndar
         st = actor_state(scene, tau, frames)
         if not st["visible"]:
             return np.zeros((size, size))
-        return np.clip(0.5 - _sdf(scene["actor"]["shape"], st["x"], st["y"], st["r"], size), 0, 1)
+        return _coverage(scene["actor"]["shape"], st["x"], st["y"], st["r"], size)
 
     total = cover(t)
     for k in range(1, blur + 1):
