@@ -139,3 +139,51 @@ def test_control_run_keeps_frame_positions_at_zero(tiny_clip, name):
     video = torch.randn(2, 4, 3, 32, 32)
     with torch.no_grad():  # frames as a set: reversing them changes nothing but rounding
         torch.testing.assert_close(model.encode_video(video), model.encode_video(video.flip(1)), atol=1e-5, rtol=0)
+
+
+def _demo_probe():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "demo_probe.py"
+    spec = importlib.util.spec_from_file_location("demo_probe", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_demo_probe_trains_a_changed_run_on_validation_and_reuses_it(tmp_path, capsys):
+    from vop.demo import run as R
+
+    probe = _demo_probe()
+    tiny = ["--set", "pairs=[6,4,4]", "updates=4", "batch_size=4", "validate_every=2"]
+    args = ["--methods", "zeroshot", "vop", *tiny, "--method-set", "text_length=4", "--world", "blur_steps=0",
+            "--jobs", "1", "--out-dir", str(tmp_path / "p"), "--json", str(tmp_path / "rows.json")]
+    runs_before, backbone_before = dict(R.RUNS), R.BACKBONE
+    assert probe.main(args) == 0
+    assert dict(R.RUNS) == runs_before and R.BACKBONE == backbone_before  # nothing left registered
+    out = json.loads((tmp_path / "rows.json").read_text())
+    zeroshot, vop = out["rows"]
+    assert zeroshot["run"] == "zeroshot" and zeroshot["trainable_percent"] == 0 and zeroshot["overrides"] == {}
+    assert vop["run"] == "vop text_length=4" and vop["overrides"] == {"text_length": 4}
+    assert 0 < vop["trainable_percent"] < 0.5 and vop["val_pair_accuracy"] == 50.0
+    assert out["world"] == {"blur_steps": 0} and out["vop_over_full"] is None
+    (world,) = (tmp_path / "p").glob("world-*")
+    assert json.loads((world / "metadata.json").read_text())["spec"]["blur_steps"] == 0
+    capsys.readouterr()
+    assert probe.main(args) == 0  # the same probe again: both runs reused, the same numbers
+    assert "(reused)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "rows.json").read_text())["rows"][1]["val_score"] == vop["val_score"]
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["--set", "nope=1"], "unknown setting"),
+    (["--world", "frames=8"], "unknown or fixed"),
+    (["--world", "blur_steps=9"], "blur_steps must be 0..3"),
+    (["--methods", "vop", "--method-set", "nope=1"], "does not apply"),
+    (["--set", "updates"], "expected KEY=VALUE"),
+])
+def test_demo_probe_rejects_bad_changes_before_any_work(tmp_path, bad, message):
+    with pytest.raises(SystemExit, match=message):
+        _demo_probe().main([*bad, "--out-dir", str(tmp_path)])
+    assert not any(tmp_path.iterdir())
