@@ -6,10 +6,11 @@ their validation numbers and C1's `vop`/`full` ratio.
         [--world KEY=VALUE ...] [--backbone FILE.safetensors] [--seed 0] [--data-seed 0] [--jobs 2]
         [--out-dir probe_out] [--json PATH]
 
-``--set`` changes a ``DemoSettings`` field (``updates=1200``, ``weight_decay=0``, ``pairs=[150,100,150]``),
-``--method-set`` a value of every method run (``text_length=16 visual_length=16``; the keys are
-those of ``vop methods --show``), ``--world`` a ``WorldSpec`` field (``small_large=[1.5,7.5]``,
-``blur_steps=0``); VALUE is JSON, or a plain string. ``--backbone`` trains on a file written by
+``--set`` changes a ``DemoSettings`` field (``updates=1200``, ``weight_decay=0``,
+``pairs=[150,100,150]``), ``--method-set`` a value of every run but ``zeroshot`` and
+``full``, each of which must have it (``text_length=16 visual_length=16``: the component values
+``vop methods --method NAME --json`` lists), ``--world`` a ``WorldSpec`` field (``small_large=[1.5,7.5]``, ``blur_steps=0``); VALUE is
+JSON, or a plain string. ``--backbone`` trains on a file written by
 ``python -m vop.demo.pretrain --out DIR`` instead of the bundled ``tiny-synthetic``. Only the
 validation split is read: this is how the demo's settings were chosen (``docs/demo-notes.md``),
 and the test split is left to ``benchmarks/demo_seeds.py``. Runs with the same settings are
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", nargs="+", default=["vop", "full"], help="demo runs or vop methods")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="DemoSettings fields")
     parser.add_argument("--method-set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="method values, set in every method that has the key (zeroshot and full have none)")
+                        help="method values, set in every run but zeroshot and full (each must have the key)")
     parser.add_argument("--world", nargs="*", default=[], metavar="KEY=VALUE", help="WorldSpec fields")
     parser.add_argument("--backbone", type=Path, help="a .safetensors from vop.demo.pretrain (default: bundled)")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
