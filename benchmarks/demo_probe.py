@@ -131,7 +131,8 @@ def main(argv=None) -> int:
     from vop.demo.world import Sizes, generate_world
     from vop.model import resolve_method
 
-    settings = probe_settings(parse_assignments(args.set, "--set"), args.data_seed, args.jobs)
+    settings_set = parse_assignments(args.set, "--set")
+    settings = probe_settings(settings_set, args.data_seed, args.jobs)
     world_set = parse_assignments(args.world, "--world")
     spec = probe_spec(world_set)
     method_set = parse_assignments(args.method_set, "--method-set")
@@ -193,7 +194,7 @@ def main(argv=None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
-            "benchmark": "demo_probe (validation split only)", "set": parse_assignments(args.set, "--set"),
+            "benchmark": "demo_probe (validation split only)", "set": settings_set,
             "method_set": method_set, "world": world_set, "backbone": backbone, "seed": args.seed,
             "data_seed": args.data_seed, "machine": f"{os.cpu_count()}-core CPU; load average "
             f"{os.getloadavg()[0]:.2f} at the end", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
