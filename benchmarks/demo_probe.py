@@ -165,7 +165,8 @@ def main(argv=None) -> int:
     world = generate_world(args.out_dir / f"world-{world_tag}", seed=args.data_seed, sizes=Sizes(*settings.pairs),
                            spec=spec, progress=True)
     cache_dir = prepare_cache(world, args.out_dir / f"cache-{world_tag}", progress=True)
-    runs_dir = args.out_dir / f"runs-{_tag(world_tag, backbone_sha if backbone else 'bundled')}"
+    # runs with other settings live in other folders: probes run side by side never share a run
+    runs_dir = args.out_dir / f"runs-{_tag(world_tag, backbone_sha if backbone else 'bundled', settings_set)}"
     for job in jobs:
         job.update(world=str(world), cache=str(cache_dir), runs=str(runs_dir))
     print(f"world {world} ({'default' if not world_set else world_set}); backbone {backbone or 'tiny-synthetic'}; "

@@ -174,6 +174,12 @@ def test_demo_probe_trains_a_changed_run_on_validation_and_reuses_it(tmp_path, c
     assert probe.main(args) == 0  # the same probe again: both runs reused, the same numbers
     assert "(reused)" in capsys.readouterr().out
     assert json.loads((tmp_path / "rows.json").read_text())["rows"][1]["val_score"] == vop["val_score"]
+    # another training setting trains in its own folder and leaves the first probe's runs alone
+    other = [a if a != "updates=4" else "updates=2" for a in args]
+    assert probe.main(other) == 0
+    assert "(reused)" not in capsys.readouterr().out
+    assert len(list((tmp_path / "p").glob("runs-*"))) == 2
+    assert probe.main(args) == 0 and "(reused)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("bad, message", [
