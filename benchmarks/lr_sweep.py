@@ -27,14 +27,15 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "lr_sweep.json"
 GRID = {
-    "vop": [1e-3, 1e-2, 3e-2],
+    "vop": [1e-3, 1e-2, 3e-2, 6e-2, 1e-1],
     "vop-c": [1e-4, 5e-4, 2e-3, 5e-3],
     "adapter-ffn": [1e-5, 1e-4, 1e-3],
     "bias": [1e-5, 1e-4, 1e-3, 5e-3],
     "proj": [1e-6, 1e-5, 1e-4, 1e-3],
-    "vop-p": [1e-2, 3e-2],
-    "vop-f": [1e-2, 3e-2],
-    "full": [1e-5, 1e-4, 3e-4],
+    "vop-p": [1e-2, 3e-2, 6e-2, 1e-1],
+    "vop-f": [1e-2, 3e-2, 6e-2, 1e-1],
+    "vop-fc": [1e-2, 3e-2, 6e-2, 1e-1],
+    "full": [1e-5, 1e-4, 3e-4, 6e-4, 1e-3],
 }
 
 
@@ -90,18 +91,20 @@ def main() -> None:
             cfg = replace(cfg, name=f"{method}-lr{lr:g}", optim=replace(cfg.optim, lr=lr))
             run_dir = out / "runs" / cfg.name
             t0 = time.perf_counter()
-            if not (run_dir / "adapter" / "adapter.json").is_file():
+            reused = (run_dir / "adapter" / "adapter.json").is_file()
+            if not reused:
                 train(cfg, run_dir=run_dir, resume=(run_dir / "checkpoints" / "last.pt").is_file(),
                       show_progress=False)
-            row = {"method": method, "lr": lr, "seconds": time.perf_counter() - t0,
-                   **best_val(run_dir, settings.select)}
+            row = {"method": method, "lr": lr, "seconds": None if reused else time.perf_counter() - t0,
+                   "reused": reused, **best_val(run_dir, settings.select)}
             split = _breakdown_of(load_adapter(run_dir / "adapter", clip), val_records, FrameCache(cache_dir), meta)
             row.update(val_order_free_R1=split["order_free"]["R@1"], val_pair_accuracy=split["pair_accuracy"])
             rows.append(row)
             print(f"{method:<12} lr {lr:<8g} best val {settings.select} {row['best_val_score']:6.2f} "
                   f"(step {row['best_step']}; t2v R@1 {row['best_val_t2v_R@1']:.2f}, order-free R@1 "
                   f"{row['val_order_free_R1']:.1f}, pair acc {row['val_pair_accuracy']:.1f}) "
-                  f"loss {row['final_train_loss']:.3f}  {row['seconds']:.0f} s", flush=True)
+                  f"loss {row['final_train_loss']:.3f}  "
+                  f"{'reused' if reused else format(row['seconds'], '.0f') + ' s'}", flush=True)
     chosen = {}
     for method in args.methods:
         mine = [r for r in rows if r["method"] == method]
