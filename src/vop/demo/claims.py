@@ -202,9 +202,9 @@ def write_chart(summary: dict, path: Path) -> None:
         values = [r[key] for r in rows]
         errs = [r.get(key + "_std", 0.0) for r in rows]
         bars = ax.bar(names, values, yerr=errs if any(errs) else None, color="#4c72b0", capsize=3)
-        for bar, v in zip(bars, values):
-            ax.annotate(f"{v:.3g}" if key == "percent" else f"{v:.1f}", (bar.get_x() + bar.get_width() / 2, v),
-                        ha="center", va="bottom", fontsize=8)
+        for bar, v, e in zip(bars, values, errs):  # the value above its error bar, not under it
+            ax.annotate(f"{v:.3g}" if key == "percent" else f"{v:.1f}", (bar.get_x() + bar.get_width() / 2, v + e),
+                        xytext=(0, 1), textcoords="offset points", ha="center", va="bottom", fontsize=8)
         if chance is not None:
             ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label=f"chance ({chance})")
             ax.axhline(70, color="#dd8452", linestyle=":", linewidth=1, label="C2 threshold 70")
