@@ -28,46 +28,16 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 
-def parse_assignments(items: list[str], what: str) -> dict:
-    """``["a=1", "b=[1,2]", "c=text"]`` -> ``{"a": 1, "b": [1, 2], "c": "text"}``."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"{what}: expected KEY=VALUE, got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
-def _tuples(value):
-    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
-
-
 def probe_settings(assignments: dict, data_seed: int, jobs: int):
     from vop.demo.run import SETTINGS, DemoSettings
+    from vop.demo.world import as_tuples
 
     known = {f.name for f in fields(DemoSettings)} - {"methods", "seeds", "data_seed", "jobs", "threads"}
     bad = sorted(set(assignments) - known)
     if bad:
         raise SystemExit(f"--set: unknown setting(s) {bad}; known: {sorted(known)}")
-    values = {k: v if k == "lr" else _tuples(v) for k, v in assignments.items()}
+    values = {k: v if k == "lr" else as_tuples(v) for k, v in assignments.items()}
     return replace(SETTINGS["full"], data_seed=data_seed, jobs=jobs, threads=1, **values)
-
-
-def probe_spec(assignments: dict):
-    from vop.demo.world import WorldSpec
-
-    known = {f.name for f in fields(WorldSpec)} - {"size", "frames"}  # the backbone's input; the demo's F
-    bad = sorted(set(assignments) - known)
-    if bad:
-        raise SystemExit(f"--world: unknown or fixed field(s) {bad}; can change: {sorted(known)}")
-    try:
-        return WorldSpec(**{k: _tuples(v) for k, v in assignments.items()})
-    except (TypeError, ValueError) as err:
-        raise SystemExit(f"--world: {err}") from None
 
 
 def _tag(*parts) -> str:
@@ -128,14 +98,17 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from vop.demo.run import prepare_cache, run_spec
-    from vop.demo.world import Sizes, generate_world
+    from vop.demo.world import Sizes, changed_spec, generate_world, parse_assignments
     from vop.model import resolve_method
 
-    settings_set = parse_assignments(args.set, "--set")
+    try:
+        settings_set = parse_assignments(args.set, "--set")
+        world_set = parse_assignments(args.world, "--world")
+        method_set = parse_assignments(args.method_set, "--method-set")
+        spec = changed_spec(world_set)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     settings = probe_settings(settings_set, args.data_seed, args.jobs)
-    world_set = parse_assignments(args.world, "--world")
-    spec = probe_spec(world_set)
-    method_set = parse_assignments(args.method_set, "--method-set")
     backbone = None
     if args.backbone:
         if not args.backbone.is_file():

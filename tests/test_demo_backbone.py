@@ -92,3 +92,21 @@ def test_detached_event_captions_teach_the_image_tower_only(tiny_clip):
     assert (text is None or not text.any()) and image.abs().sum() > 0
     text, image = grads(True)
     assert text.abs().sum() > 0 and image.abs().sum() > 0
+
+
+def test_pretraining_on_another_world_records_it_and_refuses_bad_fields(tmp_path, capsys):
+    """``--world``: the stills of a changed ``WorldSpec`` (a backbone for ``demo_probe --world``);
+    the record holds that spec and the command that reproduces it; bad fields stop before any work."""
+    from vop.demo.pretrain import main
+
+    tiny = ["--train-twins", "24", "--eval-twins", "8", "--steps", "2", "--batch-twins", "4", "--warmup", "1"]
+    assert main([*tiny, "--world", "small_large=[1.5,9.5]", "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "tiny-synthetic.json").read_text())
+    assert record["world_spec"]["small_large"] == [1.5, 9.5]
+    assert record["command"].endswith("--world 'small_large=[1.5,9.5]'")
+    for bad, message in ((["frames=8"], "unknown or fixed"), (["blur_steps=9"], "blur_steps must be 0..3"),
+                         (["small_large"], "expected KEY=VALUE")):
+        with pytest.raises(SystemExit):
+            main([*tiny, "--world", *bad, "--out", str(tmp_path / "bad")])
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

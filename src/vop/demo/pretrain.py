@@ -6,6 +6,7 @@ pretrained, from a fixed seed on CPU, on still images whose captions cover every
 event of the world, each event shown by a still cue (:mod:`vop.demo.world`):
 
     python -m vop.demo.pretrain        # writes src/vop/demo/../assets/tiny-synthetic.{safetensors,json}
+    python -m vop.demo.pretrain --world 'small_large=[1.5,9.5]' --out DIR   # stills of another world
 
 Training is CLIP's: symmetric InfoNCE (the project's ``contrastive_loss``, with identical
 captions in a batch counted as positives of each other) and a learned logit scale, AdamW,
@@ -61,13 +62,15 @@ class PretrainConfig:
     event_text_grad: bool = False  # ... which teach the image tower only (their text is detached)
 
 
-def make_stills(cfg: PretrainConfig, held_out: bool = False):
-    """(uint8 images ``[2N, H, W, 3]``, captions, positive groups) of the training or held-out twins."""
+def make_stills(cfg: PretrainConfig, held_out: bool = False, spec: WorldSpec | None = None):
+    """(uint8 images ``[2N, H, W, 3]``, captions, positive groups) of the training or held-out twins,
+    drawn in the world of ``spec`` (default: the demo's)."""
     from vop.demo.world import still_batch
 
+    spec = spec or WorldSpec()
     if held_out:
-        return still_batch(cfg.eval_twins, cfg.data_seed + 1, 0, WorldSpec(), cfg.plain_share, cfg.event_share)
-    return still_batch(cfg.train_twins, cfg.data_seed, 0, WorldSpec(), cfg.plain_share, cfg.event_share)
+        return still_batch(cfg.eval_twins, cfg.data_seed + 1, 0, spec, cfg.plain_share, cfg.event_share)
+    return still_batch(cfg.train_twins, cfg.data_seed, 0, spec, cfg.plain_share, cfg.event_share)
 
 
 def trim_tokens(tokens):
@@ -107,8 +110,9 @@ def batch_loss(model, images, tokens, captions, groups, text_grad: bool = True):
     return contrastive_loss(txt, img, scale, positives=positives(captions, groups))
 
 
-def train(cfg: PretrainConfig, progress: bool = True):
-    """Pretrain from scratch; returns the frozen CLIP, the loss history and the token ids seen."""
+def train(cfg: PretrainConfig, progress: bool = True, spec: WorldSpec | None = None):
+    """Pretrain from scratch on stills of ``spec``'s world (default: the demo's); returns the frozen
+    CLIP, the loss history and the token ids seen."""
     import numpy as np
     import torch
     from tqdm.auto import tqdm
@@ -121,7 +125,7 @@ def train(cfg: PretrainConfig, progress: bool = True):
     for p in model.parameters():
         p.requires_grad_(True)
     model.train()
-    images, captions, groups = make_stills(cfg)
+    images, captions, groups = make_stills(cfg, spec=spec)
     tokens = tokenize(captions)
     seen = sorted(int(t) for t in torch.unique(tokens) if t != 0)
     full_table = model.token_embedding
@@ -219,8 +223,12 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def run(cfg: PretrainConfig, out_dir: Path, progress: bool = True) -> dict:
-    """Pretrain, save ``<config>.safetensors`` (fp16, seen token rows only) and its JSON record."""
+def run(cfg: PretrainConfig, out_dir: Path, progress: bool = True, world: dict | None = None) -> dict:
+    """Pretrain, save ``<config>.safetensors`` (fp16, seen token rows only) and its JSON record.
+    ``world`` changes fields of the stills' ``WorldSpec`` (``{"small_large": [1.5, 9.5]}``: a
+    backbone for a probe of another world, ``benchmarks/demo_probe.py --world ... --backbone``)."""
+    from vop.demo.world import changed_spec
+
     import copy
 
     import torch
@@ -228,25 +236,27 @@ def run(cfg: PretrainConfig, out_dir: Path, progress: bool = True) -> dict:
     from vop.backbone.loading import load_clip, save_clip
 
     start = time.time()
-    model, losses, seen = train(cfg, progress)
+    world = world or {}
+    spec = changed_spec(world)
+    model, losses, seen = train(cfg, progress, spec)
     seconds = time.time() - start
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = save_clip(copy.deepcopy(model).to(torch.float16), out_dir / f"{cfg.config}.safetensors",
                         keep_tokens=seen)
     shipped = load_clip(weights)  # what users get: fp16 storage read back as float32
-    eval_images, eval_captions, eval_groups = make_stills(cfg, held_out=True)
+    eval_images, eval_captions, eval_groups = make_stills(cfg, held_out=True, spec=spec)
     record = {
         "name": cfg.config,
         "clip_config": model.cfg.to_dict(),
         "pretrain_config": asdict(cfg),
-        "world_spec": asdict(WorldSpec()),
+        "world_spec": asdict(spec),
         "data": ("vop.demo.world.still_batch: twins (an event and its reverse on one scene) of 1-2 shapes on photo "
                  f"backgrounds; {1 - cfg.plain_share:.0%} drawn with a still cue of the event, {cfg.plain_share:.0%} "
                  f"plain photos ({1 - cfg.event_share:.0%} of them with a static caption, {cfg.event_share:.0%} "
                  "motion-blurred like a video frame with both event captions as positives"
                  + ("" if cfg.event_text_grad else ", those texts detached")
                  + "); captions from STILL_TEMPLATES/STATIC_TEMPLATES"),
-        "command": "python -m vop.demo.pretrain" + _cli_suffix(cfg),
+        "command": "python -m vop.demo.pretrain" + _cli_suffix(cfg, world),
         "train_seconds": round(seconds, 1),
         "final_loss_mean_last_100": sum(losses[-100:]) / max(1, len(losses[-100:])),
         "logit_scale": float(shipped.logit_scale.exp()),
@@ -262,9 +272,12 @@ def run(cfg: PretrainConfig, out_dir: Path, progress: bool = True) -> dict:
     return record
 
 
-def _cli_suffix(cfg: PretrainConfig) -> str:
+def _cli_suffix(cfg: PretrainConfig, world: dict) -> str:
     default = PretrainConfig()
-    return "".join(f" --{k.replace('_', '-')} {v}" for k, v in asdict(cfg).items() if getattr(default, k) != v)
+    args = "".join(f" --{k.replace('_', '-')} {v}" for k, v in asdict(cfg).items() if getattr(default, k) != v)
+    if world:  # quoted for a shell: JSON lists and strings
+        args += " --world" + "".join(f" '{k}={json.dumps(v, separators=(',', ':'))}'" for k, v in world.items())
+    return args
 
 
 def _bool(text: str) -> bool:
@@ -278,11 +291,20 @@ def main(argv=None) -> int:
     for name, value in asdict(PretrainConfig()).items():
         kind = _bool if isinstance(value, bool) else type(value)
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=value)
+    parser.add_argument("--world", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="WorldSpec fields of the stills, VALUE in JSON (default: the demo's world)")
     parser.add_argument("--out", type=Path, default=DEFAULT_ASSETS, help="folder for <config>.safetensors/.json")
     args = vars(parser.parse_args(argv))
-    out = args.pop("out")
+    out, world = args.pop("out"), args.pop("world")
+    from vop.demo.world import changed_spec, parse_assignments
+
+    try:
+        world = parse_assignments(world, "--world")
+        changed_spec(world)  # refused before any work
+    except ValueError as err:
+        parser.error(str(err))
     cfg = PretrainConfig(**args)
-    record = run(cfg, out)
+    record = run(cfg, out, world=world)
     zs = record["zero_shot_heldout_stills"]
     print(f"wrote {out / record['weights_file']} ({record['file_bytes'] / 1e6:.2f} MB) in {record['train_seconds']} s")
     print(f"held-out stills: t2i R@1 {zs['t2i_r1']:.1f} (chance {zs['chance_r1']:.1f}), direction accuracy "

@@ -31,7 +31,7 @@ import csv
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +79,42 @@ class WorldSpec:
         need = 2 * (self.big[1] + 1) + self.move_distance[1]
         if self.size < need:
             raise ValueError(f"WorldSpec.size {self.size} is too small for its shapes and moves (needs >= {need})")
+
+
+FIXED_FIELDS = ("size", "frames")  # the bundled backbone's input size; the demo samples every frame
+
+
+def parse_assignments(items: list[str], what: str) -> dict:
+    """``["a=1", "b=[1,2]", "c=text"]`` -> ``{"a": 1, "b": [1, 2], "c": "text"}`` (a value is JSON,
+    or else a plain string); ``ValueError`` names ``what`` and the bad item."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{what}: expected KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def as_tuples(value):
+    """JSON lists as tuples, nested (the frozen dataclasses' field types)."""
+    return tuple(as_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def changed_spec(changes: dict) -> WorldSpec:
+    """The demo's ``WorldSpec`` with ``changes`` (field -> value, lists for tuples); ``ValueError``
+    names an unknown or fixed field or a value the spec refuses."""
+    known = {f.name for f in fields(WorldSpec)} - set(FIXED_FIELDS)
+    bad = sorted(set(changes) - known)
+    if bad:
+        raise ValueError(f"--world: unknown or fixed field(s) {bad}; can change: {sorted(known)}")
+    try:
+        return WorldSpec(**{k: as_tuples(v) for k, v in changes.items()})
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"--world: {err}") from None
 
 
 def _rng(seed: int, *stream: int) -> np.random.Generator:
