@@ -168,8 +168,8 @@ def main(argv=None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
-            "benchmark": "demo_probe (validation split only)", "set": settings_set,
-            "method_set": method_set, "world": world_set, "backbone": backbone, "seed": args.seed,
+            "benchmark": "demo_probe (validation split only)", "set": settings_set, "lr": settings.lr,
+            "updates": settings.updates, "method_set": method_set, "world": world_set, "backbone": backbone, "seed": args.seed,
             "data_seed": args.data_seed, "machine": f"{os.cpu_count()}-core CPU; load average "
             f"{os.getloadavg()[0]:.2f} at the end", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
             "rows": rows, "vop_over_full": ratio}, indent=2) + "\n")

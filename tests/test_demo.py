@@ -168,6 +168,7 @@ def test_demo_probe_trains_a_changed_run_on_validation_and_reuses_it(tmp_path, c
     assert vop["run"] == "vop text_length=4" and vop["overrides"] == {"text_length": 4}
     assert 0 < vop["trainable_percent"] < 0.5 and vop["val_pair_accuracy"] == 50.0
     assert out["world"] == {"blur_steps": 0} and out["vop_over_full"] is None
+    assert out["updates"] == 4 and out["lr"] == R.SETTINGS["full"].lr  # what the runs trained with
     (world,) = (tmp_path / "p").glob("world-*")
     assert json.loads((world / "metadata.json").read_text())["spec"]["blur_steps"] == 0
     capsys.readouterr()
