@@ -227,13 +227,12 @@ def run(cfg: PretrainConfig, out_dir: Path, progress: bool = True, world: dict |
     """Pretrain, save ``<config>.safetensors`` (fp16, seen token rows only) and its JSON record.
     ``world`` changes fields of the stills' ``WorldSpec`` (``{"small_large": [1.5, 9.5]}``: a
     backbone for a probe of another world, ``benchmarks/demo_probe.py --world ... --backbone``)."""
-    from vop.demo.world import changed_spec
-
     import copy
 
     import torch
 
     from vop.backbone.loading import load_clip, save_clip
+    from vop.demo.world import changed_spec
 
     start = time.time()
     world = world or {}
