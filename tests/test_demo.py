@@ -80,6 +80,13 @@ def test_claims_pass_on_a_passing_result_and_fail_on_each_broken_one():
         result = {c.id: c.holds for c in claims.check(summary)}
         assert result[cid.strip()] is False, (cid, result)
         assert all(v for k, v in result.items() if k != cid.strip()), (cid, result)
+    # C1 says how far the training seeds' ratios spread (the claim itself is on the means)
+    summary = copy.deepcopy(PASSING)
+    summary["runs"] = [{"name": name, "seed": seed, "breakdown": {"order_free": {"R@1": r1}}}
+                       for name, seed, r1 in (("vop", 0, 21.0), ("full", 0, 30.0), ("vop", 1, 27.0),
+                                              ("full", 1, 30.0), ("vop", 2, 25.0))]  # seed 2: no full run
+    c1 = next(c for c in claims.check(summary) if c.id == "C1")
+    assert "per training seed 0.70-0.90)" in c1.measured
     # an order-free method off exactly 50 breaks C2 too: it would mean the partner is not the clip reversed
     summary = copy.deepcopy(PASSING)
     summary["rows"][0]["pair_accuracy"] = 50.5

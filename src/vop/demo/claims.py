@@ -99,7 +99,7 @@ def check(summary: dict) -> list[Claim]:
               f"{b['still_direction_accuracy']:.1f}%", "cosine <= 0.6 and accuracy >= 90%",
               b["twin_cosine"] <= 0.6 and b["still_direction_accuracy"] >= 90),
     ]
-    out += [_c1(rows), _c2(rows), _c3(rows, summary), _k1(rows)]
+    out += [_c1(rows, summary), _c2(rows), _c3(rows, summary), _k1(rows)]
     return out
 
 
@@ -111,7 +111,14 @@ def _not_checked(cid: str, claim: str, threshold: str, missing: list[str]) -> Cl
     return Claim(cid, claim, f"not run: {', '.join(missing)}", threshold, None)
 
 
-def _c1(rows: dict) -> Claim:
+def _seed_ratios(summary: dict) -> list[float]:
+    """``vop``/``full`` order-free R@1 of each training seed that both ran (the claim is on the means)."""
+    of = {(r["name"], r["seed"]): r["breakdown"]["order_free"]["R@1"]
+          for r in summary.get("runs", []) if r.get("name") in ("vop", "full") and "breakdown" in r}
+    return [of["vop", s] / of["full", s] for (name, s) in sorted(of) if name == "vop" and of.get(("full", s))]
+
+
+def _c1(rows: dict, summary: dict) -> Claim:
     claim = "prompts adapt the frozen model"
     threshold = "order-free R@1: vop >= zeroshot + 10 and >= 0.85 x full; no trained method below zeroshot"
     missing = _missing(rows, ("zeroshot", "full", "vop"))
@@ -120,8 +127,10 @@ def _c1(rows: dict) -> Claim:
     of = {m: r["order_free_R@1"] for m, r in rows.items()}
     below = [m for m, r in rows.items() if r["trainable"] > 0 and m not in CONTROLS and of[m] < of["zeroshot"]]
     holds = of["vop"] >= of["zeroshot"] + 10 and of["vop"] >= 0.85 * of["full"] and not below
+    ratios = _seed_ratios(summary)
     measured = (f"order-free R@1 zeroshot {of['zeroshot']:.1f}, vop {of['vop']:.1f} ({of['vop'] - of['zeroshot']:+.1f}), "
-                f"full {of['full']:.1f} (vop/full {of['vop'] / max(of['full'], 1e-9):.2f})"
+                f"full {of['full']:.1f} (vop/full {of['vop'] / max(of['full'], 1e-9):.2f}"
+                + (f"; per training seed {min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ")")
                 + (f"; below zeroshot: {', '.join(below)}" if below else ""))
     return Claim("C1", claim, measured, threshold, holds)
 
