@@ -36,7 +36,7 @@ def probe_settings(assignments: dict, data_seed: int, jobs: int):
     bad = sorted(set(assignments) - known)
     if bad:
         raise SystemExit(f"--set: unknown setting(s) {bad}; known: {sorted(known)}")
-    values = {k: v if k == "lr" else as_tuples(v) for k, v in assignments.items()}
+    values = {k: as_tuples(v) for k, v in assignments.items()}  # lists become tuples; the lr dict stays
     return replace(SETTINGS["full"], data_seed=data_seed, jobs=jobs, threads=1, **values)
 
 
@@ -45,8 +45,8 @@ def _tag(*parts) -> str:
 
 
 def _train(job: dict) -> dict:
-    """One run, in a worker process: registers the probe's run and backbone, trains (or reuses),
-    and scores the selected adapter on the validation split."""
+    """One run, in a worker process: trains the probe's run on its backbone (or reuses it) and
+    scores the selected adapter on the validation split."""
     import torch
 
     from vop.adapter import load_adapter
@@ -60,17 +60,9 @@ def _train(job: dict) -> dict:
     world, cache_dir, runs_dir = Path(job["world"]), Path(job["cache"]), Path(job["runs"])
     meta, clip = load_metadata(world), load_clip(job["backbone"] or R.BACKBONE)
     start = time.perf_counter()
-    # the run and the backbone are registered for this run only (train_config reads both)
-    saved = R.RUNS.copy(), R.BACKBONE
-    R.RUNS[job["name"]] = R.RunSpec(job["method"], tuple(sorted(job["overrides"].items())))
-    R.BACKBONE = job["backbone"] or R.BACKBONE
-    try:
-        result = R.run_one(job["settings"], world, cache_dir, meta, clip, job["name"], job["seed"], runs_dir,
-                           log=lambda *a: None)
-    finally:
-        R.RUNS.clear()
-        R.RUNS.update(saved[0])
-        R.BACKBONE = saved[1]
+    spec = R.RunSpec(job["method"], tuple(sorted(job["overrides"].items())))
+    result = R.run_one(job["settings"], world, cache_dir, meta, clip, job["name"], job["seed"], runs_dir,
+                       log=lambda *a: None, spec=spec, backbone=job["backbone"])
     model = load_adapter(runs_dir / f"{job['name']}-seed{job['seed']}" / "adapter", clip)
     val = load_records("csv", world, split="val", videos_dir=world)
     split = R._breakdown_of(model, val, FrameCache(cache_dir), meta)
@@ -97,6 +89,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
 
+    from vop.demo.pretrain import file_sha256
     from vop.demo.run import prepare_cache, run_spec
     from vop.demo.world import Sizes, changed_spec, generate_world, parse_assignments
     from vop.model import resolve_method
@@ -114,7 +107,7 @@ def main(argv=None) -> int:
         if not args.backbone.is_file():
             raise SystemExit(f"--backbone {args.backbone}: no such file")
         backbone = str(args.backbone.resolve())
-        backbone_sha = hashlib.sha256(args.backbone.read_bytes()).hexdigest()
+        backbone_sha = file_sha256(args.backbone)
     jobs = []
     for name in args.methods:
         try:

@@ -99,12 +99,14 @@ class DemoSettings:
     def lr_for(self, method: str) -> float:
         return self.lr.get(method, self.lr["default"])
 
-    def key(self, name: str, seed: int) -> str:
+    def key(self, name: str, seed: int, spec: RunSpec | None = None, backbone_sha: str | None = None) -> str:
+        """``spec``: the run's method and values (default: ``run_spec(name)``); ``backbone_sha``: the
+        weights it trains on (default: the bundled backbone's)."""
         blob = {k: v for k, v in asdict(self).items() if k not in ("methods", "seeds", "threads", "jobs")}
-        spec = run_spec(name)
+        spec = spec or run_spec(name)
         blob.update(run=name, method=spec.method, overrides=list(spec.overrides), seed=seed,
                     lr=self.lr_for(spec.method), result_version=RESULT_VERSION, world=WorldSpec().__repr__(),
-                    backbone=backbone_sha256())
+                    backbone=backbone_sha or backbone_sha256())
         return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -119,14 +121,17 @@ SETTINGS = {
 # --------------------------------------------------------------------------- one run
 
 
-def train_config(settings: DemoSettings, world: Path, cache_dir: Path, name: str, seed: int, runs_dir: Path):
+def train_config(settings: DemoSettings, world: Path, cache_dir: Path, name: str, seed: int, runs_dir: Path,
+                 spec: RunSpec | None = None, backbone: str | None = None):
+    """``vop train``'s config of one (run, seed); ``spec`` and ``backbone`` default to ``run_spec(name)``
+    and the bundled backbone."""
     from vop.train.config import DataConfig, EvalConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
 
-    spec = run_spec(name)
+    spec = spec or run_spec(name)
     return TrainConfig(
         name=f"{name}-seed{seed}",
         seed=seed,
-        model=ModelConfig(backbone=BACKBONE, method=spec.method, frames=WorldSpec().frames,
+        model=ModelConfig(backbone=backbone or BACKBONE, method=spec.method, frames=WorldSpec().frames,
                           overrides=dict(spec.overrides)),
         data=DataConfig(dataset="csv", annotations=str(world), videos=str(world), train_split="train",
                         val_split="val", test_split="test", image_size=IMAGE_SIZE, augment=False,
@@ -218,13 +223,17 @@ def evaluate_run(run_dir: Path, clip, world: Path, cache, meta: dict, settings: 
 
 
 def run_one(settings: DemoSettings, world: Path, cache_dir: Path, meta: dict, clip, name: str, seed: int,
-            runs_dir: Path, log=print) -> dict:
-    """Train + evaluate one (run, seed); a finished run with the same settings is reused."""
+            runs_dir: Path, log=print, spec: RunSpec | None = None, backbone: str | None = None) -> dict:
+    """Train + evaluate one (run, seed); a finished run with the same settings is reused. ``spec``
+    (default ``run_spec(name)``) and ``backbone`` (a file; default the bundled one, which ``clip``
+    must be loaded from) let a caller train a run that :data:`RUNS` does not name."""
     from vop.data.cache import FrameCache
     from vop.train.loop import train
 
+    spec = spec or run_spec(name)
+    backbone_sha = clip.weights_sha256 if backbone else None
     run_dir = runs_dir / f"{name}-seed{seed}"
-    cached = finished_run(settings, name, seed, runs_dir)
+    cached = finished_run(settings, name, seed, runs_dir, spec, backbone_sha)
     if cached is not None:
         log(f"[{name} seed {seed}] reusing {run_dir}")
         return cached
@@ -232,21 +241,24 @@ def run_one(settings: DemoSettings, world: Path, cache_dir: Path, meta: dict, cl
         shutil.rmtree(run_dir)  # unfinished or made with other settings: start again
     log(f"[{name} seed {seed}] training -> {run_dir}")
     start = time.perf_counter()
-    train(train_config(settings, world, cache_dir, name, seed, runs_dir), run_dir=run_dir, show_progress=False)
+    train(train_config(settings, world, cache_dir, name, seed, runs_dir, spec, backbone), run_dir=run_dir,
+          show_progress=False)
     seconds = time.perf_counter() - start
     result = evaluate_run(run_dir, clip, world, FrameCache(cache_dir), meta, settings)
-    result.update(key=settings.key(name, seed), name=name, method=run_spec(name).method, seed=seed, train_seconds=seconds,
+    result.update(key=settings.key(name, seed, spec, backbone_sha), name=name, method=spec.method, seed=seed,
+                  train_seconds=seconds,
                   run_dir=str(run_dir))
     (run_dir / "demo_result.json").write_text(json.dumps(result, indent=1))
     return {**result, "reused": False}
 
 
-def finished_run(settings: DemoSettings, name: str, seed: int, runs_dir: Path) -> dict | None:
+def finished_run(settings: DemoSettings, name: str, seed: int, runs_dir: Path, spec: RunSpec | None = None,
+                 backbone_sha: str | None = None) -> dict | None:
     """The saved result of (run, seed) if it was made with these settings, else None."""
     done = runs_dir / f"{name}-seed{seed}" / "demo_result.json"
     if done.is_file():
         cached = json.loads(done.read_text())
-        if cached.get("key") == settings.key(name, seed):
+        if cached.get("key") == settings.key(name, seed, spec, backbone_sha):
             return {**cached, "reused": True}
     return None
 
