@@ -246,8 +246,7 @@ def run_one(settings: DemoSettings, world: Path, cache_dir: Path, meta: dict, cl
     seconds = time.perf_counter() - start
     result = evaluate_run(run_dir, clip, world, FrameCache(cache_dir), meta, settings)
     result.update(key=settings.key(name, seed, spec, backbone_sha), name=name, method=spec.method, seed=seed,
-                  train_seconds=seconds,
-                  run_dir=str(run_dir))
+                  train_seconds=seconds, run_dir=str(run_dir))
     (run_dir / "demo_result.json").write_text(json.dumps(result, indent=1))
     return {**result, "reused": False}
 
