@@ -65,8 +65,9 @@ def port_run(tmp_path_factory):
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for k, p in clip.named_parameters():  # CLIP's init has zero biases and unit LayerNorms: vary them
+            p.add_(torch.randn(p.shape, generator=gen) * 0.02)
             if k.endswith("bias") or ".ln_" in k or k.startswith("ln_"):
-                p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+                p.add_(torch.randn(p.shape, generator=gen) * 0.25)
             p.copy_(p.half())  # fp16 values, as OpenAI's release stores them
     clip._sha256 = None
     state = {k: v.half() for k, v in clip.state_dict().items()}

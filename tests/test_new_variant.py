@@ -156,12 +156,12 @@ def test_registration_checks_the_contract(toy):
 
 
 def test_readme_example_runs_and_prints_what_it_says(toy, capsys, tmp_path):
-    """The README's "Adding a variant" block, run as it stands; it prints its own comment."""
+    """The methods page's "Adding a variant" block (docs/methods.md), run as it stands; it prints its own comment."""
     import re
     import runpy
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "methods.md").read_text()
     block = re.search(r"### Adding a variant\n.*?```python\n(.*?)```", readme, re.DOTALL).group(1)
     (tmp_path / "example.py").write_text(block)
     runpy.run_path(str(tmp_path / "example.py"))

@@ -93,7 +93,7 @@ def _context_length(value: int | None, clip: CLIP) -> int:
 
 
 class VideoTextModel(nn.Module):
-    """Frozen CLIP + method components; see ``docs/ARCHITECTURE.md`` ("Methods") for the contract."""
+    """Frozen CLIP + method components; see ``docs/architecture.md`` ("Methods") for the contract."""
 
     def __init__(self, clip: CLIP, method: str, frames: int, components: list[dict], backbone_sha256: str,
                  context_length: int | None = None):
