@@ -91,7 +91,7 @@ def main(argv=None) -> int:
 
     from vop.demo.pretrain import file_sha256
     from vop.demo.run import prepare_cache, run_spec
-    from vop.demo.world import Sizes, changed_spec, generate_world, parse_assignments
+    from vop.demo.world import SplitPairs, changed_spec, generate_world, parse_assignments
     from vop.model import resolve_method
 
     try:
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
                      "overrides": overrides, "seed": args.seed, "settings": settings, "backbone": backbone})
 
     world_tag = _tag(args.data_seed, settings.pairs, world_set)
-    world = generate_world(args.out_dir / f"world-{world_tag}", seed=args.data_seed, sizes=Sizes(*settings.pairs),
+    world = generate_world(args.out_dir / f"world-{world_tag}", seed=args.data_seed, sizes=SplitPairs(*settings.pairs),
                            spec=spec, progress=True)
     cache_dir = prepare_cache(world, args.out_dir / f"cache-{world_tag}", progress=True)
     # runs with other settings live in other folders: probes run side by side never share a run

@@ -70,7 +70,7 @@ def main() -> None:
     from vop.data.annotations import load_records
     from vop.data.cache import FrameCache
     from vop.demo.run import BACKBONE, SETTINGS, _breakdown_of, prepare_cache, train_config
-    from vop.demo.world import Sizes, generate_world, load_metadata
+    from vop.demo.world import SplitPairs, generate_world, load_metadata
     from vop.train.loop import train
 
     torch.set_num_threads(args.threads)
@@ -80,7 +80,7 @@ def main() -> None:
     if args.updates:
         settings = replace(settings, updates=args.updates)
     out = Path(args.out_dir)
-    world = generate_world(out / "world", seed=settings.data_seed, sizes=Sizes(*settings.pairs), progress=False)
+    world = generate_world(out / "world", seed=settings.data_seed, sizes=SplitPairs(*settings.pairs), progress=False)
     cache_dir = prepare_cache(world, out / "cache", progress=False)
     meta, clip = load_metadata(world), load_clip(BACKBONE)
     val_records = load_records("csv", world, split="val", videos_dir=world)

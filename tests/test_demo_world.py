@@ -12,7 +12,7 @@ from vop.demo.world import (
     COLORS,
     STILL_TEMPLATES,
     VIDEO_TEMPLATES,
-    Sizes,
+    SplitPairs,
     WorldSpec,
     generate_world,
     load_metadata,
@@ -29,7 +29,7 @@ SPEC = WorldSpec()
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    return generate_world(tmp_path_factory.mktemp("world"), seed=3, sizes=Sizes(4, 2, 3), progress=False)
+    return generate_world(tmp_path_factory.mktemp("world"), seed=3, sizes=SplitPairs(4, 2, 3), progress=False)
 
 
 def test_reverse_scene_renders_the_same_frames_in_reverse_order():
@@ -94,12 +94,12 @@ def test_captions_have_twins_with_the_opposite_direction(world):
 
 
 def test_world_is_deterministic_and_reused(world, tmp_path):
-    again = generate_world(tmp_path / "w", seed=3, sizes=Sizes(4, 2, 3), progress=False)
+    again = generate_world(tmp_path / "w", seed=3, sizes=SplitPairs(4, 2, 3), progress=False)
     assert load_metadata(again)["clips"] == load_metadata(world)["clips"]
-    other = generate_world(tmp_path / "o", seed=4, sizes=Sizes(4, 2, 3), progress=False)
+    other = generate_world(tmp_path / "o", seed=4, sizes=SplitPairs(4, 2, 3), progress=False)
     assert load_metadata(other)["clips"] != load_metadata(world)["clips"]
     mtime = (world / "metadata.json").stat().st_mtime
-    generate_world(world, seed=3, sizes=Sizes(4, 2, 3), progress=False)
+    generate_world(world, seed=3, sizes=SplitPairs(4, 2, 3), progress=False)
     assert (world / "metadata.json").stat().st_mtime == mtime
 
 

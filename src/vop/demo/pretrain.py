@@ -129,7 +129,7 @@ def train(cfg: PretrainConfig, progress: bool = True, spec: WorldSpec | None = N
     tokens = tokenize(captions)
     seen = sorted(int(t) for t in torch.unique(tokens) if t != 0)
     full_table = model.token_embedding
-    model.token_embedding = _SeenRows(full_table, seen)  # AdamW over ~100 rows, not 49,408
+    model.token_embedding = _seen_token_embedding(full_table, seen)  # AdamW over ~100 rows, not 49,408
     opt = build_optimizer(list(model.named_parameters()), cfg.lr, cfg.weight_decay, betas=(0.9, 0.98), eps=1e-6)
     sched = build_scheduler(opt, cfg.steps, cfg.warmup / cfg.steps)
     order = np.random.default_rng(cfg.seed)
@@ -154,13 +154,13 @@ def train(cfg: PretrainConfig, progress: bool = True, spec: WorldSpec | None = N
     return model.freeze(), losses, seen
 
 
-def _SeenRows(full, seen):
+def _seen_token_embedding(full, seen):
     """The token embedding restricted to the ids seen in pretraining: the same lookup through a
     small trainable table (padding after EOT maps to row 0; it never reaches the read-out)."""
     import torch
     from torch import nn
 
-    class SeenRows(nn.Module):
+    class SeenTokenEmbedding(nn.Module):
         def __init__(self):
             super().__init__()
             remap = torch.zeros(full.num_embeddings, dtype=torch.long)
@@ -171,7 +171,7 @@ def _SeenRows(full, seen):
         def forward(self, ids):
             return self.weight[self.remap[ids]]  # [N, L, D]
 
-    return SeenRows()
+    return SeenTokenEmbedding()
 
 
 @dataclass

@@ -30,7 +30,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from vop.demo.world import Sizes, WorldSpec
+from vop.demo.world import SplitPairs, WorldSpec
 
 BACKBONE = "tiny-synthetic"
 IMAGE_SIZE = WorldSpec().size  # clips are drawn at the backbone's input size
@@ -294,7 +294,7 @@ def run_demo(settings: DemoSettings, out_dir: Path, log=print, progress: bool = 
     start = time.perf_counter()
     train_pairs, val_pairs, test_pairs = settings.pairs
     world = generate_world(out_dir / f"world-{settings.data_seed}", seed=settings.data_seed,
-                           sizes=Sizes(train_pairs, val_pairs, test_pairs), progress=progress)
+                           sizes=SplitPairs(train_pairs, val_pairs, test_pairs), progress=progress)
     meta = load_metadata(world)
     log(f"world: {world} (seed {settings.data_seed}; {train_pairs}/{val_pairs}/{test_pairs} reverse pairs "
         "in train/val/test)")

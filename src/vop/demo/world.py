@@ -505,7 +505,7 @@ def still_words() -> set[str]:
 
 
 @dataclass(frozen=True)
-class Sizes:
+class SplitPairs:
     """Reverse *pairs* per split (each pair is two clips)."""
 
     train: int = 300
@@ -547,7 +547,7 @@ def write_video(path: Path, frames: np.ndarray, fps: int, codec: str = "ffv1", p
             container.mux(packet)
 
 
-def world_key(seed: int, sizes: Sizes, spec: WorldSpec) -> str:
+def world_key(seed: int, sizes: SplitPairs, spec: WorldSpec) -> str:
     blob = json.dumps({"seed": seed, "sizes": asdict(sizes), "spec": asdict(spec), "version": WORLD_VERSION},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -556,7 +556,7 @@ def world_key(seed: int, sizes: Sizes, spec: WorldSpec) -> str:
 CAPTIONS_PER_CLIP = {"train": 3, "val": 1, "test": 2}
 
 
-def generate_world(out_dir, seed: int = 0, sizes: Sizes | None = None, spec: WorldSpec | None = None,
+def generate_world(out_dir, seed: int = 0, sizes: SplitPairs | None = None, spec: WorldSpec | None = None,
                    progress: bool = True) -> Path:
     """Write (or reuse) a world under ``out_dir``: ``videos/<id>.mkv``, ``{train,val,test}.csv``
     (generic ``video,caption,group`` format; group = the reverse pair) and ``metadata.json``
@@ -564,7 +564,7 @@ def generate_world(out_dir, seed: int = 0, sizes: Sizes | None = None, spec: Wor
     frames reversed, so the pair is exact by construction."""
     from tqdm.auto import tqdm
 
-    sizes, spec = sizes or Sizes(), spec or WorldSpec()
+    sizes, spec = sizes or SplitPairs(), spec or WorldSpec()
     out = Path(out_dir)
     key = world_key(seed, sizes, spec)
     meta_path = out / "metadata.json"
