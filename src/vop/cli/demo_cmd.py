@@ -8,6 +8,7 @@ trained adapter. Finished runs are reused when the demo is run again with the sa
 
 from __future__ import annotations
 
+from vop.cli.args import seed_arg, threads_arg
 from vop.cli.messages import error, plain
 
 
@@ -17,15 +18,15 @@ def register(subparsers) -> None:
     p.add_argument("--methods", nargs="+", metavar="NAME",
                    help="runs to train (default: zeroshot full vop vop-p vop-f vop-fc vop-f-nopos; "
                         "any name of `vop methods` works)")
-    p.add_argument("--seeds", nargs="+", type=int, metavar="N", help="training seeds (default: 0)")
-    p.add_argument("--data-seed", type=int, metavar="N", help="world seed: another world from the same recipe "
+    p.add_argument("--seeds", nargs="+", type=seed_arg, metavar="N", help="training seeds (default: 0)")
+    p.add_argument("--data-seed", type=seed_arg, metavar="N", help="world seed: another world from the same recipe "
                                                               "(default: 0)")
     p.add_argument("--out", default="demo_out", help="output folder (default: ./demo_out)")
     p.add_argument("--quick", action="store_true",
                    help="a handful of clips and updates: checks the pipeline in seconds, numbers meaningless")
     p.add_argument("--check", action="store_true", help="exit 1 unless every claim holds")
-    p.add_argument("--jobs", type=int, help="runs trained at once, each in its own process (default: 2)")
-    p.add_argument("--threads", type=int, help="torch CPU threads per run (default: 1)")
+    p.add_argument("--jobs", type=threads_arg, help="runs trained at once, each in its own process (default: 2)")
+    p.add_argument("--threads", type=threads_arg, help="torch CPU threads per run (default: 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 
+from vop.cli.args import MAX_CHUNK, batch_arg, bounded_int, frames_arg, image_size_arg
 from vop.cli.messages import error, plain, warning
 
 
@@ -24,19 +25,20 @@ def register(subparsers) -> None:
     what.add_argument("--method", choices=["zeroshot"], help="evaluate plain CLIP")
     p.add_argument("--backbone", help="CLIP weights (file, HF folder or bundled name); "
                                       "default: the backbone recorded in the adapter (sha256-checked)")
-    p.add_argument("--frames", type=int, default=12, help="frames per video for --method zeroshot")
+    p.add_argument("--frames", type=frames_arg, default=12, help="frames per video for --method zeroshot")
     p.add_argument("--dataset", required=True, help="msrvtt, msvd, didemo, activitynet, lsmdc, csv, jsonl")
     p.add_argument("--annotations", required=True, help="annotation folder or file")
     p.add_argument("--videos", default=None, help="video folder")
     p.add_argument("--split", default=None, help="split to evaluate (default: the dataset's test split)")
     p.add_argument("--cache", default=None, help="frame cache from `vop prepare`")
-    p.add_argument("--image-size", type=int, default=None, help="default: the backbone's image size")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--image-size", type=image_size_arg, default=None, help="default: the backbone's image size")
+    p.add_argument("--batch-size", type=batch_arg, default=32)
     p.add_argument("--captions", choices=["all", "first"], default="all",
                    help="all: every caption is a query (MSVD multi-caption protocol); first: one per video")
     p.add_argument("--tie", choices=["pessimistic", "optimistic"], default="pessimistic")
     p.add_argument("--dsl", action="store_true", help="also report dual-softmax re-ranked numbers (separately)")
-    p.add_argument("--chunk", type=int, default=0, help="queries per similarity block (0: from a 64 MB block budget)")
+    p.add_argument("--chunk", type=bounded_int(0, MAX_CHUNK), default=0,
+                   help="queries per similarity block (0: from a 64 MB block budget)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
                    help="backbone precision (int8: CPU only); compare both to check int8 on your weights")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from vop.cli.args import frames_arg, threads_arg
 from vop.cli.messages import error, plain
 
 USER_ERRORS = (OSError, ValueError, KeyError)  # bad paths, mismatched hashes, bad configs: exit 2
@@ -33,7 +34,7 @@ def register(subparsers) -> None:
                                       "(default: the one the adapter, else the index at OUT, records)")
     p.add_argument("--config", help="CLIP config name when the weights file does not say (e.g. ViT-B-32)")
     p.add_argument("--adapter", help="adapter folder from `vop train` (default: zero-shot CLIP)")
-    p.add_argument("--frames", type=int, help="frames per video (default: the adapter's, else 12)")
+    p.add_argument("--frames", type=frames_arg, help="frames per video (default: the adapter's, else 12)")
     p.add_argument("--cache", metavar="DIR", help="frame cache from `vop prepare`: videos it holds (same file, "
                                                    "size and time) are read from it instead of decoded")
     p.add_argument(
@@ -47,7 +48,7 @@ def register(subparsers) -> None:
         help="FAISS index kind (default: as last time, first time auto: exact below 50k videos, pq above)",
     )
     p.add_argument("--retry-failed", action="store_true", help="try undecodable videos again")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=threads_arg, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--precision", choices=("fp32", "int8"),
                    help="backbone precision; int8: linear layers in int8, vectors within cosine 0.999 of "
                         "fp32 and searchable with either (default: fp32; see README, int8 inference)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from vop.cli.args import frames_arg
 from vop.cli.messages import error, plain
 
 
@@ -15,7 +16,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("methods", help="list methods with trainable parameters and adapter size",
                               description=plain(__doc__))
     p.add_argument("--backbone", default="ViT-B-32", help="CLIP config name (default: ViT-B-32)")
-    p.add_argument("--frames", type=int, default=12, help="frames per video F (default: 12)")
+    p.add_argument("--frames", type=frames_arg, default=12, help="frames per video F (default: 12)")
     p.add_argument("--method", action="append", dest="methods", metavar="NAME",
                    help="only this method (repeatable); default: all")
     p.add_argument("--json", action="store_true", help="print one JSON list instead of a table")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from vop.cli.args import frames_arg, image_size_arg, threads_arg
 from vop.cli.messages import error, plain
 
 from .data_cmd import add_dataset_args, format_report
@@ -27,9 +28,11 @@ def register(subparsers) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dataset_args(p, videos_required=True)
     p.add_argument("--cache", required=True, metavar="DIR", help="cache folder (created; reused to resume)")
-    p.add_argument("--frames", type=int, default=32, help="frames kept per video (default 32)")
-    p.add_argument("--size", type=int, default=224, help="short side of cached frames (the model's image size)")
-    p.add_argument("--workers", type=int, default=1, help="decoding processes (default 1; FFmpeg threads anyway)")
+    p.add_argument("--frames", type=frames_arg, default=32, help="frames kept per video (default 32; at most 1024)")
+    p.add_argument("--size", type=image_size_arg, default=224,
+                   help="short side of cached frames (the model's image size; 16 to 4096)")
+    p.add_argument("--workers", type=threads_arg, default=1,
+                   help="decoding processes (default 1; FFmpeg threads anyway)")
     p.add_argument("--on-error", choices=("skip", "raise"), default="skip", help="undecodable videos")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

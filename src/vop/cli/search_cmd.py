@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+from vop.cli.args import bounded_int, search_param_arg
 from vop.cli.messages import error, plain, warning
 
 MAX_K = 10_000
@@ -19,14 +20,14 @@ def register(subparsers) -> None:
     p.add_argument("index", help="index folder written by `vop index`")
     p.add_argument("query", nargs="?", help="text query")
     p.add_argument("--like", metavar="VIDEO", help="find videos similar to this one (indexed or not)")
-    p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    p.add_argument("-k", type=bounded_int(1, MAX_K), default=10, help="number of results (default 10)")
     p.add_argument("--json", action="store_true", help="print JSON instead of lines")
     p.add_argument("--backbone", help="backbone weights, if moved since indexing (hash-checked)")
     p.add_argument("--adapter", help="adapter folder, if moved since indexing (hash-checked)")
-    p.add_argument("--nprobe", type=int, help="ivf index: cells to scan (more = slower, better recall)")
+    p.add_argument("--nprobe", type=search_param_arg, help="ivf index: cells to scan (more = slower, better recall)")
     p.add_argument(
         "--k-factor",
-        type=int,
+        type=search_param_arg,
         help="pq index: candidates re-ranked per result (more = slower, better recall)",
     )
     p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 
+from vop.cli.args import port_arg, threads_arg
 from vop.cli.messages import error, plain, warning
 
 USER_ERRORS = (OSError, ValueError, KeyError)
@@ -29,10 +30,10 @@ def register(subparsers) -> None:
     p.add_argument("--adapters", nargs="*", default=[], metavar="NAME=DIR", help="adapter folders by name")
     p.add_argument("--backbone", help="backbone weights, if moved since indexing (hash-checked)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=port_arg, default=8000)
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="a Host header name to accept besides loopback and --host (repeatable; e.g. a DNS name)")
-    p.add_argument("--threads", type=int, help="torch CPU threads for query encoding")
+    p.add_argument("--threads", type=threads_arg, help="torch CPU threads for query encoding")
     p.add_argument("--precision", choices=("fp32", "int8"),
                    help="query encoder precision, for an index of either (default: fp32; see README, "
                         "int8 inference)")
