@@ -11,7 +11,7 @@ from functools import partial
 from pathlib import Path
 from statistics import mean
 
-from . import activitynet, didemo, generic, lsmdc, msrvtt, msvd
+from . import activitynet, csv_jsonl, didemo, lsmdc, msrvtt, msvd
 from .records import AnnotationError, MissingAnnotationError, VideoFinder, VideoRecord, holdout_ids
 
 __all__ = [
@@ -34,8 +34,8 @@ DATASETS = {
     "didemo": (didemo.read, didemo.SPLITS, didemo.DEFAULT_SPLIT),
     "activitynet": (activitynet.read, activitynet.SPLITS, activitynet.DEFAULT_SPLIT),
     "lsmdc": (lsmdc.read, lsmdc.SPLITS, lsmdc.DEFAULT_SPLIT),
-    "csv": (partial(generic.read, kind="csv"), generic.SPLITS, generic.DEFAULT_SPLIT),
-    "jsonl": (partial(generic.read, kind="jsonl"), generic.SPLITS, generic.DEFAULT_SPLIT),
+    "csv": (partial(csv_jsonl.read, kind="csv"), csv_jsonl.SPLITS, csv_jsonl.DEFAULT_SPLIT),
+    "jsonl": (partial(csv_jsonl.read, kind="jsonl"), csv_jsonl.SPLITS, csv_jsonl.DEFAULT_SPLIT),
 }
 
 
