@@ -113,14 +113,31 @@ def test_old_cache_gains_file_records_by_preparing_again(videos, tmp_path):
     records = _records(videos)
     cache_dir = tmp_path / "cache"
     build_cache(records, cache_dir, frames=8, short_side=32, progress=False)
-    manifest = json.loads((cache_dir / "manifest.json").read_text())
-    for entry in manifest["videos"].values():  # as written before caches recorded their files
+    contents = json.loads((cache_dir / "videos.json").read_text())
+    for entry in contents["videos"].values():  # as written before caches recorded their files
         del entry["source"]
-    (cache_dir / "manifest.json").write_text(json.dumps(manifest))
+    (cache_dir / "videos.json").write_text(json.dumps(contents))
     assert FrameCache(cache_dir).id_for_file(videos / "v0.mp4") is None
     summary = build_cache(records, cache_dir, frames=8, short_side=32, progress=False)
     assert summary["decoded"] == 0 and summary["skipped_done"] == 3
     assert FrameCache(cache_dir).id_for_file(videos / "v0.mp4") == "v0"
+
+
+def test_cache_built_under_the_old_list_name_is_read_and_moved(videos, tmp_path):
+    """Caches written before the rename keep their list in manifest.json (the index's file name)."""
+    import json
+
+    records = _records(videos)
+    cache_dir = tmp_path / "cache"
+    build_cache(records[:2], cache_dir, frames=8, short_side=32, progress=False)
+    (cache_dir / "videos.json").rename(cache_dir / "manifest.json")  # the layout of an older cache
+    old = FrameCache(cache_dir)
+    assert old.id_for_file(videos / "v1.mp4") == "v1" and old.failed == {}
+    summary = build_cache(records, cache_dir, frames=8, short_side=32, progress=False)
+    assert summary["skipped_done"] == 2 and summary["decoded"] == 1 and summary["cached_total"] == 3
+    assert not (cache_dir / "manifest.json").exists()
+    assert set(json.loads((cache_dir / "videos.json").read_text())["videos"]) == {"v0", "v1", "v2"}
+    assert FrameCache(cache_dir).id_for_file(videos / "v2.mp4") == "v2"
 
 
 def test_training_and_evaluation_share_the_loader_factory(tiny_retrieval_project, monkeypatch):

@@ -3,8 +3,8 @@
 Layout of a cache folder::
 
     cache.json              settings: format version, frames per video, short side
-    manifest.json           {"videos": {video_id: {"file", "frames", "source_frames", "source"}},
-                             "failed": {video_id: reason}}
+    videos.json             {"videos": {video_id: {"file", "frames", "source_frames", "source"}},
+                             "failed": {video_id: reason}}   (named manifest.json before; still read)
                             source: {"path" (absolute), "size", "mtime_ns"} of the video file
     videos/<key>.npy        uint8 [K, H, W, 3], K = min(frames, video length), short side = size
 
@@ -13,8 +13,9 @@ so that the short side is the model's image size: enough for training to draw a 
 per segment for F = 12 (one 224 x 398 frame is 0.27 MB), and a reader memory-maps just the
 frames it needs. Writes are atomic (temporary file + ``os.replace``), so a
 killed ``vop prepare`` loses at most the video it was decoding; a re-run skips every finished
-file. The manifest is rewritten (atomically) every few videos and at the end; the files
-themselves are the source of truth for what is done.
+file. ``videos.json`` is rewritten (atomically) every few videos and at the end; the files
+themselves are the source of truth for what is done. (An index folder's ``manifest.json`` is a
+different file; the cache's list was renamed so that the name means one thing.)
 
 ``vop index --cache`` finds a video by its file (:meth:`FrameCache.id_for_file`): the recorded
 path, size and modification time must all match, so an edited video is decoded again. Caches
@@ -43,7 +44,9 @@ from .sampling import sample_indices
 __all__ = ["CACHE_VERSION", "FrameCache", "build_cache", "cache_key"]
 
 CACHE_VERSION = 1
-MANIFEST_EVERY = 25  # videos between manifest checkpoints
+CONTENTS_FILE = "videos.json"           # what is cached and what failed
+LEGACY_CONTENTS_FILE = "manifest.json"  # its name in caches built before; read, then replaced
+CONTENTS_EVERY = 25  # videos between rewrites of videos.json
 
 
 def cache_key(video_id: str) -> str:
@@ -77,11 +80,10 @@ class FrameCache:
         if self.settings.get("version") != CACHE_VERSION:
             raise ValueError(f"{settings_path}: cache version {self.settings.get('version')} "
                              f"is not {CACHE_VERSION}; rebuild it with `vop prepare`")
-        manifest_path = self.root / "manifest.json"
-        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-        self.failed: dict[str, str] = manifest.get("failed", {})
+        contents = _read_contents(self.root)
+        self.failed: dict[str, str] = contents.get("failed", {})
         self._by_file: dict[str, tuple[str, int, int]] = {}  # path -> (video_id, size, mtime_ns)
-        for video_id, entry in manifest.get("videos", {}).items():
+        for video_id, entry in contents.get("videos", {}).items():
             src = entry.get("source") if isinstance(entry, dict) else None
             if isinstance(src, dict) and {"path", "size", "mtime_ns"} <= set(src):
                 self._by_file[str(src["path"])] = (video_id, src["size"], src["mtime_ns"])
@@ -122,6 +124,15 @@ class FrameCache:
     def read(self, video_id: str, indices: Iterable[int]) -> np.ndarray:
         """uint8 ``[len(indices), H, W, 3]`` from the cached frames (indices into the K cached)."""
         return np.ascontiguousarray(self.load(video_id)[list(indices)])
+
+
+def _read_contents(root: Path) -> dict:
+    """``videos.json``, or ``manifest.json`` in a cache built before the rename; {} when neither."""
+    for name in (CONTENTS_FILE, LEGACY_CONTENTS_FILE):
+        path = root / name
+        if path.is_file():
+            return json.loads(path.read_text())
+    return {}
 
 
 def source_of(path) -> dict | None:
@@ -174,7 +185,7 @@ def build_cache(records, root: str | os.PathLike, frames: int = 32, short_side: 
     """Decode each record's video once into ``root``; resumable. Returns a summary dict.
 
     A video that fails to decode (or whose file is missing) is reported by id and reason on one
-    line and recorded under ``failed`` in the manifest, or stops the run when
+    line and recorded under ``failed`` in ``videos.json``, or stops the run when
     ``on_error="raise"``. ``workers > 1`` decodes in that many processes.
     """
     from tqdm import tqdm
@@ -182,9 +193,9 @@ def build_cache(records, root: str | os.PathLike, frames: int = 32, short_side: 
     root = Path(root)
     cache = _open_for_writing(root, frames, short_side)
     _remove_stale_temporaries(root)
-    manifest_path = root / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    done, failed = manifest.get("videos", {}), manifest.get("failed", {})
+    contents_path = root / CONTENTS_FILE
+    contents = _read_contents(root)
+    done, failed = contents.get("videos", {}), contents.get("failed", {})
     unique = list({r.video_id: r for r in records}.values())  # a video shared by records is decoded once
     todo = [r for r in unique if not cache.has(r.video_id)]
     for record in unique:
@@ -211,9 +222,10 @@ def build_cache(records, root: str | os.PathLike, frames: int = 32, short_side: 
                               "frames": result["frames"], "source_frames": result["source_frames"],
                               "source": result["source"]}
             counts["decoded"] += 1
-            if n % MANIFEST_EVERY == MANIFEST_EVERY - 1:
-                _write_json_atomic(manifest_path, {"videos": done, "failed": failed})
-    _write_json_atomic(manifest_path, {"videos": done, "failed": failed})
+            if n % CONTENTS_EVERY == CONTENTS_EVERY - 1:
+                _write_json_atomic(contents_path, {"videos": done, "failed": failed})
+    _write_json_atomic(contents_path, {"videos": done, "failed": failed})
+    (root / LEGACY_CONTENTS_FILE).unlink(missing_ok=True)  # its content now lives in videos.json
     return {"videos": len(unique), **counts, "cached_total": len(done), "failed_total": len(failed),
             "cache": str(root)}
 
