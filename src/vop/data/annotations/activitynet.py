@@ -9,13 +9,26 @@ deterministic 5% slice of ``train.json`` (ActivityNet has no third split; ``reco
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-from .records import AnnotationError, Entry, check_caption, holdout_ids, load_json, require_file
+from .records import AnnotationError, Entry, check_caption, holdout_ids, json_kind, load_json, require_file
 
 FILES = {"train": "train.json", "test": "val_1.json"}
 SPLITS = ("train", "val", "test", "train-noval")
 DEFAULT_SPLIT = "test"
+
+
+def _start(path: Path, video_id: str, i: int, stamp) -> float:
+    """The start time of timestamp ``[start, end]``: a finite number (or a numeric string)."""
+    try:
+        start = float(stamp[0])
+    except (TypeError, ValueError, IndexError, KeyError):
+        raise AnnotationError(path, f"video {video_id!r}: timestamp {i} is {json_kind(stamp)}, "
+                             "not [start, end]") from None
+    if not math.isfinite(start):
+        raise AnnotationError(path, f"video {video_id!r}: timestamp {i} starts at {start}")
+    return start
 
 
 def read_file(path: Path) -> list[Entry]:
@@ -24,13 +37,15 @@ def read_file(path: Path) -> list[Entry]:
         raise AnnotationError(path, "expected an object {video_id: {timestamps, sentences}}")
     entries = []
     for video_id, ann in data.items():
+        if not isinstance(ann, dict):
+            raise AnnotationError(path, f"video {video_id!r}: expected an object, found {json_kind(ann)}")
         sentences, stamps = ann.get("sentences"), ann.get("timestamps")
         if not isinstance(sentences, list) or not isinstance(stamps, list) or len(sentences) != len(stamps):
             raise AnnotationError(path, f"video {video_id!r}: 'sentences' and 'timestamps' must be lists of equal length")
         if not sentences:
             raise AnnotationError(path, f"video {video_id!r}: no sentences")
         parts = sorted(
-            (float(stamp[0]), i, check_caption(path, s, None, f"sentence {i} of video {video_id!r}"))
+            (_start(path, video_id, i, stamp), i, check_caption(path, s, None, f"sentence {i} of video {video_id!r}"))
             for i, (stamp, s) in enumerate(zip(stamps, sentences))
         )
         # files are named v_<id>.mp4 or, in some downloads, <id>.mp4

@@ -16,7 +16,7 @@ import json
 import os
 from pathlib import Path
 
-from .records import AnnotationError, Entry, check_caption, read_csv, read_text
+from .records import AnnotationError, Entry, check_caption, check_name, read_csv, read_text
 
 SPLITS = ("all", "train", "val", "test")
 DEFAULT_SPLIT = "all"
@@ -40,8 +40,12 @@ def _rows_jsonl(path: Path):
         if not isinstance(obj, dict) or "video" not in obj or "caption" not in obj:
             raise AnnotationError(path, "expected an object with 'video' and 'caption'", line)
         caps = obj["caption"] if isinstance(obj["caption"], list) else [obj["caption"]]
-        group = obj.get("group")
-        yield line, str(obj["video"]), caps, obj.get("split"), None if group is None else str(group)
+        if not caps:
+            raise AnnotationError(path, "'caption' is an empty list", line)
+        split, group = obj.get("split"), obj.get("group")
+        yield (line, check_name(path, obj["video"], line, "'video'"), caps,
+               None if split is None else check_name(path, split, line, "'split'", numbers=False),
+               None if group is None else check_name(path, group, line, "'group'"))
 
 
 def annotation_file(root: Path, split: str, kind: str) -> Path:

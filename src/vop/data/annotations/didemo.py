@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .records import AnnotationError, Entry, check_caption, load_json, require_file
+from .records import AnnotationError, Entry, check_caption, check_name, load_json, require_file
 
 SPLITS = ("train", "val", "test")
 DEFAULT_SPLIT = "test"
@@ -19,7 +19,7 @@ def _start(path: Path, i: int, ann: dict) -> float:
     times = ann.get("times")
     try:
         return sum(float(t[0]) for t in times) / len(times)
-    except (TypeError, ValueError, IndexError, ZeroDivisionError) as err:
+    except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError) as err:
         raise AnnotationError(path, f"annotation {i} (video {ann.get('video')!r}): bad 'times' {times!r}") from err
 
 
@@ -33,5 +33,6 @@ def read(root: Path, split: str) -> list[Entry]:
         if not isinstance(ann, dict) or "video" not in ann or "description" not in ann:
             raise AnnotationError(path, f"annotation {i} lacks 'video' or 'description'")
         text = check_caption(path, ann["description"], None, f"description in annotation {i}")
-        moments.setdefault(str(ann["video"]), []).append((_start(path, i, ann), i, text))
+        video = check_name(path, ann["video"], None, f"video in annotation {i}")
+        moments.setdefault(video, []).append((_start(path, i, ann), i, text))
     return [Entry(video, [" ".join(t for _, _, t in sorted(parts))], [video]) for video, parts in moments.items()]

@@ -18,6 +18,7 @@ from .records import (
     AnnotationError,
     Entry,
     check_caption,
+    check_name,
     check_unique,
     holdout_ids,
     load_json,
@@ -65,7 +66,8 @@ def read_captions(path: Path) -> dict[str, list[str]]:
         if not isinstance(sent, dict) or "video_id" not in sent or "caption" not in sent:
             raise AnnotationError(path, f"sentences[{i}] lacks 'video_id' or 'caption'")
         text = check_caption(path, sent["caption"], None, f"caption in sentences[{i}]")
-        captions.setdefault(str(sent["video_id"]), []).append(text)
+        video_id = check_name(path, sent["video_id"], None, f"video_id in sentences[{i}]")
+        captions.setdefault(video_id, []).append(text)
     return captions
 
 

@@ -145,8 +145,33 @@ def read_csv(path: Path, required: Iterable[str]) -> Iterator[tuple[int, dict[st
         yield line, dict(zip(columns, (cell.strip() for cell in row)))
 
 
+_JSON_KINDS = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number",
+               bool: "true/false", type(None): "null"}
+
+
+def json_kind(value) -> str:
+    """How a parsed JSON value reads in an error message ("an integer", "a list", ...)."""
+    return _JSON_KINDS.get(type(value), type(value).__name__)
+
+
+def check_name(path: Path, value, line: int | None, what: str, numbers: bool = True) -> str:
+    """A name-like field (video id, split, group) as a string.
+
+    An integer is accepted where ``numbers`` (ids are often written as numbers in JSON) and
+    becomes its decimal string; anything else (a list, an object, a float, true/false, null) is
+    an ``AnnotationError`` naming the file, the line and the type found, never silently ``str()``-ed
+    into an id like ``"['a.mp4']"``.
+    """
+    if isinstance(value, str) or (numbers and isinstance(value, int) and not isinstance(value, bool)):
+        return str(value)
+    expected = "a string or an integer" if numbers else "a string"
+    raise AnnotationError(path, f"{what} must be {expected}, found {json_kind(value)}", line)
+
+
 def check_caption(path: Path, caption, line: int | None, what: str = "caption") -> str:
-    if not isinstance(caption, str) or not caption.strip():
+    if not isinstance(caption, str):
+        raise AnnotationError(path, f"{what} must be a string, found {json_kind(caption)}", line)
+    if not caption.strip():
         raise AnnotationError(path, f"empty {what}", line)
     return caption.strip()
 
