@@ -15,6 +15,15 @@ score ``s*`` of its best correct item.
 
 Other correct items never push the best one down, whatever the rule.
 
+* ``expected`` (:func:`expected_metrics`, also ``retrieval_metrics(..., tie="expected")``): the
+  mean over every tie-breaking order, as if ties were broken at random. With ``a`` incorrect
+  items strictly ahead, ``t`` incorrect items tied with ``s*`` and ``c`` correct items at ``s*``,
+  the first correct one lands on average at ``a + (t + c + 1) / (c + 1)`` (one correct item tied
+  with ``n - 1`` others: ``a + (n + 1) / 2``), and R@K is the probability that it lands within
+  the first K. Use it where exact ties are a property of the model rather than of its failure,
+  e.g. an order-free video model scoring a clip and its time-reversed copy identically: the
+  pessimistic rule turns every such query into a miss, the expected rule into half a hit.
+
 The rank of every query only needs one row of similarities, so :func:`chunked_ranks` computes
 them query chunk by query chunk and never holds the full ``[Q, N]`` matrix.
 """
@@ -26,7 +35,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-TIE_RULES = ("pessimistic", "optimistic")
+TIE_RULES = ("pessimistic", "optimistic")  # rules that give each query one integer rank
+EXPECTED = "expected"  # the mean over tie-breaking orders: a fractional rank, R@K a probability
 RECALL_AT = (1, 5, 10)
 
 
@@ -92,8 +102,92 @@ def retrieval_metrics(
     positives: Sequence[Sequence[int]] | Sequence[int],
     tie: str = "pessimistic",
 ) -> dict[str, float]:
-    """R@1/5/10, MdR, MnR of the queries (rows) of ``sim`` ``[Q, N]`` against ``positives``."""
+    """R@1/5/10, MdR, MnR of the queries (rows) of ``sim`` ``[Q, N]`` against ``positives``
+    (``tie``: one of :data:`TIE_RULES`, or ``"expected"`` for :func:`expected_metrics`)."""
+    if tie == EXPECTED:
+        return expected_metrics(sim, positives)
     return summarize_ranks(ranks_from_scores(sim, positives, tie))
+
+
+# --------------------------------------------------------------------------- expected-value ties
+
+
+def tie_counts(
+    sim: torch.Tensor | np.ndarray,
+    positives: Sequence[Sequence[int]] | Sequence[int],
+    tol: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per query ``(ahead, tied, correct)``: incorrect items scoring above the best correct score
+    ``s*``, incorrect items tied with it, and correct items tied at it (at least 1).
+
+    ``tol``: scores within ``tol`` of ``s*`` count as tied with it (0: exact ties only); use it
+    where equal scores come out of the arithmetic a few ulps apart.
+    """
+    sim = torch.as_tensor(sim)
+    if not sim.is_floating_point():
+        sim = sim.float()
+    pos = as_positives(positives)
+    if sim.ndim != 2 or sim.shape[0] != len(pos):
+        raise ValueError(f"similarities {tuple(sim.shape)} do not match {len(pos)} queries")
+    if torch.isnan(sim).any():
+        raise ValueError("similarities contain NaN; ranks would be meaningless")
+    if tol < 0:
+        raise ValueError(f"tol must be >= 0, got {tol}")
+    rows = torch.repeat_interleave(torch.arange(len(pos)), torch.tensor([len(p) for p in pos]))
+    cols = torch.from_numpy(np.concatenate(pos))
+    if cols.numel() and (cols.min() < 0 or cols.max() >= sim.shape[1]):
+        raise ValueError(f"a correct item index is outside [0, {sim.shape[1]})")
+    pos_scores = sim[rows, cols]                                           # [P]
+    best = torch.full((len(pos),), float("-inf"), dtype=sim.dtype)
+    best = best.scatter_reduce(0, rows, pos_scores, reduce="amax")         # [Q]
+    is_correct = torch.zeros(sim.shape, dtype=torch.bool)
+    is_correct[rows, cols] = True                                          # [Q, N]
+    above = sim > best[:, None] + tol                                      # [Q, N]
+    level = (sim - best[:, None]).abs() <= tol                             # [Q, N]
+    ahead = (above & ~is_correct).sum(dim=1)
+    tied = (level & ~is_correct).sum(dim=1)
+    correct = (level & is_correct).sum(dim=1)
+    return ahead.numpy().astype(np.int64), tied.numpy().astype(np.int64), correct.numpy().astype(np.int64)
+
+
+def expected_ranks(ahead: np.ndarray, tied: np.ndarray, correct: np.ndarray) -> np.ndarray:
+    """Mean rank of the first correct item over every order of the tied items (module doc)."""
+    ahead, tied, correct = (np.asarray(x, dtype=np.float64) for x in (ahead, tied, correct))
+    return ahead + (tied + correct + 1) / (correct + 1)
+
+
+def expected_hit(k: int, ahead: np.ndarray, tied: np.ndarray, correct: np.ndarray) -> np.ndarray:
+    """Probability that the first correct item ranks within the first ``k`` under a random order
+    of the tied items: 1 minus the chance that the ``k - ahead`` slots left all go to incorrect ones."""
+    out = np.zeros(len(ahead), dtype=np.float64)
+    for q, (a, t, c) in enumerate(zip(np.asarray(ahead), np.asarray(tied), np.asarray(correct))):
+        slots = k - int(a)
+        if slots <= 0:
+            continue
+        if slots > t:
+            out[q] = 1.0
+            continue
+        miss = 1.0  # C(t, slots) / C(t + c, slots), as a product that never overflows
+        for i in range(slots):
+            miss *= (t - i) / (t + c - i)
+        out[q] = 1.0 - miss
+    return out
+
+
+def expected_metrics(
+    sim: torch.Tensor | np.ndarray,
+    positives: Sequence[Sequence[int]] | Sequence[int],
+    tol: float = 0.0,
+) -> dict[str, float]:
+    """R@1/5/10 (expected, in percent), MnR (expected) and MdR (the median of the expected ranks)
+    under random tie-breaking; ``tol`` as in :func:`tie_counts`."""
+    ahead, tied, correct = tie_counts(sim, positives, tol)
+    ranks = expected_ranks(ahead, tied, correct)
+    out = {f"R@{k}": float(100.0 * np.mean(expected_hit(k, ahead, tied, correct))) for k in RECALL_AT}
+    out["MdR"] = float(np.median(ranks))
+    out["MnR"] = float(np.mean(ranks))
+    out["queries"] = int(ranks.size)
+    return out
 
 
 # --------------------------------------------------------------------------- chunked
