@@ -42,7 +42,7 @@ def test_every_command_is_registered():
     (["data", "check", "kinetics", "--annotations", "{tmp}"], "data check", "unknown dataset 'kinetics'"),
     (["prepare", "msvd", "--annotations", "{tmp}/nope", "--videos", "{tmp}", "--cache", "{tmp}/c"],
      "prepare", "no split could be read"),
-    (["methods", "--backbone", "ViT-X"], "methods", "ViT-X"),
+    (["methods", "--config", "ViT-X"], "methods", "ViT-X"),
     (["methods", "--method", "nope"], "methods", "unknown method(s) nope"),
     (["adapter", "inspect", "{tmp}/nope"], "adapter inspect", "adapter.json: not found"),
 ])

@@ -76,7 +76,7 @@ def test_registered_variant_builds_lists_and_resolves(toy, capsys):
     assert model.method_config["components"][1] == {"type": "toy-first-layer", "toy_length": 2}
     assert model.parameter_budget()["trainable"] == TOY_PARAMS
     assert sorted(n for n, _ in model.trainable_named_parameters()) == ["prompts.text.tokens", "prompts.visual.tokens"]
-    assert main(["methods", "--backbone", "tiny", "--frames", "4", "--method", "toy", "--json"]) == 0
+    assert main(["methods", "--config", "tiny", "--frames", "4", "--method", "toy", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["trainable"] == TOY_PARAMS
     model = build_model(build_clip("tiny", seed=0), "toy", frames=4, overrides={"toy_length": 5})  # its own key
     assert model.parameter_budget()["trainable"] == 2 * 2 * 32 + 5 * 64

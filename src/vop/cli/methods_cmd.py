@@ -1,7 +1,9 @@
 """``vop methods``: every method's trainable parameters, share of the backbone and adapter size.
 
-The backbone is built with random weights from its named config (nothing is downloaded); the
-adapter size is measured by actually saving each adapter to a temporary folder.
+The backbone is built with random weights from the config named by ``--config`` (nothing is
+downloaded); the adapter size is measured by actually saving each adapter to a temporary folder.
+``--backbone NAME`` is the old spelling of ``--config`` (deprecated: everywhere else
+``--backbone`` names weights, not a config).
 """
 
 from __future__ import annotations
@@ -9,13 +11,17 @@ from __future__ import annotations
 import argparse
 
 from vop.cli.args import frames_arg
-from vop.cli.messages import error, plain
+from vop.cli.messages import error, plain, warning
+
+DEFAULT_CONFIG = "ViT-B-32"
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("methods", help="list methods with trainable parameters and adapter size",
                               description=plain(__doc__))
-    p.add_argument("--backbone", default="ViT-B-32", help="CLIP config name (default: ViT-B-32)")
+    p.add_argument("--config", default=None, metavar="NAME",
+                   help=f"CLIP config name, e.g. ViT-B-16, tiny (default: {DEFAULT_CONFIG})")
+    p.add_argument("--backbone", dest="config_deprecated", default=None, help=argparse.SUPPRESS)
     p.add_argument("--frames", type=frames_arg, default=12, help="frames per video F (default: 12)")
     p.add_argument("--method", action="append", dest="methods", metavar="NAME",
                    help="only this method (repeatable); default: all")
@@ -73,6 +79,17 @@ def print_table(rows: list[dict], backbone: str, frames: int, backbone_params: i
               f"{_size(r['adapter_bytes']):>10}  {_note(r)}")
 
 
+def _config_name(args: argparse.Namespace) -> str:
+    """``--config``, or the deprecated ``--backbone`` with a warning; ViT-B-32 when neither."""
+    if args.config_deprecated is not None:
+        if args.config is not None and args.config != args.config_deprecated:
+            warning("methods", f"--backbone {args.config_deprecated} ignored: --config {args.config} is given")
+        else:
+            warning("methods", "--backbone is deprecated here (it names a config, not weights): "
+                    f"use --config {args.config_deprecated}")
+    return args.config or args.config_deprecated or DEFAULT_CONFIG
+
+
 def run(args: argparse.Namespace) -> int:
     import json
 
@@ -82,8 +99,9 @@ def run(args: argparse.Namespace) -> int:
     from vop.backbone.clip import build_clip, get_config
     from vop.model import list_methods
 
+    name = _config_name(args)
     try:
-        cfg = get_config(args.backbone)
+        cfg = get_config(name)
     except KeyError as e:
         return error("methods", e.args[0])
     methods = args.methods or list_methods()
