@@ -9,7 +9,9 @@ Each video keeps ``--frames`` frames (segment middles) with the short side resiz
 ``--size``; training and evaluation then read those pixels (``cache:`` in the config) instead of
 decoding video. Resumable: a re-run skips finished videos, a killed run loses at most one.
 All readable splits share one cache. Undecodable videos are listed and skipped
-(``--on-error raise`` stops at the first).
+(``--on-error raise`` stops at the first). Every error is one line and exit status 2; a
+cache folder that cannot be written (not a folder, no permission, a full disk) keeps every video
+cached before it and leaves no half-written file.
 """
 
 from __future__ import annotations
@@ -54,10 +56,7 @@ def run(args) -> int:
         summary = build_cache(records, args.cache, frames=args.frames, short_side=args.size,
                               on_error=args.on_error, progress=not args.no_progress,
                               workers=args.workers)
-    except DecodeError as err:  # --on-error raise: the data, not the command line, is at fault
-        error("prepare", err)
-        return 1
-    except (ValueError, FileNotFoundError) as err:
+    except (DecodeError, ValueError, OSError) as err:  # DecodeError: --on-error raise met a bad video
         return error("prepare", err)
     print(json.dumps(summary))
     return 0

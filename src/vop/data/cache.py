@@ -28,7 +28,10 @@ video, so the random jitter inside a segment is coarser (K positions instead of 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import io
 import json
 import os
 import re
@@ -41,9 +44,10 @@ import numpy as np
 from .decode import DecodeError, count_frames, read_frames
 from .sampling import sample_indices
 
-__all__ = ["CACHE_VERSION", "FrameCache", "build_cache", "cache_key"]
+__all__ = ["CACHE_VERSION", "CacheError", "CacheWriteError", "FrameCache", "build_cache", "cache_key"]
 
 CACHE_VERSION = 1
+MAX_INT64 = 2**63 - 1
 CONTENTS_FILE = "videos.json"           # what is cached and what failed
 LEGACY_CONTENTS_FILE = "manifest.json"  # its name in caches built before; read, then replaced
 CONTENTS_EVERY = 25  # videos between rewrites of videos.json
@@ -55,17 +59,107 @@ def cache_key(video_id: str) -> str:
     return f"{safe}-{hashlib.sha1(video_id.encode('utf-8')).hexdigest()[:10]}"
 
 
-def _write_json_atomic(path: Path, data) -> None:
+class CacheError(ValueError):
+    """A cache file that is not what ``vop prepare`` writes (bad JSON, wrong types, absurd
+    numbers, unreadable frames); the message names the file."""
+
+
+class CacheWriteError(OSError):
+    """The cache folder cannot be written (not a folder, no permission, disk full); the message
+    names the folder and says that what was cached before is kept."""
+
+
+def _write_atomic(path: Path, write) -> None:
+    """``write(file)`` into a temporary file, then rename it to ``path``; on any failure (a full
+    disk, an interrupt) the temporary file is removed, so nothing half-written is left behind."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_json_atomic(path: Path, data) -> None:
+    _write_atomic(path, lambda f: f.write(json.dumps(data, indent=1, sort_keys=True).encode("utf-8")))
 
 
 def _write_npy_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    os.replace(tmp, path)
+    # through a buffer: numpy writes a real file with tofile(), whose short write on a full disk
+    # is an OSError without errno; a plain write() says ENOSPC
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    _write_atomic(path, lambda f: f.write(buffer.getbuffer()))
+
+
+def _read_json(path: Path) -> dict:
+    """A cache JSON file as a dict; not JSON, not an object, nested too deeply or holding a
+    number too long to parse is a ``CacheError`` naming the file."""
+    from vop.bounds import read_json_object
+
+    try:
+        return read_json_object(path, CacheError)
+    except CacheError:
+        raise
+    except ValueError as err:  # e.g. an integer of more than 4300 digits
+        raise CacheError(f"{path}: not valid JSON ({str(err)[:120]})") from None
+
+
+def _check_settings(path: Path, data: dict) -> dict:
+    """``cache.json``: version, frames (1..MAX_FRAMES) and short side (1..MAX_IMAGE_SIZE)."""
+    from vop.bounds import MAX_FRAMES, MAX_IMAGE_SIZE, check_int
+
+    if data.get("version") != CACHE_VERSION:
+        raise CacheError(f"{path}: cache version {str(data.get('version'))[:20]} is not {CACHE_VERSION}; "
+                         "rebuild it with `vop prepare`")
+    check_int(data.get("frames"), 1, MAX_FRAMES, f"{path}: frames", CacheError)
+    check_int(data.get("short_side"), 1, MAX_IMAGE_SIZE, f"{path}: short_side", CacheError)
+    return data
+
+
+def _check_contents(path: Path, data: dict) -> dict:
+    """``videos.json``: ``videos`` an object of entry objects with bounded numbers and string
+    paths, ``failed`` an object of reason strings. Anything else is a ``CacheError``."""
+    from vop.bounds import MAX_FRAMES, check_int, check_str
+
+    videos, failed = data.get("videos", {}), data.get("failed", {})
+    if not isinstance(videos, dict) or not isinstance(failed, dict):
+        raise CacheError(f"{path}: 'videos' and 'failed' must be JSON objects")
+    for video_id, reason in failed.items():
+        check_str(reason, f"{path}: failed[{video_id[:40]!r}]", CacheError)
+    for video_id, entry in videos.items():
+        where = f"{path}: videos[{video_id[:40]!r}]"
+        if not isinstance(entry, dict):
+            raise CacheError(f"{where} must be a JSON object")
+        check_str(entry.get("file"), f"{where}.file", CacheError, optional=True)
+        if "frames" in entry:
+            check_int(entry["frames"], 1, MAX_FRAMES, f"{where}.frames", CacheError)
+        if "source_frames" in entry:
+            check_int(entry["source_frames"], 0, MAX_INT64, f"{where}.source_frames", CacheError)
+        source = entry.get("source")
+        if source is not None:
+            if not isinstance(source, dict):
+                raise CacheError(f"{where}.source must be a JSON object")
+            check_str(source.get("path"), f"{where}.source.path", CacheError)
+            check_int(source.get("size"), 0, MAX_INT64, f"{where}.source.size", CacheError)
+            check_int(source.get("mtime_ns"), -MAX_INT64, MAX_INT64, f"{where}.source.mtime_ns", CacheError)
+    return {"videos": videos, "failed": failed}
+
+
+def _check_frames(path: Path, frames) -> np.ndarray:
+    """A cached ``.npy`` must hold uint8 ``[K, H, W, 3]`` with sane sizes; else ``DecodeError``
+    (so ``vop index`` / training make it one error row or skipped video, not a stopped run)."""
+    from vop.bounds import MAX_FRAMES, MAX_IMAGE_SIZE
+
+    shape = tuple(frames.shape)
+    if (frames.dtype != np.uint8 or len(shape) != 4 or shape[3] != 3 or not 1 <= shape[0] <= MAX_FRAMES
+            or not all(1 <= s <= 8 * MAX_IMAGE_SIZE for s in shape[1:3])):
+        raise DecodeError(path, f"cached frames are {frames.dtype} {list(shape)[:6]}, not uint8 [K, H, W, 3]; "
+                                "rebuild the cache with `vop prepare`")
+    return frames
 
 
 class FrameCache:
@@ -76,10 +170,7 @@ class FrameCache:
         settings_path = self.root / "cache.json"
         if not settings_path.is_file():
             raise FileNotFoundError(f"{self.root} is not a frame cache (no cache.json); build one with `vop prepare`")
-        self.settings = json.loads(settings_path.read_text())
-        if self.settings.get("version") != CACHE_VERSION:
-            raise ValueError(f"{settings_path}: cache version {self.settings.get('version')} "
-                             f"is not {CACHE_VERSION}; rebuild it with `vop prepare`")
+        self.settings = _check_settings(settings_path, _read_json(settings_path))
         contents = _read_contents(self.root)
         self.failed: dict[str, str] = contents.get("failed", {})
         self._by_file: dict[str, tuple[str, int, int]] = {}  # path -> (video_id, size, mtime_ns)
@@ -119,7 +210,13 @@ class FrameCache:
         path = self.path_for(video_id)
         if not path.is_file():
             raise KeyError(f"video {video_id!r} is not in the cache at {self.root}")
-        return np.load(path, mmap_mode="r")
+        try:
+            frames = np.load(path, mmap_mode="r")  # never allow_pickle: an object array is refused
+        except (ValueError, OSError, EOFError) as err:
+            # numpy's own message about pickled data advises loading it unsafely: never pass that on
+            reason = "holds pickled Python objects" if "pickle" in str(err) else f"{type(err).__name__}: {str(err)[:100]}"
+            raise DecodeError(path, f"cached frames unreadable ({reason}); rebuild the cache with `vop prepare`") from None
+        return _check_frames(path, frames)
 
     def read(self, video_id: str, indices: Iterable[int]) -> np.ndarray:
         """uint8 ``[len(indices), H, W, 3]`` from the cached frames (indices into the K cached)."""
@@ -131,7 +228,7 @@ def _read_contents(root: Path) -> dict:
     for name in (CONTENTS_FILE, LEGACY_CONTENTS_FILE):
         path = root / name
         if path.is_file():
-            return json.loads(path.read_text())
+            return _check_contents(path, _read_json(path))
     return {}
 
 
@@ -161,7 +258,7 @@ def _cache_one(video_id: str, path, target: Path, frames: int, short_side: int) 
 
 def _remove_stale_temporaries(root: Path) -> None:
     """Half-written files of a killed run (one ``vop prepare`` per cache folder at a time)."""
-    for tmp in (root / "videos").glob(".*.tmp-*"):
+    for tmp in [*(root / "videos").glob(".*.tmp-*"), *root.glob(".*.tmp-*")]:
         tmp.unlink(missing_ok=True)
 
 
@@ -170,7 +267,7 @@ def _open_for_writing(root: Path, frames: int, short_side: int) -> FrameCache:
                 "layout": "videos/<key>.npy, uint8 [K, H, W, 3]"}
     settings_path = root / "cache.json"
     if settings_path.is_file():
-        old = json.loads(settings_path.read_text())
+        old = _check_settings(settings_path, _read_json(settings_path))
         if (old.get("frames"), old.get("short_side")) != (frames, short_side):
             raise ValueError(f"{settings_path} was built with frames={old.get('frames')}, "
                              f"short_side={old.get('short_side')}; asked for frames={frames}, "
@@ -188,9 +285,26 @@ def build_cache(records, root: str | os.PathLike, frames: int = 32, short_side: 
     line and recorded under ``failed`` in ``videos.json``, or stops the run when
     ``on_error="raise"``. ``workers > 1`` decodes in that many processes.
     """
+    root = Path(root)
+    try:
+        return _build(records, root, frames, short_side, on_error, progress, workers)
+    except OSError as err:  # decoding errors are DecodeErrors: an OSError here is from writing
+        raise _write_error(root, err) from None
+
+
+def _write_error(root: Path, err: OSError) -> CacheWriteError:
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason = "disk full"
+    else:
+        name = re.sub(r"/\.([^/]+)\.tmp-\d+$", r"/\1", str(err.filename)) if err.filename else None
+        reason = (err.strerror or type(err).__name__) + (f": {name}" if name else "")
+    return CacheWriteError(f"cannot write the frame cache at {root} ({reason}); nothing half-written is left, "
+                           "videos cached before are kept and a re-run resumes")
+
+
+def _build(records, root: Path, frames: int, short_side: int, on_error: str, progress: bool, workers: int) -> dict:
     from tqdm import tqdm
 
-    root = Path(root)
     cache = _open_for_writing(root, frames, short_side)
     _remove_stale_temporaries(root)
     contents_path = root / CONTENTS_FILE
