@@ -25,6 +25,7 @@ Backend: PyAV (FFmpeg), imported lazily. Decisions, each checked on the real fil
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,12 +84,29 @@ def _import_av():
     return av
 
 
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def not_a_file(path: Path) -> str:
+    """Why ``path`` is not a readable regular file, in words: a FIFO is never opened (reading
+    one would wait forever for a writer), and is not reported as missing."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "a broken symbolic link" if path.is_symlink() else "file not found"
+    except OSError as err:
+        return f"cannot be read ({err.strerror or type(err).__name__})"
+    kind = next((name for test, name in _KINDS if test(mode)), None)
+    return f"is {kind}, not a video file" if kind else "not a regular file"
+
+
 def _open(path):
     """Open ``path`` and return (container, video stream) or raise DecodeError."""
     av = _import_av()
     path = Path(path)
     if not path.is_file():
-        raise DecodeError(path, "file not found")
+        raise DecodeError(path, not_a_file(path))
     try:
         container = av.open(str(path))
     except Exception as err:  # FFmpeg raises a zoo of OSError/ValueError subclasses
