@@ -1,7 +1,8 @@
 """Our CLIP equals transformers' CLIPModel with the same weights, through every loader.
 
-A random-weight Hugging Face CLIPModel is saved with ``save_pretrained`` and loaded with
-``vop.load_clip``; image and text embeddings must agree to 1e-4 (unit-normalised, float32).
+A random-weight Hugging Face CLIPModel, every parameter perturbed (``perturb_every_parameter``:
+a unit LayerNorm would hide a misplaced norm), is saved with ``save_pretrained`` and loaded with
+``vop.load_clip``; image and text embeddings must agree to 1e-5 (unit-normalised, float32).
 The same weights then travel through an OpenAI-layout state dict and a TorchScript archive
 built by the test, and must give the same embeddings and the same sha256.
 """
@@ -17,10 +18,12 @@ import vop
 from vop.backbone.clip import CLIPConfig, get_config
 from vop.backbone.loading import config_from_hf, config_to_hf
 
+from conftest import perturb_every_parameter
+
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 
-TOL = 1e-4
+TOL = 1e-5
 CAPTIONS = ["a dog catches a frisbee", "a person is connecting something to system", "cooking pasta"]
 
 
@@ -30,19 +33,12 @@ def hf_config(cfg: CLIPConfig):
 
 
 def random_hf_clip(cfg: CLIPConfig, seed: int):
-    """A transformers CLIPModel whose every tensor (biases and LayerNorms included) is random."""
+    """A transformers CLIPModel whose every tensor (biases, LayerNorms, class and positional
+    embeddings included) is perturbed away from its init (``perturb_every_parameter``)."""
     model = transformers.CLIPModel(hf_config(cfg)).eval()
-    g = torch.Generator().manual_seed(seed)
+    perturb_every_parameter(model, seed)
     with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=g)
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.1 * noise)
-            elif name == "logit_scale":
-                p.fill_(2.5)
-            else:
-                std = 0.02 if p.dim() < 2 else p.shape[-1] ** -0.5
-                p.copy_(std * noise)
+        model.logit_scale.fill_(2.5)
     return model
 
 
@@ -142,8 +138,7 @@ def test_openai_state_dict_and_torchscript_equal_transformers(tiny_hf, tiny_inpu
 
 def test_vit_b32_shapes_equal_transformers(tmp_path):
     """The real ViT-B/32 architecture (random weights): HF directory, then an fp16 OpenAI-style archive."""
-    torch.manual_seed(0)
-    model = transformers.CLIPModel(hf_config(get_config("ViT-B-32"))).eval()
+    model = random_hf_clip(get_config("ViT-B-32"), seed=0)
     model.save_pretrained(str(tmp_path / "hf"))
     clip = vop.load_clip(tmp_path / "hf")
     assert clip.cfg.name == "ViT-B-32"
