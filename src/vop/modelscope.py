@@ -74,7 +74,9 @@ class ImportReport:
     checked: int = 0  # CLIP tensors verified equal to the backbone's
 
     def to_json(self) -> dict:
-        return {"format": "modelscope", "kind": self.kind, "checkpoint": self.checkpoint,
+        from vop import __version__
+
+        return {"format": "modelscope", "vop_version": __version__, "kind": self.kind, "checkpoint": self.checkpoint,
                 "checkpoint_sha256": self.checkpoint_sha256, "hyperparam": self.hyperparam,
                 "mapped": len(self.mapped), "unmapped": self.unmapped,
                 "clip_tensors_checked_equal_to_backbone": self.checked}
