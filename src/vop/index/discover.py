@@ -95,6 +95,9 @@ def shard_of(relpath: str, num_shards: int) -> int:
     return int.from_bytes(digest[:8], "big") % num_shards
 
 
+MAX_SHARDS = 100_000  # shards of one index (a shard's manifest.json is held to it too)
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``."""
     try:
@@ -103,4 +106,6 @@ def parse_shard(text: str) -> tuple[int, int]:
         raise ValueError(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from None
     if not 0 <= i < n:
         raise ValueError(f"--shard {text}: need 0 <= i < n")
+    if n > MAX_SHARDS:
+        raise ValueError(f"--shard {text}: at most {MAX_SHARDS:,} shards")
     return i, n

@@ -120,6 +120,7 @@ def _from_format_1(data: dict, path: Path) -> dict:
 def _validate(data: dict, path: Path) -> None:
     """Types and sane bounds of every field, before any of them sizes an allocation."""
     from vop.bounds import MAX_DIM, MAX_FRAMES, MAX_IMAGE_SIZE, check_int, check_str, check_tree
+    from vop.index.discover import MAX_SHARDS
 
     def err(msg):
         return ValueError(f"{path}: {msg}")
@@ -138,7 +139,7 @@ def _validate(data: dict, path: Path) -> None:
     if shard is not None:
         if not (isinstance(shard, list) and len(shard) == 2):
             raise err("shard must be [i, n]")
-        n = check_int(shard[1], 1, 100_000, "shard n", err)
+        n = check_int(shard[1], 1, MAX_SHARDS, "shard n", err)
         check_int(shard[0], 0, n - 1, "shard i", err)
     if not isinstance(data.get("extra", {}), dict):
         raise err("extra must be an object")
