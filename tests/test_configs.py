@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from vop.backbone.clip import get_config
 from vop.train.config import load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -36,8 +37,11 @@ def test_recipe_loads_and_builds(path, tiny_clip):
 
     cfg = load_config(path)
     assert cfg.name == f"{path.parent.name}-{path.stem}" and cfg.model.method == path.stem
-    assert (cfg.optim.weight_decay, cfg.optim.epochs, cfg.optim.batch_size, cfg.model.frames,
-            cfg.data.image_size, cfg.data.context_length) == (0.2, 5, 32, 12, 224, 77)
+    assert (cfg.optim.weight_decay, cfg.optim.epochs, cfg.optim.batch_size, cfg.model.frames) == (0.2, 5, 32, 12)
+    # 224 px and 77 tokens are the backbone's: read from its config, never repeated by a recipe
+    assert cfg.data.image_size is None and cfg.data.context_length is None
+    backbone = get_config(Path(cfg.model.backbone).stem)
+    assert (backbone.vision.image_size, backbone.text.context_length) == (224, 77)
     assert cfg.data.val_split != cfg.data.test_split
     for split in (cfg.data.train_split, cfg.data.val_split, cfg.data.test_split):
         assert split in splits_of(cfg.data.dataset)

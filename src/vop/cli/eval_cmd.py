@@ -7,13 +7,14 @@ Examples::
     vop eval --method zeroshot --backbone ViT-B-32.pt --dataset msvd ... --dsl --json out.json
 
 DSL (dual softmax) numbers use the statistics of all test queries and are printed separately.
+Frames are prepared at the backbone's image size, read from its config (there is no flag for it).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from vop.cli.args import MAX_CHUNK, batch_arg, bounded_int, frames_arg, image_size_arg
+from vop.cli.args import MAX_CHUNK, batch_arg, bounded_int, frames_arg
 from vop.cli.messages import error, plain, warning
 
 
@@ -31,7 +32,6 @@ def register(subparsers) -> None:
     p.add_argument("--videos", default=None, help="video folder")
     p.add_argument("--split", default=None, help="split to evaluate (default: the dataset's test split)")
     p.add_argument("--cache", default=None, help="frame cache from `vop prepare`")
-    p.add_argument("--image-size", type=image_size_arg, default=None, help="default: the backbone's image size")
     p.add_argument("--batch-size", type=batch_arg, default=32)
     p.add_argument("--captions", choices=["all", "first"], default="all",
                    help="all: every caption is a query (MSVD multi-caption protocol); first: one per video")
@@ -101,10 +101,9 @@ def run(args) -> int:
         from vop.data.cache import FrameCache
 
         cache = FrameCache(args.cache)
-    result = evaluate(model.to(device), records, image_size=args.image_size or clip.cfg.vision.image_size,
-                      batch_size=args.batch_size, cache=cache, tie=args.tie, dsl=args.dsl, chunk=args.chunk,
-                      captions=args.captions, device=device, on_error=args.on_error,
-                      progress=not args.no_progress)
+    result = evaluate(model.to(device), records, batch_size=args.batch_size, cache=cache, tie=args.tie,
+                      dsl=args.dsl, chunk=args.chunk, captions=args.captions, device=device,
+                      on_error=args.on_error, progress=not args.no_progress)  # at the backbone's image size
     result.update(dataset=args.dataset, split=records[0].split if records else args.split,
                   method=model.method, adapter=args.adapter, videos_missing=len(missing), precision=args.precision)
     print(format_table(result))

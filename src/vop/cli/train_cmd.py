@@ -30,6 +30,7 @@ def run(args) -> int:
     from vop.train import distributed
     from vop.train.config import load_config
     from vop.train.loop import TrainingStopped, train
+    from vop.train.setup import RecipeConflictError
 
     try:
         cfg = load_config(args.config, args.overrides)
@@ -44,6 +45,8 @@ def run(args) -> int:
         if info.is_main:
             warning("train", f"{exc}; continue with --resume")
         return 3
+    except RecipeConflictError as exc:  # a value the backbone owns, stated differently
+        return error("train", f"{args.config}: {exc}")
     except (FileExistsError, FileNotFoundError, ValueError) as exc:
         return error("train", exc)
     finally:

@@ -125,15 +125,25 @@ def _restrict(queries: QuerySet, kept: list[int]) -> QuerySet:
     )
 
 
-def evaluate(model, records, *, image_size: int = 224, batch_size: int = 32, cache=None,
+def _backbone_image_size(model, asked: int | None) -> int:
+    """The backbone's image size (its positional embeddings fix it); ``asked`` may only repeat it."""
+    size = model.clip.cfg.vision.image_size
+    if asked is not None and asked != size:
+        raise ValueError(f"image_size {asked} is not the backbone's ({model.clip.cfg.name}: {size} px)")
+    return size
+
+
+def evaluate(model, records, *, image_size: int | None = None, batch_size: int = 32, cache=None,
              tie: str = "pessimistic", dsl: bool = False, chunk: int = 0, captions: str = "all",
              device: str | torch.device = "cpu", precision: str = "auto",
              on_error: str = "skip", num_workers: int = 0, dsl_temperature: float = 100.0,
              progress: bool = True) -> dict:
     """Model + records -> ``{"t2v": {...}, "v2t": {...}[, "dsl": {...}], "videos": ..., ...}``.
 
-    Captions are tokenized to ``model.context_length`` (decided when the model was built).
+    Captions are tokenized to ``model.context_length`` (decided when the model was built); frames
+    are prepared at the backbone's image size (``image_size`` may only repeat it).
     """
+    image_size = _backbone_image_size(model, image_size)
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -142,7 +152,7 @@ def evaluate(model, records, *, image_size: int = 224, batch_size: int = 32, cac
         video_emb, kept = encode_videos(model, records, image_size, batch_size, device, cache, on_error,
                                         num_workers, precision, progress)
         if not kept:
-            raise RuntimeError(f"none of the {len(records)} videos could be decoded; nothing to evaluate")
+            raise ValueError(f"none of the {len(records)} videos could be decoded; nothing to evaluate")
         order = np.argsort(kept, kind="stable")
         kept = [kept[i] for i in order]
         video_emb = video_emb[torch.from_numpy(order)]

@@ -51,7 +51,7 @@ class CheckpointFileError(ValueError):
     """A resume checkpoint that cannot be used (corrupt, holds objects, wrong structure)."""
 
 
-# what a resume checkpoint holds (vop.train.loop._checkpoint_state), checked before any of it is used
+# what a resume checkpoint holds (vop.train.setup.checkpoint_state), checked before any of it is used
 REQUIRED = {"config": dict, "trainable": dict, "progress": dict, "rng": dict}
 
 

@@ -30,15 +30,15 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    dataset: str = "generic"
+    dataset: str = "csv"                # see vop.data.annotations.DATASETS
     annotations: str = ""
     videos: str | None = None
     train_split: str = "train"
     val_split: str | None = None        # a split of the benchmark, never its test split
     val_holdout: int = 0                # or: hold out this many training videos (seeded)
     test_split: str = "test"            # only `vop eval` reads it; validation may not equal it
-    image_size: int = 224
-    context_length: int = 77            # text tokens per caption; the model is built with it (adapter.json)
+    image_size: int | None = None       # None: the backbone's (its config); another value is an error
+    context_length: int | None = None   # text tokens per caption, None: the backbone's; adapter.json records it
     cache: str | None = None
     num_workers: int = 0
     on_error: str = "skip"              # an undecodable video: "skip" (logged) or "raise"
