@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from vop.cli.args import frames_arg, threads_arg
-from vop.cli.messages import error, plain
+from vop.cli.messages import error, log_to_stderr, plain, shown
 
 USER_ERRORS = (OSError, ValueError, KeyError)  # bad paths, mismatched hashes, bad configs: exit 2
 
@@ -70,10 +70,9 @@ def _shard(args) -> tuple[int, int] | None:
 
 def run(args) -> int:
     import json
-    import logging
     from dataclasses import asdict
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    log_to_stderr()  # "skipping NAME: REASON" lines, names escaped
     try:
         report = _merge(args) if args.merge else _index(args)
     except USER_ERRORS as err:
@@ -83,12 +82,12 @@ def run(args) -> int:
         return 0
     print(report.summary())
     for e in report.errors:
-        print(f"  undecodable: {e['path']}: {e['error']}")
+        print(f"  undecodable: {shown(e['path'])}: {shown(e['error'])}")
     for w in report.warnings:
-        print(f"  indexed with a warning: {w['path']}: {w['warning']}")
+        print(f"  indexed with a warning: {shown(w['path'])}: {shown(w['warning'])}")
     if report.shard:
         i, n = report.shard
-        print(f"shard {i}/{n} done; when all {n} are done: vop index --merge --out {args.out}")
+        print(f"shard {i}/{n} done; when all {n} are done: vop index --merge --out {shown(args.out)}")
     return 0
 
 

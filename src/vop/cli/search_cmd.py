@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from vop.cli.args import bounded_int, search_param_arg
-from vop.cli.messages import error, plain, warning
+from vop.cli.messages import error, plain, shown, warning
 
 MAX_K = 10_000
 USER_ERRORS = (OSError, ValueError, KeyError)
@@ -51,7 +51,7 @@ def run(args) -> int:
         return 0
     print(f"precision: query {precision['query']}, index {precision['index']}", file=sys.stderr)
     for row in rows:
-        print(f"{row['rank']:>3}  {row['score']:.4f}  {row['file']}")
+        print(f"{row['rank']:>3}  {row['score']:.4f}  {shown(row['file'])}")
     if not rows:
         warning("search", "no results (empty index?)")
     return 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from vop.cli.args import port_arg, threads_arg
-from vop.cli.messages import error, plain, warning
+from vop.cli.messages import error, log_to_stderr, plain, shown, warning
 
 USER_ERRORS = (OSError, ValueError, KeyError)
 
@@ -29,6 +29,9 @@ def register(subparsers) -> None:
     p.add_argument("indexes", nargs="+", metavar="INDEX", help="index folder, or NAME=INDEX")
     p.add_argument("--adapters", nargs="*", default=[], metavar="NAME=DIR", help="adapter folders by name")
     p.add_argument("--backbone", help="backbone weights, if moved since indexing (hash-checked)")
+    p.add_argument("--root", action="append", default=[], metavar="[NAME=]DIR",
+                   help="folder whose videos an index serves (default: the folder it recorded, while that is "
+                        "a folder other than /); NAME=DIR when several indexes are served")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=port_arg, default=8000)
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
@@ -42,27 +45,34 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     import torch
-    import uvicorn
+    from uvicorn import Server
 
     from vop.backbone.quantize import DEFAULT_CPU_PRECISION
     from vop.serve.app import create_app
+    from vop.serve.server import server_config
     from vop.serve.service import load_service
 
+    log_to_stderr()  # uvicorn's records too: one escaped line each
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
         service = load_service(args.indexes, args.adapters, args.backbone,
-                               precision=args.precision or DEFAULT_CPU_PRECISION)
+                               precision=args.precision or DEFAULT_CPU_PRECISION, roots=args.root)
     except USER_ERRORS as err:
         return error("serve", err)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         warning("serve", f"binding {args.host}: anyone who can reach it can search and play the indexed videos")
+    for c in service.collections.values():
+        if c.searcher.served_root is None:
+            warning("serve", f"{c.name}: its videos are not played ({c.searcher.no_files_because}); "
+                             f"pass --root DIR")
     names = ", ".join(f"{c.name} ({len(c.searcher)} videos, {c.searcher.manifest.precision} index, "
-                      f"{c.searcher.encoder.precision} queries)" for c in service.collections.values())
-    print(f"serving {names} on http://{args.host}:{args.port}/", flush=True)
+                      f"{c.searcher.encoder.precision} queries, files from {c.searcher.served_root or 'nowhere'})"
+                      for c in service.collections.values())
+    print(f"serving {shown(names)} on http://{args.host}:{args.port}/", flush=True)
     try:
         app = create_app(service, hosts=[args.host, *args.allow_host])
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        Server(server_config(app, args.host, args.port)).run()
     finally:
         service.close()
     return 0

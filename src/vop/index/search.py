@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from vop.index.manifest import MANIFEST_NAME, IndexMismatchError, Manifest, check_same_model, read_manifest
+from vop.index.served import serve_root, served_file
 from vop.index.store import DB_NAME, IndexStore
 from vop.index.vectors import load_or_build
 
@@ -67,18 +68,24 @@ class Searcher:
     """
 
     def __init__(self, index_dir: str | Path, encoder=None, search_threads: int | None = None,
-                 huge_pages: bool = True):
+                 huge_pages: bool = True, root: str | Path | None = None):
         self.index_dir = Path(index_dir)
         self.manifest = read_manifest(self.index_dir)
         if self.manifest.shard is not None:
             raise ValueError(f"{self.index_dir} is one shard; merge the shards first (vop index --merge OUT)")
-        self.root = Path(self.manifest.root)
+        self.set_root(root)
         self.store = IndexStore(self.index_dir / DB_NAME)
         self.vectors = load_or_build(self.index_dir, self.store, self.manifest.dim, threads=search_threads,
                                      huge_pages=huge_pages)
         self.encoder = None
         if encoder is not None:
             self.set_encoder(encoder)
+
+    def set_root(self, root: str | Path | None) -> None:
+        """Serve files from ``root`` (``--root``), or, when None, from the recorded root while it is
+        still a folder (``vop.index.served.serve_root``); ``no_files_because`` says why none are."""
+        self.served_root, self.no_files_because = serve_root(self.manifest.root, root)
+        self.root = self.served_root or Path(self.manifest.root)
 
     def set_encoder(self, encoder) -> None:
         check_encoder(self.manifest, encoder)
@@ -146,26 +153,14 @@ class Searcher:
         return vid if vid is not None and self.store.vector(vid) is not None else None
 
     def file_of(self, video_id: int) -> Path | None:
-        """The file behind an indexed id, or None. Paths come only from the index; only rows that
-        decoded (status ok) are served; a stored path that resolves outside the collection root
-        (a symlink swapped since) is refused, and so is a file whose device and inode differ from
-        the ones indexed (a hard link or another file put in its place)."""
-        info = self.store.info(video_id)
-        if info is None or info["status"] != "ok":
-            return None
-        root = self.root.resolve()
-        path = (root / info["path"]).resolve()
-        if not path.is_relative_to(root):
-            return None
-        try:
-            st = path.stat()
-        except OSError:
-            return None
-        if not path.is_file():
-            return None
-        if info.get("file_id") is not None and info["file_id"] != f"{st.st_dev}:{st.st_ino}":
-            return None
-        return path
+        """The file behind an indexed id, or None: only an ok row whose path is a video inside the
+        served root and whose file still has the recorded device and inode (``vop.index.served``)."""
+        found = self.served_file(video_id)
+        return None if found is None else found[0]
+
+    def served_file(self, video_id: int) -> tuple[Path, tuple[int, int]] | None:
+        """``(path, (device, inode))`` the server may send for ``video_id``, or None."""
+        return served_file(self.served_root, self.store.info(video_id))
 
     def thumbnail(self, video_id: int) -> bytes | None:
         return self.store.thumbnail(video_id)

@@ -1,16 +1,18 @@
 """The FastAPI app: JSON API, thumbnails and videos by id, and the static web page.
 
-Files are only ever looked up by an index id (``Searcher.file_of``), never from a client path,
-and only for rows that decoded (status ok) whose file is still the one indexed (device + inode).
-Inputs are bounded (query length, k, ids, request body size counted as it arrives, whatever the
-framing); the Host header must name this machine (DNS rebinding); errors are JSON with a 4xx
-status and never echo the request body.
+Files are only ever looked up by an index id (``Searcher.served_file``), never from a client
+path, and only for rows that decoded (status ok), inside the served root, whose file is still the
+one indexed (device + inode; ``vop.index.served``). Inputs are bounded (query length, k, ids,
+request body size counted as it arrives, whatever the framing, and the time the body may take);
+the Host header must be well-formed and name this machine (DNS rebinding); errors are JSON with a
+4xx status and never echo the request body, not even its field names.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
-import json
+import re
 from importlib import resources
 
 from fastapi import FastAPI, HTTPException
@@ -22,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vop import __version__
+from vop.serve.files import CheckedFileResponse
+from vop.serve.replies import json_reply
 from vop.serve.service import SearchService
 
 MAX_QUERY_CHARS = 500
@@ -29,6 +33,11 @@ MAX_K = 100
 MAX_BODY_BYTES = 16 * 1024
 MAX_ID = 2**63 - 1  # SQLite INTEGER: a larger id is no video, not an overflow
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+BODY_TIMEOUT_S = 10.0  # the whole request body must arrive within this (a slow client is cut off)
+# Host: a DNS name or IPv4 literal, or an [IPv6] literal, then an optional :port; nothing else
+_HOST = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?))"
+                   r"(?::(?P<port>[0-9]{1,5}))?")
+REQUEST_FIELDS = frozenset({"body", "query", "path", "like", "k", "adapter", "name", "video_id"})
 
 
 class SearchRequest(BaseModel):
@@ -49,25 +58,48 @@ class SearchRequest(BaseModel):
         return value
 
 
-def _json(status: int, detail) -> Response:
-    """A JSON error reply that cannot fail to encode (no NaN, no lone surrogates)."""
-    body = json.dumps({"detail": detail}, ensure_ascii=True, allow_nan=False).encode()
-    return Response(body, status_code=status, media_type="application/json")
+_json = json_reply
 
 
 def _clean(text, limit: int = 200) -> str:
     return str(text)[:limit].encode("utf-8", "replace").decode("utf-8")
 
 
+def _field(part) -> str | int:
+    """One part of a validation error's location: an index, a name of ours, or "?" (the client's)."""
+    if isinstance(part, int) and not isinstance(part, bool):
+        return part
+    return part if part in REQUEST_FIELDS else "?"
+
+
+def _host_name(host: str) -> str:
+    """A ``--host`` / ``--allow-host`` value as :func:`parse_host` would read it."""
+    host = host.strip().lower()
+    return parse_host(host) or parse_host(f"[{host.strip('[]')}]") or host
+
+
+def parse_host(host_header: str | None) -> str | None:
+    """The host of a well-formed ``Host: name[:port]`` / ``[v6][:port]``, lowercased; else None.
+
+    Strict on purpose: ``127.0.0.1:80@evil.com`` or ``[::1]evil.com`` are not read as loopback."""
+    if not host_header:
+        return None
+    m = _HOST.fullmatch(host_header.strip(" \t"))
+    if m is None or (m["port"] is not None and int(m["port"]) > 65535):
+        return None
+    if m["v6"] is not None:
+        try:
+            return str(ipaddress.IPv6Address(m["v6"]))
+        except ValueError:
+            return None
+    return m["name"].lower()
+
+
 def host_allowed(host_header: str | None, allowed: set[str], any_ip: bool) -> bool:
     """Is ``Host: name[:port]`` one of ``allowed`` (or, when bound to all interfaces, an IP literal)?"""
-    if not host_header:
+    host = parse_host(host_header)
+    if host is None:
         return False
-    host = host_header.strip().lower()
-    if host.startswith("["):  # [::1]:8000
-        host = host[1 : host.find("]")] if "]" in host else host
-    elif host.count(":") == 1:
-        host = host.rsplit(":", 1)[0]
     if host in allowed:
         return True
     if any_ip:  # an IP literal cannot be rebound by DNS; a name could
@@ -81,16 +113,21 @@ def host_allowed(host_header: str | None, allowed: set[str], any_ip: bool) -> bo
 
 class Guard:
     """ASGI middleware: Host check, then the body read in full but never past ``limit`` bytes,
-    counted as they arrive (Content-Length, chunked or anything else), then replayed to the app."""
+    counted as they arrive (Content-Length, chunked or anything else), and within ``timeout``
+    seconds in all, then replayed to the app."""
 
-    def __init__(self, app, limit: int, allowed_hosts: set[str], any_ip: bool):
+    def __init__(self, app, limit: int, allowed_hosts: set[str], any_ip: bool,
+                 timeout: float = BODY_TIMEOUT_S):
         self.app, self.limit, self.allowed_hosts, self.any_ip = app, limit, allowed_hosts, any_ip
+        self.timeout = timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        if not host_allowed(headers.get("host"), self.allowed_hosts, self.any_ip):
+        raw = scope.get("headers", [])
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}
+        hosts = sum(k.lower() == b"host" for k, _ in raw)
+        if hosts != 1 or not host_allowed(headers.get("host"), self.allowed_hosts, self.any_ip):
             return await _json(400, "Host header does not name this server (see vop serve --allow-host)")(
                 scope, receive, send)
         length = headers.get("content-length")
@@ -99,8 +136,13 @@ class Guard:
         if length is not None and int(length) > self.limit:
             return await _json(413, f"request body over {self.limit} bytes")(scope, receive, send)
         body = bytearray()
+        deadline = asyncio.get_running_loop().time() + self.timeout
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
+            except TimeoutError:  # a slow client: reply, and the connection is closed (Connection: close)
+                return await _json(408, f"request body not received within {self.timeout:g} s",
+                                   headers={"connection": "close"})(scope, receive, send)
             if message["type"] == "http.disconnect":
                 return None
             body += message.get("body", b"")
@@ -120,24 +162,29 @@ class Guard:
         return await self.app(scope, replay, send)
 
 
-def create_app(service: SearchService, hosts: list[str] | tuple[str, ...] = ()) -> FastAPI:
+def create_app(service: SearchService, hosts: list[str] | tuple[str, ...] = (),
+               body_timeout: float = BODY_TIMEOUT_S) -> FastAPI:
     """The app over ``service``'s collections (built by :func:`vop.serve.service.load_service`).
 
     ``hosts``: names the Host header may carry besides the loopback names (``--host`` and
     ``--allow-host``); ``0.0.0.0`` / ``::`` among them also allows any IP literal.
+    ``body_timeout``: seconds a request body may take to arrive (408 after that).
     """
     app = FastAPI(title="vop search", version=__version__)
     static = resources.files("vop.serve") / "static"
     wildcard = {"0.0.0.0", "::", ""}
-    allowed = {h.lower().strip("[]") for h in (*LOOPBACK_HOSTS, *hosts)} - wildcard
+    allowed = {_host_name(h) for h in (*LOOPBACK_HOSTS, *hosts)} - wildcard
     app.add_middleware(Guard, limit=MAX_BODY_BYTES, allowed_hosts=allowed,
-                       any_ip=any(h.strip("[]") in wildcard for h in hosts))
+                       any_ip=any(h.strip("[]") in wildcard for h in hosts), timeout=body_timeout)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request, exc: RequestValidationError):
-        # location and message only: the input (the client's own bytes) is never echoed
+        # location and message only: the input (the client's own bytes) is never echoed, and
+        # neither is a field name the client made up (it names "an unknown field" instead)
         errors = [
-            {"loc": [_clean(part, 60) for part in e.get("loc", ())][:6], "msg": _clean(e.get("msg", ""))}
+            {"loc": [_field(part) for part in e.get("loc", ())][:6],
+             "msg": "unknown field (fields: query, like, k, adapter)" if e.get("type") == "extra_forbidden"
+             else _clean(e.get("msg", ""))}
             for e in exc.errors()[:10]
         ]
         return _json(422, errors)
@@ -194,10 +241,10 @@ def create_app(service: SearchService, hosts: list[str] | tuple[str, ...] = ()) 
 
     @app.get("/videos/{name}/{video_id}/file")
     def video_file(name: str, video_id: int = PathParam(ge=0, le=MAX_ID)):
-        path = collection(name).searcher.file_of(video_id)
-        if path is None:
+        found = collection(name).searcher.served_file(video_id)
+        if found is None:
             raise HTTPException(404, f"video {video_id} is not in the index or its file is gone")
-        return FileResponse(path)  # Range requests supported, so the player can seek
+        return CheckedFileResponse(*found)  # Range requests supported, so the player can seek
 
     @app.get("/")
     def page():

@@ -89,13 +89,15 @@ def _adapter_for(searcher: Searcher, adapters: dict[str, str]) -> tuple[str, str
 
 def load_service(
     indexes: list[str], adapters: list[str] | None = None, backbone: str | None = None,
-    precision: str = "fp32",
+    precision: str = "fp32", roots: list[str] | None = None,
 ) -> SearchService:
     """Open every index, load the backbone once, and give each index its own adapter on top.
 
     ``backbone`` (``--backbone``) or else the first index's recorded backbone is resolved once
     (``resolve_backbone``) and that one CLIP object is handed to every index's encoder.
-    ``precision`` "int8" quantizes the shared backbone once every adapter is loaded onto it."""
+    ``precision`` "int8" quantizes the shared backbone once every adapter is loaded onto it.
+    ``roots`` (``--root [NAME=]DIR``): the folder whose videos a collection serves, instead of the
+    root its manifest records (``vop.index.served``)."""
     from vop.backbone.reference import resolve_backbone
     from vop.index.manifest import MANIFEST_NAME
 
@@ -124,6 +126,19 @@ def load_service(
             f"--adapters {', '.join(unused)}: no given index was built with "
             f"{'it' if len(unused) == 1 else 'them'}; index the videos with that adapter first"
         )
+    _set_roots(collections, roots or [])
     for c in collections:  # after all adapters are loaded: int8 replaces the shared backbone's layers
         c.searcher.encoder.set_precision(precision)
     return SearchService(collections)
+
+
+def _set_roots(collections: list[Collection], roots: list[str]) -> None:
+    """``--root DIR`` (one index) or ``--root NAME=DIR`` (by collection name) for each given root."""
+    by_name = {c.name: c for c in collections}
+    for name, directory in parse_named(roots, "root"):
+        if name is None and len(collections) != 1:
+            raise ValueError(f"--root {directory}: {len(collections)} indexes are served; say which one: "
+                             f"--root NAME=DIR (names: {', '.join(by_name)})")
+        if name is not None and name not in by_name:
+            raise ValueError(f"--root {name}=...: no served index is called {name!r} (names: {', '.join(by_name)})")
+        (by_name[name] if name is not None else collections[0]).searcher.set_root(directory)
