@@ -16,7 +16,7 @@ The seams used by the prompted passes (``vop.backbone.prompted``):
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -65,13 +65,57 @@ class CLIPConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> CLIPConfig:
-        return cls(
-            name=d["name"],
-            embed_dim=d["embed_dim"],
-            vision=VisionCfg(**d["vision"]),
-            text=TextCfg(**d["text"]),
-            quick_gelu=d.get("quick_gelu", True),
-        )
+        """The config a file recorded (``to_dict``'s output), validated (:meth:`validate`): a
+        wrong key, type or size is a ``ValueError`` naming the field, raised before anything is built."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a CLIP config must be an object, found {type(d).__name__}")
+        _check_keys(d, {"name", "embed_dim", "vision", "text"}, {"quick_gelu"}, "config")
+        parts = {}
+        for key, sub in (("vision", VisionCfg), ("text", TextCfg)):
+            if not isinstance(d[key], dict):
+                raise ValueError(f"{key} must be an object, found {type(d[key]).__name__}")
+            names = {f.name for f in fields(sub)}
+            required = {f.name for f in fields(sub) if f.default is MISSING}
+            _check_keys(d[key], required, names - required, key)
+            parts[key] = sub(**d[key])
+        cfg = cls(name=d["name"], embed_dim=d["embed_dim"], vision=parts["vision"], text=parts["text"],
+                  quick_gelu=d.get("quick_gelu", True))
+        return cfg.validate()
+
+    def validate(self) -> CLIPConfig:
+        """Check every shape-determining number against the architecture's limits and the
+        parameter ceiling (``vop.bounds``) before anything is allocated; returns ``self``.
+
+        A config read from a file (safetensors metadata, a Hugging Face ``config.json``, a recorded
+        backbone) decides how much memory building the model takes, so a 400-byte file could
+        otherwise ask for gigabytes. The parameter count is exact (:func:`parameter_count`).
+        """
+        from vop.bounds import MAX_BACKBONE_PARAMETERS, MAX_CONTEXT, MAX_DIM, MAX_IMAGE_SIZE, MAX_LAYERS, MAX_VOCAB
+
+        if not isinstance(self.name, str) or not 0 < len(self.name) <= 200:
+            raise ValueError("name must be a string of 1 to 200 characters")
+        _check_int(self.embed_dim, 1, MAX_DIM, "embed_dim")
+        if not isinstance(self.quick_gelu, bool):
+            raise ValueError(f"quick_gelu is {str(self.quick_gelu)[:40]!r}; expected true or false")
+        for label, tower in (("vision", self.vision), ("text", self.text)):
+            _check_int(tower.width, 1, MAX_DIM, f"{label}.width")
+            _check_int(tower.layers, 1, MAX_LAYERS, f"{label}.layers")
+            _check_int(tower.heads, 1, tower.width, f"{label}.heads")
+            if tower.width % tower.heads:
+                raise ValueError(f"{label}.heads {tower.heads} does not divide {label}.width {tower.width}")
+        v, t = self.vision, self.text
+        _check_int(v.image_size, 1, MAX_IMAGE_SIZE, "vision.image_size")
+        _check_int(v.patch_size, 1, v.image_size, "vision.patch_size")
+        if v.image_size % v.patch_size:
+            raise ValueError(f"vision.image_size {v.image_size} is not a multiple of vision.patch_size {v.patch_size}")
+        _check_int(t.context_length, 2, MAX_CONTEXT, "text.context_length")
+        # every id the CLIP tokenizer emits must have a row
+        _check_int(t.vocab_size, TOKENIZER_VOCAB, MAX_VOCAB, "text.vocab_size")
+        n = parameter_count(self)
+        if n > MAX_BACKBONE_PARAMETERS:
+            raise ValueError(f"the architecture has {n:,} parameters ({4 * n / 2**30:.1f} GiB in float32), over "
+                             f"vop's ceiling of {MAX_BACKBONE_PARAMETERS:,}")
+        return self
 
 
 CONFIGS: dict[str, CLIPConfig] = {
@@ -85,6 +129,46 @@ CONFIGS: dict[str, CLIPConfig] = {
     # The demo backbone at width 96: the width probe of docs/demo-notes.md (not bundled).
     "tiny-synthetic-96": CLIPConfig("tiny-synthetic-96", 96, VisionCfg(96, 6, 4, 8, 32), TextCfg(96, 4, 4)),
 }
+
+
+TOKENIZER_VOCAB = 49408  # ids of vop's CLIP BPE tokenizer (vop.backbone.tokenizer)
+
+
+def _check_int(value, lo: int, hi: int, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ValueError(f"{what} is {str(value)[:40]!r}; expected an integer from {lo} to {hi}")
+    return value
+
+
+def _check_keys(d: dict, required: set, optional: set, what: str) -> None:
+    missing, unknown = sorted(required - set(d)), sorted(set(d) - required - optional)
+    if missing or unknown:
+        raise ValueError(f"{what} " + "; ".join(
+            ([f"lacks {missing}"] if missing else []) + ([f"has unknown keys {[str(k)[:40] for k in unknown[:5]]}"]
+                                                        if unknown else [])))
+
+
+def parameter_count(cfg: CLIPConfig) -> int:
+    """How many numbers a CLIP of ``cfg`` holds, computed from the config alone (nothing is built)."""
+    v, t, e = cfg.vision, cfg.text, cfg.embed_dim
+
+    def blocks(w: int, layers: int) -> int:
+        # in_proj 3w^2+3w, out_proj w^2+w, c_fc 4w^2+4w, c_proj 4w^2+w, two LayerNorms 4w
+        return layers * (12 * w * w + 13 * w)
+
+    grid = v.image_size // v.patch_size
+    vision = 3 * v.patch_size**2 * v.width + (grid**2 + 2) * v.width + 4 * v.width + blocks(v.width, v.layers) \
+        + v.width * e  # conv1, class + positions, ln_pre + ln_post, blocks, proj
+    text = (t.vocab_size + t.context_length + 2) * t.width + blocks(t.width, t.layers) + t.width * e
+    return vision + text + 1  # + logit_scale
+
+
+def state_shapes(cfg: CLIPConfig) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor of a CLIP of ``cfg``, without allocating any (built on the
+    meta device), so a file's tensors are compared with the config before the model is built."""
+    with torch.device("meta"):
+        model = CLIP(cfg)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def get_config(name: str) -> CLIPConfig:
@@ -291,7 +375,7 @@ class CLIP(nn.Module):
 
     def __init__(self, cfg: CLIPConfig):
         super().__init__()
-        self.cfg = cfg
+        self.cfg = cfg.validate()
         t = cfg.text
         self.visual = VisionTransformer(cfg.vision, cfg.embed_dim, cfg.quick_gelu)
         self.transformer = Transformer(t.width, t.layers, t.heads, cfg.quick_gelu)
@@ -312,6 +396,8 @@ class CLIP(nn.Module):
 
     def init_weights(self, generator: torch.Generator | None = None) -> None:
         """Random init following OpenAI's scheme (used for tests, benchmarks and pretraining)."""
+        if self.logit_scale.is_meta:  # shapes only (state_shapes): there are no values to set
+            return
         g = generator
 
         def normal_(p, std):
@@ -425,6 +511,8 @@ __all__ = [
     "build_clip",
     "get_config",
     "list_configs",
+    "parameter_count",
     "state_dict_sha256",
+    "state_shapes",
 ]
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from vop.backbone.clip import CLIP, CONFIGS, CLIPConfig, TextCfg, VisionCfg, get_config
+from vop.backbone.clip import CLIP, CONFIGS, CLIPConfig, TextCfg, VisionCfg, get_config, state_shapes
 from vop.backbone.torchscript import is_torchscript, read_torchscript_state
 
 CONFIG_METADATA_KEY = "vop_clip_config"  # safetensors metadata: JSON of CLIPConfig.to_dict()
@@ -124,6 +124,9 @@ def _expand_sparse_rows(state: dict[str, torch.Tensor], meta: dict[str, str], cf
     rows, values = state.pop(name + ".rows", None), state.pop(name + ".values", None)
     if rows is None or values is None or cfg is None or rows.ndim != 1 or values.shape[0] != rows.shape[0]:
         raise CheckpointError(f"{path}: sparse table {name!r} is incomplete (needs .rows, .values and a config)")
+    if name != _TOKEN_TABLE or values.ndim != 2 or values.shape[1] != cfg.text.width or rows.is_floating_point():
+        raise CheckpointError(f"{path}: sparse table {name!r}: values of shape {tuple(values.shape)} do not fit "
+                              f"the token embedding [vocab, {cfg.text.width}] of the config")
     vocab = cfg.text.vocab_size
     if rows.numel() and not (0 <= int(rows.min()) and int(rows.max()) < vocab):
         raise CheckpointError(f"{path}: sparse table {name!r} names rows outside 0..{vocab - 1}")
@@ -153,18 +156,26 @@ def assets_dir() -> Path:
 def build_from_state_dict(
     state: dict[str, torch.Tensor], cfg: CLIPConfig, origin: str = "state dict"
 ) -> CLIP:
-    """A frozen CLIP of architecture ``cfg`` holding exactly the tensors of ``state`` (OpenAI layout)."""
-    model = CLIP(cfg)
-    check_state_dict(model, state, cfg, origin)
+    """A frozen CLIP of architecture ``cfg`` holding exactly the tensors of ``state`` (OpenAI layout).
+
+    The config is validated and the tensors' names and shapes compared with it *before* the model
+    is built, so a small file cannot make vop allocate a model its tensors do not fill."""
+    try:
+        cfg.validate()
+    except ValueError as err:
+        raise CheckpointError(f"{origin}: CLIP config refused: {err}") from None
+    check_state_dict(state_shapes(cfg), state, cfg, origin)
     check_finite(state, origin)
+    model = CLIP(cfg)
     model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
     model._sha256 = None  # the cached hash described the random init
     return model.freeze()
 
 
-def check_state_dict(model: CLIP, state: dict[str, torch.Tensor], cfg: CLIPConfig, origin: str) -> None:
-    """Raise :class:`CheckpointError` listing missing / unexpected keys and shape mismatches."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+def check_state_dict(expected: dict[str, tuple[int, ...]], state: dict[str, torch.Tensor], cfg: CLIPConfig,
+                     origin: str) -> None:
+    """Raise :class:`CheckpointError` listing missing / unexpected keys and shape mismatches
+    (``expected``: name -> shape, :func:`vop.backbone.clip.state_shapes`)."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(
@@ -306,10 +317,10 @@ def _config_from_metadata(meta: dict[str, str], path: Path) -> CLIPConfig | None
         return None
     try:
         return CLIPConfig.from_dict(json.loads(meta[CONFIG_METADATA_KEY]))
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
         raise CheckpointError(
-            f"{path}: metadata key {CONFIG_METADATA_KEY!r} is not a valid CLIP config: {e}"
-        ) from e
+            f"{path}: metadata key {CONFIG_METADATA_KEY!r} is not a valid CLIP config: {str(e)[:300]}"
+        ) from None
 
 
 def config_from_filename(path: Path) -> CLIPConfig | None:
@@ -389,9 +400,27 @@ def _read_hf_dir(path: Path) -> tuple[dict[str, torch.Tensor], CLIPConfig, str]:
         raise CheckpointError(
             f"{path}: a directory source must be a Hugging Face CLIPModel folder with config.json"
         )
-    hf_config = json.loads(config_file.read_text(encoding="utf-8"))
+    from vop.bounds import read_json_object
+
+    hf_config = read_json_object(config_file, CheckpointError)
     cfg = config_from_hf(hf_config, name=path.name, origin=str(config_file))
     return hf_to_openai(_read_hf_weights(path)), cfg, "hf"
+
+
+def _shard_names(index: Path) -> list[str]:
+    """The shard files ``model.safetensors.index.json`` names: plain file names in its folder."""
+    from vop.bounds import read_json_object
+
+    weight_map = read_json_object(index, CheckpointError).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"{index}: no 'weight_map' object (tensor name -> shard file)")
+    shards = set(weight_map.values())
+    for shard in shards:
+        if not (isinstance(shard, str) and shard.endswith(".safetensors") and "/" not in shard
+                and "\\" not in shard and shard not in (".", "..")):
+            raise CheckpointError(f"{index}: weight_map names {str(shard)[:80]!r}; expected a .safetensors "
+                                  f"file name in the same folder")
+    return sorted(shards)
 
 
 def _read_hf_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -399,8 +428,7 @@ def _read_hf_weights(path: Path) -> dict[str, torch.Tensor]:
         return read_safetensors(path / "model.safetensors")
     index = path / "model.safetensors.index.json"
     if index.is_file():  # sharded checkpoint: one file per group of tensors
-        shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
-        return {k: v for shard in shards for k, v in read_safetensors(path / shard).items()}
+        return {k: v for shard in _shard_names(index) for k, v in read_safetensors(path / shard).items()}
     if (path / "pytorch_model.bin").is_file():
         return torch_load_weights(path / "pytorch_model.bin")
     raise CheckpointError(f"{path}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
@@ -413,10 +441,17 @@ def config_from_hf(hf_config: dict, name: str, origin: str) -> CLIPConfig:
     OpenAI ViT-B/32 is called ``ViT-B-32``), otherwise after the folder.
     """
     if hf_config.get("model_type") not in (None, "clip"):
-        raise CheckpointError(f"{origin}: model_type {hf_config['model_type']!r} is not 'clip'")
+        raise CheckpointError(f"{origin}: model_type {str(hf_config['model_type'])[:40]!r} is not 'clip'")
+    for label in ("text_config", "vision_config"):
+        if not isinstance(hf_config.get(label, {}), dict):
+            raise CheckpointError(f"{origin}: {label} must be an object")
     text = {**HF_TEXT_DEFAULTS, **hf_config.get("text_config", {})}
     vision = {**HF_VISION_DEFAULTS, **hf_config.get("vision_config", {})}
     for label, sub in (("text_config", text), ("vision_config", vision)):
+        for key, default in (HF_TEXT_DEFAULTS if label == "text_config" else HF_VISION_DEFAULTS).items():
+            if type(sub[key]) is not type(default):  # JSON types: a width "768" or true is refused here
+                raise CheckpointError(f"{origin}: {label}.{key} is {str(sub[key])[:40]!r}; expected a "
+                                      f"{type(default).__name__}")
         if sub["intermediate_size"] != 4 * sub["hidden_size"]:
             raise CheckpointError(f"{origin}: {label}.intermediate_size must be 4 x hidden_size for CLIP")
         if sub["hidden_act"] not in HF_ACTIVATIONS:
@@ -448,10 +483,23 @@ def config_from_hf(hf_config: dict, name: str, origin: str) -> CLIPConfig:
         ),
         quick_gelu=HF_ACTIVATIONS[text["hidden_act"]],
     )
+    try:  # sizes checked before anything is built
+        cfg.validate()
+    except ValueError as err:
+        raise CheckpointError(f"{origin}: {_hf_names(str(err))}") from None
     for known in CONFIGS.values():
         if {**known.to_dict(), "name": name} == cfg.to_dict():
             return known
     return cfg
+
+
+def _hf_names(message: str) -> str:
+    """A :meth:`CLIPConfig.validate` message in config.json's own key names."""
+    for ours, theirs in (("vision.", "vision_config."), ("text.", "text_config."), (".width", ".hidden_size"),
+                         (".layers", ".num_hidden_layers"), (".heads", ".num_attention_heads"),
+                         (".context_length", ".max_position_embeddings"), ("embed_dim", "projection_dim")):
+        message = message.replace(ours, theirs)
+    return message
 
 
 def config_to_hf(cfg: CLIPConfig) -> dict:

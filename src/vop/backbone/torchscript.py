@@ -10,6 +10,10 @@ buffers, which is what ``ScriptModule.state_dict()`` returns.
 
 A class whose code defines ``__setstate__`` restores itself by running that code; its state is
 not plain attributes, so such an archive is refused rather than guessed at.
+
+The pickle's ``BUILD`` opcode is accepted only on the module stand-ins: on a tensor it would call
+``Tensor.__setstate__`` (``set_``), which re-points a checked tensor at any size and stride. Every
+tensor handed out is checked once more against its storage (size, stride, offset) at the end.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import ast
 import io
 import math
 import pickle
+import struct
 import zipfile
 from collections import OrderedDict
 
@@ -68,12 +73,27 @@ def _is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-class _Unpickler(pickle.Unpickler):
+class _Unpickler(pickle._Unpickler):
+    """The pure-Python unpickler (its opcodes can be overridden; data.pkl is small) with ``BUILD``
+    restricted to :class:`ScriptObject` and only the globals of ``_ALLOWED``."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
     def __init__(self, data: bytes, archive: _Archive):
         super().__init__(io.BytesIO(data))
         self.archive = archive
         self.classes: dict[str, type] = {}
         self.storages: dict[str, torch.Tensor] = {}
+
+    def load_build(self):
+        target = self.stack[-2] if len(self.stack) >= 2 else None
+        if not isinstance(target, ScriptObject):
+            raise TorchScriptError(
+                f"{self.archive.path}: data.pkl sets the state of a {type(target).__name__} (BUILD); only module "
+                f"objects have a state; refused")
+        super().load_build()
+
+    dispatch[pickle.BUILD[0]] = load_build
 
     def find_class(self, module: str, name: str):
         if module == "__torch__" or module.startswith("__torch__."):
@@ -103,23 +123,26 @@ class _Unpickler(pickle.Unpickler):
         return self.storages[key]
 
 
+def _check_geometry(storage_numel: int, storage_offset, size, stride) -> None:
+    """A view's geometry must fit its storage: no more elements than the storage holds (a
+    stride-0 view of 10^12 elements would be cloned), and its last element inside it (as_strided
+    would read past the end)."""
+    if not (_is_int(storage_offset) and isinstance(size, tuple) and isinstance(stride, tuple)
+            and len(size) == len(stride) and all(_is_int(v) and v >= 0 for v in (storage_offset, *size, *stride))):
+        raise pickle.UnpicklingError(f"malformed tensor geometry size={str(size)[:80]} stride={str(stride)[:80]}")
+    if math.prod(size) > storage_numel:
+        raise pickle.UnpicklingError(f"tensor of size {size} has more elements than its storage")
+    if all(size):
+        last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
+        if last >= storage_numel:
+            raise pickle.UnpicklingError(f"tensor of size {size} reaches element {last} of a storage of {storage_numel}")
+
+
 def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
                     *rest):
     if not isinstance(storage, torch.Tensor):
         raise pickle.UnpicklingError("tensor rebuilt from something that is not a storage")
-    if not (_is_int(storage_offset) and isinstance(size, tuple) and isinstance(stride, tuple)
-            and len(size) == len(stride) and all(_is_int(v) and v >= 0 for v in (storage_offset, *size, *stride))):
-        raise pickle.UnpicklingError(f"malformed tensor geometry size={size} stride={stride}")
-    # no more elements than the storage holds (a stride-0 view of 10^12 elements would be cloned),
-    # and the last element the view touches inside the storage (as_strided would read past it)
-    if math.prod(size) > storage.numel():
-        raise pickle.UnpicklingError(f"tensor of size {size} has more elements than its storage")
-    if all(size):
-        last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
-        if last >= storage.numel():
-            raise pickle.UnpicklingError(
-                f"tensor of size {size} reaches element {last} of a storage of {storage.numel()}"
-            )
+    _check_geometry(storage.numel(), storage_offset, size, stride)
     view = torch.as_strided(storage, size, stride, storage_offset)
     # a tensor that is its whole storage, laid out contiguously, needs no copy
     whole = storage_offset == 0 and math.prod(size) == storage.numel() and view.is_contiguous()
@@ -252,7 +275,7 @@ def read_torchscript_state(path) -> dict[str, torch.Tensor]:
     except TorchScriptError:
         raise
     except (zipfile.BadZipFile, ValueError, EOFError, pickle.UnpicklingError, KeyError, IndexError, TypeError,
-            AttributeError, RuntimeError, OverflowError, MemoryError, RecursionError) as err:
+            AttributeError, RuntimeError, OverflowError, MemoryError, RecursionError, struct.error) as err:
         raise TorchScriptError(f"{path}: corrupt TorchScript archive ({type(err).__name__}: {err})") from None
     if not isinstance(root, ScriptObject):
         raise TorchScriptError(f"{path}: data.pkl does not hold a module")
@@ -275,6 +298,12 @@ def _collect(obj: ScriptObject, prefix: str, archive: _Archive, out: dict, depth
         if isinstance(value, ScriptObject):
             _collect(value, f"{prefix}{name}.", archive, out, depth + 1)
         elif isinstance(value, torch.Tensor) and (wanted is None or name in wanted):
+            # whatever happened to it after _rebuild_tensor, the tensor must still fit its storage
+            storage_numel = value.untyped_storage().nbytes() // value.element_size()
+            try:
+                _check_geometry(storage_numel, value.storage_offset(), tuple(value.shape), value.stride())
+            except pickle.UnpicklingError as err:
+                raise TorchScriptError(f"{archive.path}: {prefix + name}: {err}") from None
             out[prefix + name] = value
 
 

@@ -1,0 +1,268 @@
+"""Hostile configs (issue 28): every shape-determining number read from a file is checked against
+the architecture's limits and a size estimate before anything is built.
+
+Each case writes a small real file (safetensors with ``vop_clip_config`` metadata, a Hugging Face
+folder, a TorchScript archive, an adapter folder, a YAML recipe) and loads it through the real
+loaders; the memory cases measure the peak resident size of a fresh process.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from vop.backbone.clip import CONFIGS, CLIPConfig, build_clip, get_config, parameter_count, state_shapes
+from vop.backbone.loading import CONFIG_METADATA_KEY, CheckpointError, load_clip, save_clip
+from vop.backbone.torchscript import TorchScriptError, read_torchscript_state
+from vop.cli import main
+
+HERE = Path(__file__).resolve().parent
+
+
+def tiny_dict(**changes) -> dict:
+    """The tiny config as a dict, with ``changes`` as ``"vision.width": 4096`` style keys."""
+    d = get_config("tiny").to_dict()
+    for key, value in changes.items():
+        node, _, leaf = key.rpartition(".")
+        (d[node] if node else d)[leaf] = value
+    return d
+
+
+def config_file(path: Path, config) -> Path:
+    """A safetensors file holding one small tensor and ``config`` as its vop_clip_config."""
+    text = config if isinstance(config, str) else json.dumps(config)
+    save_file({"x": torch.zeros(1)}, str(path), metadata={CONFIG_METADATA_KEY: text})
+    return path
+
+
+def one_line(capsys, code: int, command: str) -> str:
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"vop {command}: error: ") and err.count("\n") == 1, (code, err)
+    return err
+
+
+# --------------------------------------------------------------------------- the estimate itself
+
+
+def test_parameter_count_and_shapes_match_the_built_model():
+    for name, cfg in CONFIGS.items():
+        shapes = state_shapes(cfg)  # meta device: nothing allocated, also for ViT-L-14
+        assert parameter_count(cfg) == sum(torch.Size(s).numel() for s in shapes.values()), name
+        if name.startswith("tiny"):
+            built = build_clip(cfg).state_dict()
+            assert shapes == {k: tuple(v.shape) for k, v in built.items()}, name
+    assert parameter_count(get_config("ViT-B-32")) == 151_277_313  # OpenAI's published count
+
+
+# --------------------------------------------------------------------------- architecture configs
+
+
+@pytest.mark.parametrize("changes, pattern", [
+    ({"vision.patch_size": 0}, r"vision.patch_size is '0'; expected an integer from 1 to 32"),
+    ({"vision.width": -64}, r"vision.width is '-64'"),
+    ({"vision.width": "64"}, r"vision.width is '64'; expected an integer"),
+    ({"text.width": True}, r"text.width is 'True'"),
+    ({"vision.width": 64.0}, r"vision.width is '64.0'"),
+    ({"vision.heads": 3}, r"vision.heads 3 does not divide vision.width 64"),
+    ({"text.heads": 0}, r"text.heads is '0'"),
+    ({"text.context_length": 10**9}, r"text.context_length is '1000000000'; expected an integer from 2 to 4096"),
+    ({"vision.image_size": 30}, r"vision.image_size 30 is not a multiple of vision.patch_size 8"),
+    ({"vision.image_size": 10**6}, r"vision.image_size is '1000000'"),
+    ({"text.vocab_size": 100}, r"text.vocab_size is '100'; expected an integer from 49408"),
+    ({"vision.layers": 10**6}, r"vision.layers is '1000000'"),
+    ({"embed_dim": None}, r"embed_dim is 'None'"),
+    ({"quick_gelu": "yes"}, r"quick_gelu is 'yes'"),
+    ({"name": ["x"]}, r"name must be a string"),
+    ({"vision.extra": 1}, r"vision has unknown keys \['extra'\]"),
+    ({"text": [1, 2]}, r"text must be an object"),
+    ({"vision.width": 4096, "vision.heads": 16, "vision.layers": 24, "text.width": 4096, "text.heads": 16,
+      "text.layers": 24}, r"9,870,069,761 parameters \(36.8 GiB in float32\), over vop's ceiling of 3,000,000,000"),
+])
+def test_metadata_config_is_validated(tmp_path, changes, pattern):
+    path = config_file(tmp_path / "m.safetensors", tiny_dict(**changes))
+    with pytest.raises(CheckpointError, match=rf"m.safetensors: metadata key 'vop_clip_config' .*{pattern}"):
+        load_clip(path)
+
+
+def test_metadata_config_missing_key_and_bad_json(tmp_path):
+    d = tiny_dict()
+    del d["vision"]["patch_size"]
+    with pytest.raises(CheckpointError, match=r"vision lacks \['patch_size'\]"):
+        load_clip(config_file(tmp_path / "a.safetensors", d))
+    with pytest.raises(CheckpointError, match=r"b.safetensors: metadata key .* not a valid CLIP config"):
+        load_clip(config_file(tmp_path / "b.safetensors", "[" * 100_000))
+    with pytest.raises(ValueError, match=r"vision.patch_size is '0'"):
+        CLIPConfig.from_dict(tiny_dict(**{"vision.patch_size": 0}))
+    with pytest.raises(ValueError, match=r"text.heads 3 does not divide"):
+        build_clip(CLIPConfig("x", 32, get_config("tiny").vision, get_config("tiny").text.__class__(32, 2, 3)))
+
+
+def hf_folder(path: Path, text: dict | None = None, vision: dict | None = None, raw: str | None = None) -> Path:
+    """A Hugging Face CLIPModel folder for the tiny architecture with ``text``/``vision`` changes."""
+    from vop.backbone.loading import config_to_hf
+
+    path.mkdir()
+    config = config_to_hf(get_config("tiny"))
+    config["text_config"].update(text or {})
+    config["vision_config"].update(vision or {})
+    (path / "config.json").write_text(raw if raw is not None else json.dumps({**config, "model_type": "clip"}))
+    save_file({"x": torch.zeros(1)}, str(path / "model.safetensors"))
+    return path
+
+
+@pytest.mark.parametrize("text, vision, pattern", [
+    ({}, {"patch_size": 0}, r"vision_config.patch_size is '0'"),
+    ({"hidden_size": "32", "intermediate_size": "128"}, {}, r"text_config.hidden_size is '32'; expected a int"),
+    ({"num_attention_heads": 5}, {}, r"text_config.num_attention_heads 5 does not divide text_config.hidden_size"),
+    ({"max_position_embeddings": 10**9}, {}, r"text_config.max_position_embeddings is '1000000000'"),
+    ({}, {"image_size": 33}, r"vision_config.image_size 33 is not a multiple of vision_config.patch_size 8"),
+    ({}, {"hidden_size": 4096, "intermediate_size": 16384, "num_hidden_layers": 200, "num_attention_heads": 16},
+     r"the architecture has [\d,]+ parameters .* over vop's ceiling"),
+    ({"layer_norm_eps": "x"}, {}, r"text_config.layer_norm_eps is 'x'; expected a float"),
+])
+def test_hf_config_json_is_validated(tmp_path, text, vision, pattern):
+    folder = hf_folder(tmp_path / "hf", text, vision)
+    with pytest.raises(CheckpointError, match=rf"hf/config.json: {pattern}"):
+        load_clip(folder)
+
+
+def test_hf_config_json_structure(tmp_path):
+    with pytest.raises(CheckpointError, match=r"a/config.json: not valid JSON"):
+        load_clip(hf_folder(tmp_path / "a", raw='{"text_config": ' * 50_000))
+    with pytest.raises(CheckpointError, match=r"b/config.json: text_config must be an object"):
+        load_clip(hf_folder(tmp_path / "b", raw='{"text_config": [1]}'))
+    with pytest.raises(CheckpointError, match=r"c/config.json: expected a JSON object"):
+        load_clip(hf_folder(tmp_path / "c", raw="[]"))
+
+
+def test_cli_refuses_a_hostile_architecture_in_one_line(tmp_path, capsys):
+    path = config_file(tmp_path / "big.safetensors", tiny_dict(**{"text.context_length": 10**9}))
+    (tmp_path / "videos").mkdir()
+    code = main(["index", str(tmp_path / "videos"), "--backbone", str(path), "--out", str(tmp_path / "idx"),
+                 "--quiet"])
+    err = one_line(capsys, code, "index")
+    assert "big.safetensors" in err and "text.context_length is '1000000000'" in err
+
+
+def test_sparse_token_table_cannot_ask_for_a_wider_table(tmp_path, tiny_clip):
+    path = save_clip(tiny_clip, tmp_path / "t.safetensors", keep_tokens=[0, 1, 49407])
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    state = load_file(str(path))
+    state["token_embedding.weight.values"] = torch.zeros(3, 100_000)  # a 49,408 x 100,000 table when expanded
+    save_file(state, str(path), metadata=meta)
+    with pytest.raises(CheckpointError, match=r"values of shape \(3, 100000\) do not fit the token embedding"):
+        load_clip(path)
+
+
+# --------------------------------------------------------------------------- refused before allocation
+
+RSS_SCRIPT = textwrap.dedent("""
+    import resource, sys
+    from vop.backbone.clip import get_config, state_shapes
+    from vop.backbone.loading import CheckpointError, load_clip
+    peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux: KiB)
+    state_shapes(get_config("tiny"))  # torch's one-time setup of the meta device, not the case's cost
+    for path in sys.argv[1:]:
+        before = peak()
+        try:
+            load_clip(path)
+            print("LOADED", path)
+        except CheckpointError as e:
+            print("REFUSED", round(peak() - before, 1), str(e))
+""")
+
+
+def test_refusal_happens_before_the_model_is_allocated(tmp_path):
+    """A 380-byte file declaring width 4096 x 24 layers (the issue's case: 3.2 GB resident before its
+    error) is refused by the parameter ceiling; one declaring width 512 x 12 layers (under the
+    ceiling, 300 MB in float32) by the shape check, which runs on the meta device. The peak
+    resident size of the loading process grows by less than 40 MiB in both."""
+    huge = tiny_dict(**{f"{t}.{k}": v for t in ("vision", "text") for k, v in
+                        (("width", 4096), ("layers", 24), ("heads", 16))})
+    mid = tiny_dict(**{f"{t}.{k}": v for t in ("vision", "text") for k, v in
+                       (("width", 512), ("layers", 12), ("heads", 8))})
+    assert parameter_count(CLIPConfig.from_dict(mid)) * 4 > 290 * 2**20  # what building it would take
+    files = [config_file(tmp_path / "huge.safetensors", huge), config_file(tmp_path / "mid.safetensors", mid)]
+    assert files[0].stat().st_size < 400
+    proc = subprocess.run([sys.executable, "-c", RSS_SCRIPT, *map(str, files)], capture_output=True, text=True,
+                          timeout=300, check=False)
+    lines = proc.stdout.strip().splitlines()
+    assert proc.returncode == 0 and len(lines) == 2, proc.stderr[-2000:]
+    for line, why in zip(lines, ("over vop's ceiling", "does not fit CLIP config")):
+        verdict, growth, message = line.split(" ", 2)
+        assert verdict == "REFUSED" and why in message, line
+        assert float(growth) < 40, line
+
+
+# --------------------------------------------------------------------------- TorchScript state
+
+
+def _uni(text: str) -> bytes:
+    return b"X" + len(text).to_bytes(4, "little") + text.encode()
+
+
+def _archive_with(tmp_path: Path, data_pkl: bytes) -> Path:
+    """A real TorchScript archive (a scripted Linear) whose data.pkl is replaced by ``data_pkl``."""
+    import warnings
+
+    src = tmp_path / "src.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.script(torch.nn.Linear(4, 4)).save(str(src))
+    out = tmp_path / "evil.pt"
+    with zipfile.ZipFile(src) as a, zipfile.ZipFile(out, "w") as b:
+        for item in a.infolist():
+            b.writestr(item, data_pkl if item.filename.endswith("/data.pkl") else a.read(item))
+    return out
+
+
+def _tensor(size: bytes, stride: bytes, numel: int) -> bytes:
+    """Pickle ops rebuilding a float tensor of storage ``"0"`` (``numel`` elements)."""
+    return (b"ctorch._utils\n_rebuild_tensor_v2\n((" + _uni("storage") + b"ctorch\nFloatStorage\n" + _uni("0")
+            + _uni("cpu") + b"K" + bytes([numel]) + b"tQK\x00(" + size + b"t(" + stride
+            + b"t\x89ccollections\nOrderedDict\n)RtR")
+
+
+def test_torchscript_build_cannot_reshape_a_checked_tensor(tmp_path):
+    """BUILD on an empty tensor calls ``Tensor.__setstate__`` -> ``set_``: a 10^12-element stride-0
+    view of one float, past every check ``_rebuild_tensor`` made. Refused by name."""
+    with zipfile.ZipFile(_archive_with(tmp_path, b"")) as z:
+        numel = z.getinfo(next(n for n in z.namelist() if n.endswith("/data/0"))).file_size // 4
+    big = b"J" + (10**6).to_bytes(4, "little")
+    evil = (b"\x80\x02c__torch__\nM\n)\x81}" + _uni("weight") + _tensor(b"K\x00", b"K\x01", numel)  # empty tensor
+            + b"(" + _tensor(b"K\x01", b"K\x01", numel) + b"K\x00(" + big + big + b"t(K\x00K\x00ttb"  # BUILD
+            + b"sb.")
+    with pytest.raises(TorchScriptError, match=r"evil.pt: data.pkl sets the state of a Tensor \(BUILD\).*refused"):
+        read_torchscript_state(_archive_with(tmp_path, evil))
+    # the same archive without the BUILD loads: the refusal is the BUILD's
+    plain = b"\x80\x02c__torch__\nM\n)\x81}" + _uni("weight") + _tensor(b"K\x01", b"K\x01", numel) + b"sb."
+    assert read_torchscript_state(_archive_with(tmp_path, plain))["weight"].shape == (1,)
+
+
+def test_every_collected_tensor_is_checked_against_its_storage(tmp_path):
+    """The last check, whatever path a tensor took: a stride-0 view of 10^12 elements is refused."""
+    from vop.backbone import torchscript
+
+    with zipfile.ZipFile(_archive_with(tmp_path, b"")) as z:
+        archive = torchscript._Archive(tmp_path / "x.pt", z)
+        module = type("M", (torchscript.ScriptObject,), {"qualname": "__torch__.M"})()
+        module.state = {"weight": torch.zeros(1).as_strided((10**6, 10**6), (0, 0))}
+        with pytest.raises(TorchScriptError, match=r"x.pt: weight: tensor of size \(1000000, 1000000\) has more "
+                                                   r"elements than its storage"):
+            torchscript._collect(module, "", archive, {}, depth=0)
+        module.state = {"weight": torch.zeros(4)[1:]}  # an ordinary view with an offset passes
+        out = {}
+        torchscript._collect(module, "", archive, out, depth=0)
+        assert out["weight"].shape == (3,)
