@@ -53,3 +53,20 @@ def test_data_check_probe_finds_truncated_video(real_data, tmp_path, capsys):
     entry = json.loads(capsys.readouterr().out)["splits"]["all"]
     assert code == 1
     assert (entry["videos_found"], entry["videos_missing"], entry["videos_corrupt"]) == (2, 1, 1)
+
+
+def test_prepare_takes_the_image_size_from_a_backbone_config(make_video, tmp_path, capsys):
+    """No --size: the frames get the image size of --config (ViT-B-32 by default), read from the config."""
+    make_video("videos/clip0.mp4", num_frames=6, size=48, seed=0)
+    ann = tmp_path / "ann.csv"
+    ann.write_text("video,caption\nclip0.mp4,red things\n")
+    base = ["prepare", "csv", "--annotations", str(ann), "--videos", str(tmp_path / "videos"), "--frames", "2",
+            "--no-progress", "--cache"]
+    assert main([*base, str(tmp_path / "tiny"), "--config", "tiny"]) == 0
+    assert json.loads((tmp_path / "tiny" / "cache.json").read_text())["short_side"] == 32
+    assert main([*base, str(tmp_path / "default")]) == 0
+    assert json.loads((tmp_path / "default" / "cache.json").read_text())["short_side"] == 224  # ViT-B-32's
+    capsys.readouterr()
+    assert main([*base, str(tmp_path / "x"), "--config", "ViT-X"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("vop prepare: error: unknown CLIP config 'ViT-X'")

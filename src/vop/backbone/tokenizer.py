@@ -26,6 +26,7 @@ EOT = "<|endoftext|>"
 SOT_ID = 49406
 EOT_ID = 49407
 VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
+CONTEXT_LENGTH = 77  # CLIP's documented text context; a model tokenizes to its own (model.context_length)
 NUM_MERGES = 49408 - 2 * 256 - 2  # the vocabulary is cut to 49,408 ids; later merges are unused
 
 # Words are split on CLIP's pattern: the special tokens, English contractions, letter runs,
@@ -153,7 +154,7 @@ def get_tokenizer() -> Tokenizer:
     return Tokenizer()
 
 
-def tokenize(texts: str | list[str], context_length: int = 77, truncate: bool = True) -> torch.Tensor:
+def tokenize(texts: str | list[str], context_length: int = CONTEXT_LENGTH, truncate: bool = True) -> torch.Tensor:
     """Texts -> ``LongTensor [N, context_length]``: SOT, pieces, EOT, then zeros.
 
     A text longer than ``context_length`` is cut so that EOT stays last (``truncate=True``), or

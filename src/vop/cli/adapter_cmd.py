@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     ref = backbone_ref(meta)
     print(f"backbone    {ref.name}  sha256 {ref.weights_sha256}  ({ref.format or 'format not recorded'}: "
           f"{ref.source or 'no file recorded'})")
-    print(f"frames      {meta['frames']}    text context {meta.get('context_length', 'not recorded: 77')}")
+    context = meta.get("context_length", "not recorded: the backbone's")
+    print(f"frames      {meta['frames']}    text context {context}")
     print(f"parameters  trainable {p['trainable']:,} of {p['total']:,}  "
           + "  ".join(f"{k} {v:,}" for k, v in p["breakdown"].items()))
     print(f"file        {weights.name} {info['file_bytes']:,} bytes, {len(info['tensors'])} tensors")

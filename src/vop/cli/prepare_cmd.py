@@ -3,10 +3,11 @@
 Examples::
 
     vop prepare msrvtt --annotations data/msrvtt --videos data/msrvtt/videos --cache cache/msrvtt
-    vop prepare csv --annotations my.csv --videos ~/clips --cache cache/mine --frames 32 --size 224
+    vop prepare csv --annotations my.csv --videos ~/clips --cache cache/mine --config ViT-L-14
 
-Each video keeps ``--frames`` frames (segment middles) with the short side resized to
-``--size``; training and evaluation then read those pixels (``cache:`` in the config) instead of
+Each video keeps ``--frames`` frames (segment middles) with the short side resized to the image
+size of the backbone config ``--config`` (default ViT-B-32), read from that config, or to
+``--size`` for a backbone with no named config; training and evaluation then read those pixels (``cache:`` in the config) instead of
 decoding video. Resumable: a re-run skips finished videos, a killed run loses at most one.
 All readable splits share one cache. Undecodable videos are listed and skipped
 (``--on-error raise`` stops at the first). Every error is one line and exit status 2; a
@@ -21,6 +22,7 @@ import json
 
 from vop.cli.args import frames_arg, image_size_arg, threads_arg
 from vop.cli.messages import error, plain
+from vop.cli.methods_cmd import DEFAULT_CONFIG
 
 from .data_cmd import add_dataset_args, format_report
 
@@ -31,8 +33,10 @@ def register(subparsers) -> None:
     add_dataset_args(p, videos_required=True)
     p.add_argument("--cache", required=True, metavar="DIR", help="cache folder (created; reused to resume)")
     p.add_argument("--frames", type=frames_arg, default=32, help="frames kept per video (default 32; at most 1024)")
-    p.add_argument("--size", type=image_size_arg, default=224,
-                   help="short side of cached frames (the model's image size; 16 to 4096)")
+    p.add_argument("--config", default=None, metavar="NAME",
+                   help=f"backbone config whose image size the frames get (default {DEFAULT_CONFIG})")
+    p.add_argument("--size", type=image_size_arg, default=None,
+                   help="short side of cached frames instead (16 to 4096); default: --config's image size")
     p.add_argument("--workers", type=threads_arg, default=1,
                    help="decoding processes (default 1; FFmpeg threads anyway)")
     p.add_argument("--on-error", choices=("skip", "raise"), default="skip", help="undecodable videos")
@@ -45,6 +49,12 @@ def run(args) -> int:
     from vop.data.cache import build_cache
     from vop.data.decode import DecodeError
 
+    from vop.backbone.clip import get_config
+
+    try:
+        size = args.size or get_config(args.config or DEFAULT_CONFIG).vision.image_size
+    except KeyError as err:
+        return error("prepare", err.args[0])
     try:
         report = check_dataset(args.dataset, args.annotations, args.videos, args.splits)
         print(format_report(report), flush=True)
@@ -53,7 +63,7 @@ def run(args) -> int:
                    for r in load_records(args.dataset, args.annotations, split, finder=finder)]
         if not records:
             return error("prepare", "no split could be read; nothing to cache")
-        summary = build_cache(records, args.cache, frames=args.frames, short_side=args.size,
+        summary = build_cache(records, args.cache, frames=args.frames, short_side=size,
                               on_error=args.on_error, progress=not args.no_progress,
                               workers=args.workers)
     except (DecodeError, ValueError, OSError) as err:  # DecodeError: --on-error raise met a bad video

@@ -277,7 +277,7 @@ def _open_for_writing(root: Path, frames: int, short_side: int) -> FrameCache:
     return FrameCache(root)
 
 
-def build_cache(records, root: str | os.PathLike, frames: int = 32, short_side: int = 224,
+def build_cache(records, root: str | os.PathLike, frames: int = 32, *, short_side: int,
                 on_error: str = "skip", progress: bool = True, workers: int = 1) -> dict:
     """Decode each record's video once into ``root``; resumable. Returns a summary dict.
 

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from vop.backbone.tokenizer import CONTEXT_LENGTH
+
 from .decode import DecodeError, count_frames, read_frames
 from .sampling import sample_indices
 from .transforms import clip_preprocess
@@ -114,7 +116,7 @@ class VideoTextDataset(_Base):
     """
 
     def __init__(self, records, frames: int, image_size: int, train: bool, seed: int = 0, cache=None,
-                 on_error: str = "skip", context_length: int = 77, augment: bool = True):
+                 on_error: str = "skip", context_length: int = CONTEXT_LENGTH, augment: bool = True):
         super().__init__(records, frames, image_size, train, seed, cache, on_error)
         self.context_length, self.augment = context_length, augment
 

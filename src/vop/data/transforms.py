@@ -71,7 +71,7 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
     return (x / 255.0 - mean) / std
 
 
-def clip_preprocess(frames, size: int = 224, train: bool = False, rng: np.random.Generator | None = None) -> torch.Tensor:
+def clip_preprocess(frames, size: int, train: bool = False, rng: np.random.Generator | None = None) -> torch.Tensor:
     """uint8 ``[T, H, W, 3]`` -> CLIP-normalised float ``[T, 3, size, size]``."""
     x = _as_float_nchw(frames)
     if not train:
