@@ -10,8 +10,8 @@ every method's prompted forward (``vop.backbone.prompted``) runs unchanged on to
 
 Kernel: fbgemm's dynamic int8 GEMM (``torch.ops.quantized.linear_dynamic``, the kernel behind
 ``torch.ao.quantization.quantize_dynamic``), called directly so that the bare ``in_proj_weight``
-parameter is quantized too. The README's "int8 inference" section records why this and not
-torchao or ``torch._int_mm`` (measured by ``benchmarks/int8_options.py``).
+parameter is quantized too. ``docs/cpu-runtimes.md`` ("int8 inference") records why this and
+not torchao or ``torch._int_mm`` (measured by ``benchmarks/int8_options.py``).
 
 Activation scales are per token, not per tensor: each row of the input is divided by its own
 absolute maximum before the kernel (whose one range per call is then about [-1, 1] whatever
@@ -40,7 +40,7 @@ from vop.backbone.clip import CLIP
 
 PRECISIONS = ("fp32", "int8")
 # `vop index` / `vop serve` (which run on the CPU). fp32 until benchmarks/index_throughput.py --check
-# passes on a quiet machine (README, "int8 inference"); training and `vop eval` stay fp32 by default.
+# passes on a quiet machine (docs/cpu-runtimes.md, "int8 inference"); training and `vop eval` stay fp32 by default.
 DEFAULT_CPU_PRECISION = "fp32"
 _EPS = 1e-12
 

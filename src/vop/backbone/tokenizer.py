@@ -150,7 +150,7 @@ class Tokenizer:
 
 @functools.lru_cache(maxsize=1)
 def get_tokenizer() -> Tokenizer:
-    """The shared tokenizer (built on first use: reading the merges takes ~0.2 s)."""
+    """The shared tokenizer (built on first use, since reading the merges file is not free)."""
     return Tokenizer()
 
 

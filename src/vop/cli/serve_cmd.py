@@ -38,8 +38,8 @@ def register(subparsers) -> None:
                    help="a Host header name to accept besides loopback and --host (repeatable; e.g. a DNS name)")
     p.add_argument("--threads", type=threads_arg, help="torch CPU threads for query encoding")
     p.add_argument("--precision", choices=("fp32", "int8"),
-                   help="query encoder precision, for an index of either (default: fp32; see README, "
-                        "int8 inference)")
+                   help="query encoder precision, for an index of either (default: fp32; see "
+                        "docs/cpu-runtimes.md, int8 inference)")
     p.set_defaults(func=run)
 
 
