@@ -101,3 +101,12 @@ def test_a_shard_index_that_is_not_json_names_the_file(tmp_path):
     with pytest.raises(CheckpointError, match="not valid JSON") as info:
         load_clip(folder)
     assert "model.safetensors.index.json" in str(info.value)
+
+
+def test_argparse_errors_are_shown_escaped(capsys):
+    """A shell glob can hand vop a hostile file name as an argument; argparse quotes it back."""
+    with pytest.raises(SystemExit) as info:
+        main(["search", "idx", "query", "extra\x1b[2J\nvop: fake line"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "extra\\x1b[2J\\nvop: fake line" in err

@@ -317,3 +317,9 @@ def test_slow_clients_are_cut_off(env):
         assert all(r.startswith(b"HTTP/1.1 408") for r in replies[22:]), replies[22:]
         assert elapsed < 12  # deadlines of 1 s: all gone long before the 40 s of the hostile test
         assert get(port, "/health")[0] == 200  # and the server still answers
+
+
+def test_serve_cli_refuses_a_root_that_is_not_a_folder(env, tmp_path, capsys):
+    assert main(["serve", str(env["idx"]), "--root", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("vop serve: error: --root ") and "is not a folder" in err[0]

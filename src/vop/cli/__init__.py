@@ -10,14 +10,24 @@ import importlib
 import sys
 
 # subcommand module names under vop.cli, in the order shown by `vop --help`
-COMMANDS = ("demo", "train", "eval", "prepare", "data", "index", "search", "serve", "methods",
+COMMANDS = ("demo", "train", "eval", "prepare", "data", "index", "search", "serve", "export", "methods",
             "adapter", "env")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its error messages (which may quote arguments: a file name a shell glob
+    expanded) shown escaped like every other error line (``vop.cli.messages.shown``)."""
+
+    def error(self, message):
+        from vop.cli.messages import shown
+
+        super().error(shown(message))
 
 
 def build_parser() -> argparse.ArgumentParser:
     from vop import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vop",
         description="Text-video retrieval with prompt-tuned frozen CLIP (VoP).",
     )
