@@ -110,3 +110,18 @@ def test_argparse_errors_are_shown_escaped(capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "\x1b" not in err and "extra\\x1b[2J\\nvop: fake line" in err
+
+
+def test_loader_warnings_show_hostile_names_escaped(tmp_path, capsys):
+    """Training/evaluation report an undecodable video in one line, its file name escaped."""
+    from vop.data.annotations import VideoRecord
+    from vop.data.dataset import VideoDataset, make_loader
+
+    bad = tmp_path / "clip\n\x1b[2Jvop eval: R@1 100.0.mp4"
+    bad.write_bytes(b"not a video")
+    records = [VideoRecord("v\x1b]0;t\x07", bad, ["a caption"], "test")]
+    for _ in make_loader(VideoDataset(records, frames=2, image_size=32), batch_size=1):
+        pass
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err and len(err.strip().splitlines()) == 2, err
+    assert "clip\\n\\x1b[2Jvop eval: R@1 100.0.mp4" in err

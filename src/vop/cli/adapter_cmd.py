@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from vop.cli.messages import error, plain
+from vop.cli.messages import error, plain, shown
 
 
 def register(subparsers) -> None:
@@ -64,23 +64,23 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return 0
     p = meta["parameters"]
-    print(f"adapter     {d}")
-    print(f"method      {meta['method']}" + ("  (adapter = the whole model)" if meta.get("whole_model") else ""))
+    print(f"adapter     {shown(d)}")  # every string read from the folder is shown escaped
+    print(f"method      {shown(meta['method'])}" + ("  (adapter = the whole model)" if meta.get("whole_model") else ""))
     ref = backbone_ref(meta)
-    print(f"backbone    {ref.name}  sha256 {ref.weights_sha256}  ({ref.format or 'format not recorded'}: "
-          f"{ref.source or 'no file recorded'})")
+    print(shown(f"backbone    {ref.name}  sha256 {ref.weights_sha256}  ({ref.format or 'format not recorded'}: "
+                f"{ref.source or 'no file recorded'})"))
     context = meta.get("context_length", "not recorded: the backbone's")
     print(f"frames      {meta['frames']}    text context {context}")
     print(f"parameters  trainable {p['trainable']:,} of {p['total']:,}  "
           + "  ".join(f"{k} {v:,}" for k, v in p["breakdown"].items()))
     print(f"file        {weights.name} {info['file_bytes']:,} bytes, {len(info['tensors'])} tensors")
-    print(f"vop         {meta['vop_version']} (schema {meta['schema_version']})")
+    print(shown(f"vop         {meta['vop_version']} (schema {meta['schema_version']})"))
     for c in meta["method_config"]["components"]:
-        print("component   " + ", ".join(f"{k}={v}" for k, v in c.items()))
+        print(shown("component   " + ", ".join(f"{k}={v}" for k, v in c.items())))
     if meta.get("extra"):
         print("extra       " + json.dumps(meta["extra"], sort_keys=True))
     for name, shape in info["tensors"].items():
-        print(f"  {name:<60} {shape}")
+        print(f"  {shown(name):<60} {shape}")
     return 0
 
 
@@ -95,14 +95,14 @@ def run_import(args: argparse.Namespace) -> int:
     except (AdapterError, CheckpointError, FileNotFoundError) as e:
         return error("adapter import", e)
     kind = "basic VoP" if report.kind == "vop" else "series baseline"
-    print(f"imported {report.checkpoint} ({kind}) as method {report.method!r} into {args.out}")
+    print(shown(f"imported {report.checkpoint} ({kind}) as method {report.method!r} into {args.out}"))
     for src, dst in report.mapped.items() if len(report.mapped) <= 8 else ():
-        print(f"  {src} -> {dst}")
+        print(shown(f"  {src} -> {dst}"))
     if len(report.mapped) > 8:
         print(f"  {len(report.mapped)} tensors mapped")
     print(f"  {report.checked} CLIP tensors in the checkpoint equal the backbone's")
     for key, why in report.unmapped.items():
-        print(f"  not mapped: {key} ({why})")
+        print(shown(f"  not mapped: {key} ({why})"))
     if report.kind == "vop":
         print("  text prompts use text_placement 'modelscope' (the port's layout)")
     return 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from vop.cli.messages import error, plain
+from vop.cli.messages import error, plain, shown
 
 
 def register(subparsers) -> None:
@@ -84,7 +84,8 @@ def format_report(report: dict) -> str:
             text += f", undecodable {entry['videos_corrupt']:,}"
         lines.append(text)
     lines.append(f"problems ({len(report['problems'])}):" if report["problems"] else "no problems found")
-    lines += [f"  - {p}" for p in report["problems"]]
+    lines += [f"  - {shown(p)}" for p in report["problems"]]
+    lines[0] = shown(lines[0])  # folder names
     return "\n".join(lines)
 
 

@@ -327,7 +327,9 @@ def _build(records, root: Path, frames: int, short_side: int, on_error: str, pro
             if "error" in result:
                 if on_error == "raise":
                     raise result["error"]
-                print(f"warning: skipping video {video_id!r}: {result['error']}", file=sys.stderr)
+                from vop.cli.messages import shown  # the reason may quote a file name
+
+                print(f"warning: skipping video {video_id!r}: {shown(result['error'])}", file=sys.stderr)
                 failed[video_id] = result["error"].reason
                 counts["failed"] += 1
                 continue

@@ -170,8 +170,13 @@ class SkippingLoader:
     def __init__(self, loader: DataLoader, stream=None, report: Callable[[str], None] | None = None,
                  keep_empty: bool = False):
         self.loader, self.stream, self.keep_empty = loader, stream, keep_empty
-        self.report = report or (lambda line: print(line, file=self.stream or sys.stderr))
+        self.report = report or self._print
         self.skipped: dict[str, str] = {}
+
+    def _print(self, line: str) -> None:
+        from vop.cli.messages import shown  # names and reasons come from files: escaped
+
+        print(shown(line), file=self.stream or sys.stderr)
 
     @property
     def dataset(self):
