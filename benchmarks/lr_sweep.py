@@ -7,7 +7,7 @@ assume (backbone weights << new modules <= prompts). Selection is on the validat
 (the test split is not read): the rate whose selected adapter has the best validation score
 (``DemoSettings.select``, R@1+R@5+R@10 t2v) wins; the selected adapter's order-free R@1 and pair
 accuracy on validation are printed too. Uses the demo's world, cache and settings
-(``vop.demo.run``), the project's training loop, one seed. The demo's own rates were chosen with it.
+(``vop_demo``), the project's training loop, one seed. The demo's own rates were chosen with it.
 
     python benchmarks/lr_sweep.py [--methods vop proj ...] [--lrs 1e-4 1e-3 ...] [--out-dir sweep_out]
 
@@ -66,12 +66,16 @@ def main() -> None:
     import torch
 
     from vop.adapter import load_adapter
-    from vop.backbone.loading import load_clip
     from vop.data.annotations import load_records
     from vop.data.cache import FrameCache
-    from vop.demo.run import BACKBONE, SETTINGS, _breakdown_of, prepare_cache, train_config
-    from vop.demo.world import SplitPairs, generate_world, load_metadata
     from vop.train.loop import train
+    from vop_demo.backbone import load_backbone
+    from vop_demo.cache import prepare_cache
+    from vop_demo.runs import train_config
+    from vop_demo.scoring import breakdown_of
+    from vop_demo.settings import SETTINGS
+    from vop_demo.world.files import generate_world, load_metadata
+    from vop_demo.world.spec import SplitPairs
 
     torch.set_num_threads(args.threads)
     settings = SETTINGS["full"]
@@ -82,7 +86,7 @@ def main() -> None:
     out = Path(args.out_dir)
     world = generate_world(out / "world", seed=settings.data_seed, sizes=SplitPairs(*settings.pairs), progress=False)
     cache_dir = prepare_cache(world, out / "cache", progress=False)
-    meta, clip = load_metadata(world), load_clip(BACKBONE)
+    meta, clip = load_metadata(world), load_backbone()
     val_records = load_records("csv", world, split="val", videos_dir=world)
     rows = []
     for method in args.methods:
@@ -97,7 +101,7 @@ def main() -> None:
                       show_progress=False)
             row = {"method": method, "lr": lr, "seconds": None if reused else time.perf_counter() - t0,
                    "reused": reused, **best_val(run_dir, settings.select)}
-            split = _breakdown_of(load_adapter(run_dir / "adapter", clip), val_records, FrameCache(cache_dir), meta)
+            split = breakdown_of(load_adapter(run_dir / "adapter", clip), val_records, FrameCache(cache_dir), meta)
             row.update(val_order_free_R1=split["order_free"]["R@1"], val_pair_accuracy=split["pair_accuracy"])
             rows.append(row)
             print(f"{method:<12} lr {lr:<8g} best val {settings.select} {row['best_val_score']:6.2f} "
@@ -117,7 +121,7 @@ def main() -> None:
         family = max(shared, key=lambda lr: sum(r["best_val_score"] for r in rows if r["lr"] == lr))
         print(f"one lr for {' '.join(args.methods)} by the sum of their validation {settings.select}: {family:g}")
     result = {
-        "benchmark": "lr_sweep on the demo world (vop.demo; validation split only)",
+        "benchmark": "lr_sweep on the demo world (vop_demo; validation split only)",
         "machine": f"{os.cpu_count()}-core CPU, no GPU; fp32; load average {os.getloadavg()[0]:.2f} at the end",
         "platform": platform.platform(), "torch": torch.__version__, "threads": args.threads,
         "settings": {"backbone": "tiny-synthetic", "pairs_train_val_test": settings.pairs,

@@ -53,7 +53,7 @@ def tiny_clip():
 
 def write_video(path, frames: np.ndarray, fps: int = 10, codec: str = "libx264") -> Path:
     """Encode ``frames`` (uint8 ``[T, H, W, 3]``, H and W even) as a real video file."""
-    from vop.demo.world import write_video as encode
+    from vop_demo.world import write_video as encode
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

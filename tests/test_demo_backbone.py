@@ -8,15 +8,17 @@ import math
 import pytest
 import torch
 
-from vop.demo.pretrain import DEFAULT_ASSETS, PretrainConfig, file_sha256, run
+from vop.backbone.loading import assets_dir
+from vop_demo.pretrain import PretrainConfig, file_sha256, run
 
+DEFAULT_ASSETS = assets_dir()
 RECORD = DEFAULT_ASSETS / "tiny-synthetic.json"
 
 
 @pytest.fixture(scope="module")
 def record() -> dict:
     if not RECORD.is_file():
-        pytest.fail(f"{RECORD} is missing: run `python -m vop.demo.pretrain` (the bundled model ships with vop)")
+        pytest.fail(f"{RECORD} is missing: run `python -m vop_demo.pretrain` (the bundled model ships with vop)")
     return json.loads(RECORD.read_text())
 
 
@@ -37,7 +39,7 @@ def test_bundled_model_loads_by_name_and_matches_its_record(record):
 
 
 def test_record_says_how_to_reproduce_and_what_it_reached(record):
-    assert record["command"].startswith("python -m vop.demo.pretrain")
+    assert record["command"].startswith("python -m vop_demo.pretrain")
     assert record["pretrain_config"]["seed"] == PretrainConfig().seed or "--seed" in record["command"]
     zs = record["zero_shot_heldout_stills"]
     assert zs["t2i_r1"] > 5 * zs["chance_r1"]
@@ -75,8 +77,8 @@ def test_detached_event_captions_teach_the_image_tower_only(tiny_clip):
     """``event_text_grad=False``: a plain photo captioned by both twins moves the image tower, and
     no gradient reaches the text tower through those captions (it would pull the twins together)."""
     from vop import tokenize
-    from vop.demo.pretrain import batch_loss
-    from vop.demo.world import PLAIN_EVENT, WorldSpec, still_batch
+    from vop_demo.pretrain import batch_loss
+    from vop_demo.world import PLAIN_EVENT, WorldSpec, still_batch
 
     images, captions, groups = still_batch(8, 0, 0, WorldSpec(size=32), plain_share=1.0, event_share=1.0)
     assert all(g.startswith(PLAIN_EVENT) for g in groups)
@@ -97,7 +99,7 @@ def test_detached_event_captions_teach_the_image_tower_only(tiny_clip):
 def test_pretraining_on_another_world_records_it_and_refuses_bad_fields(tmp_path, capsys):
     """``--world``: the stills of a changed ``WorldSpec`` (a backbone for ``demo_probe --world``);
     the record holds that spec and the command that reproduces it; bad fields stop before any work."""
-    from vop.demo.pretrain import main
+    from vop_demo.pretrain import main
 
     tiny = ["--train-twins", "24", "--eval-twins", "8", "--steps", "2", "--batch-twins", "4", "--warmup", "1"]
     assert main([*tiny, "--world", "small_large=[1.5,9.5]", "--out", str(tmp_path)]) == 0

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from vop.demo.world import (
+from vop_demo.world import (
     COLORS,
     STILL_TEMPLATES,
     VIDEO_TEMPLATES,
@@ -124,7 +124,7 @@ def test_videos_show_one_actor_and_stills_sometimes_two():
 
 def test_shapes_of_fixed_size_are_named_small_or_big_and_drawn_at_that_size():
     """Size words make captions tell more clips apart (fewer ties among identical captions)."""
-    from vop.demo.world import SIZE_WORDS, caption
+    from vop_demo.world import SIZE_WORDS, caption
 
     scenes = [random_scene(np.random.default_rng(i), SPEC, video=True) for i in range(80)]
     fixed = [s for s in scenes if s["event"]["kind"] != "size"]
@@ -139,7 +139,7 @@ def test_shapes_of_fixed_size_are_named_small_or_big_and_drawn_at_that_size():
 
 def test_moving_and_resizing_shapes_are_blurred_and_colour_or_visibility_changes_are_not():
     """Motion blur shows *that* a shape moves or resizes in one frame, the same either way in time."""
-    from vop.demo.world import _exposure, render_frame
+    from vop_demo.world.render import _exposure, render_frame
 
     kinds = set()
     for i in range(40):

@@ -59,4 +59,5 @@ def test_defaults_are_the_paper_settings():
     cfg = TrainConfig()
     assert (cfg.optim.weight_decay, cfg.optim.epochs, cfg.optim.batch_size) == (0.2, 5, 32)
     assert cfg.model.frames == 12
-    assert cfg.data.image_size is None and cfg.data.context_length is None  # the backbone's (224 px, 77 for ViT-B-32)
+    # image size and text length are the backbone's (224 px and 77 tokens for ViT-B-32)
+    assert cfg.data.image_size is None and cfg.data.context_length is None

@@ -4,6 +4,8 @@ Generates (or reuses) a world under --out, trains every method with the project'
 scores the test split, prints the results and the claims table (also saved as results.md,
 results.json, results.png) and the commands that search the world's videos with the best
 trained adapter. Finished runs are reused when the demo is run again with the same settings.
+Every line names the run it belongs to ([vop] step 50/600 ...); progress bars appear only when
+the output is a terminal.
 """
 
 from __future__ import annotations
@@ -27,15 +29,23 @@ def register(subparsers) -> None:
     p.add_argument("--check", action="store_true", help="exit 1 unless every claim holds")
     p.add_argument("--jobs", type=threads_arg, help="runs trained at once, each in its own process (default: 2)")
     p.add_argument("--threads", type=threads_arg, help="torch CPU threads per run (default: 1)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (there are none when the output is not "
+                                                        "a terminal)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    import time
     from pathlib import Path
 
-    from vop.demo import claims
-    from vop.demo.run import SETTINGS, format_table, run_demo, run_spec, with_overrides
+    entered = time.time()
+    # the demo is its own package beside the library; `vop` imports it here only
+    from vop_demo import claims
+    from vop_demo.clock import demo_started_at
+    from vop_demo.console import bars_wanted
+    from vop_demo.pipeline import run_demo
+    from vop_demo.report import TIE_NOTE, clock_note, format_table
+    from vop_demo.settings import SETTINGS, run_spec, with_overrides
 
     settings = with_overrides(SETTINGS["quick" if args.quick else "full"], args.methods, args.seeds, args.threads,
                               args.data_seed, args.jobs)
@@ -45,11 +55,13 @@ def run(args) -> int:
     except KeyError as err:
         return error("demo", err.args[0])
     out = Path(args.out)
-    summary = run_demo(settings, out, progress=not args.quiet)
+    summary = run_demo(settings, out, progress=bars_wanted(args.quiet), started=demo_started_at(entered))
     print()
     print(format_table(summary))
     print(f"\norder-free R@1: the reversed partner also counts as correct; pair acc: % of captions scoring their "
-          f"own clip above its time-reversed partner (chance 50). Total {summary['total_seconds']:.0f} s.")
+          f"own clip above its time-reversed partner (chance 50). {TIE_NOTE}")
+    note = clock_note(summary["clock"])
+    print(f"\n{note[0].upper()}{note[1:]}.")
     print("\n" + claims.format_claims(summary["claims"]))
     print(f"\nsaved {out / 'results.md'}, {out / 'results.json'}, {out / 'results.png'}")
     example = summary.get("search_example")

@@ -7,8 +7,8 @@ Examples::
 
 Each video keeps ``--frames`` frames (segment middles) with the short side resized to the image
 size of the backbone config ``--config`` (default ViT-B-32), read from that config, or to
-``--size`` for a backbone with no named config; training and evaluation then read those pixels (``cache:`` in the config) instead of
-decoding video. Resumable: a re-run skips finished videos, a killed run loses at most one.
+``--size`` for a backbone with no named config; training and evaluation then read those pixels
+(``cache:`` in the config) instead of decoding video. Resumable: a re-run skips finished videos, a killed run loses at most one.
 All readable splits share one cache. Undecodable videos are listed and skipped
 (``--on-error raise`` stops at the first). Every error is one line and exit status 2; a
 cache folder that cannot be written (not a folder, no permission, a full disk) keeps every video

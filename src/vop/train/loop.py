@@ -183,7 +183,8 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Fa
             end_of_epoch = p.batch_in_epoch == run.sampler.batches_per_epoch
             if end_of_epoch:
                 p.epoch, p.batch_in_epoch = epoch + 1, 0
-            if last or _every(p.step, cfg.eval.every_steps) or (end_of_epoch and _every(p.epoch, cfg.eval.every_epochs)):
+            if last or _every(p.step, cfg.eval.every_steps) or (
+                    end_of_epoch and _every(p.epoch, cfg.eval.every_epochs)):
                 validate(run)
                 model.train()
             stop = p.step == cfg.run.stop_after

@@ -2,9 +2,9 @@
 caption's clip or its reverse (an order-free hit), and if not, which of the scene's attributes
 does that clip get wrong (shape, colour, size, event kind, the event's colours or axis)?
 
-    python benchmarks/demo_errors.py DEMO_OUT [--world 0] [--seed 0] [--split val] [--methods zeroshot vop full] [--json PATH]
+    python benchmarks/demo/errors.py DEMO_OUT [--world 0] [--seed 0] [--split val] [--methods zeroshot vop full] [--json PATH]
 
-DEMO_OUT is a `vop demo` or `benchmarks/demo_seeds.py` output folder (``world-<N>``,
+DEMO_OUT is a `vop demo` or `benchmarks/demo/seeds.py` output folder (``world-<N>``,
 ``cache-<N>``, ``runs-<N>/<method>-seed<S>/adapter``). The default split is validation: use it
 to look for what to change, and leave the test split to the final numbers. A miss whose clip
 matches every attribute is a tie the caption cannot break (another clip fits it as well).
@@ -34,7 +34,7 @@ def attributes(scene: dict) -> dict:
 def errors(model, world: Path, cache_dir: Path, meta: dict, split: str) -> dict:
     from vop.data.annotations import load_records
     from vop.data.cache import FrameCache
-    from vop.demo.run import caption_scores, encode_clips
+    from vop_demo.scoring import caption_scores, encode_clips
 
     records = load_records("csv", world, split=split, videos_dir=world)
     ids, video = encode_clips(model, records, FrameCache(cache_dir))
@@ -57,10 +57,9 @@ def main(argv=None) -> int:
     import torch
 
     from vop.adapter import load_adapter
-    from vop.backbone.loading import load_clip
-    from vop.demo.run import BACKBONE
-    from vop.demo.world import load_metadata
     from vop.model import build_model
+    from vop_demo.backbone import load_backbone
+    from vop_demo.world.files import load_metadata
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="a vop demo output folder")
@@ -73,7 +72,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     world, cache_dir = args.out / f"world-{args.world}", args.out / f"cache-{args.world}"
-    meta, clip = load_metadata(world), load_clip(BACKBONE)
+    meta, clip = load_metadata(world), load_backbone()
     report = {}
     for name in args.methods:
         if name == "zeroshot":

@@ -3,10 +3,10 @@
 The demo's backbone plays the part of OpenAI CLIP: it must read every word the video captions
 use and know what each event looks like in a *photo*, while knowing nothing of time. So it is
 pretrained, from a fixed seed on CPU, on still images whose captions cover every word and
-event of the world, each event shown by a still cue (:mod:`vop.demo.world`):
+event of the world, each event shown by a still cue (:mod:`vop_demo.world`):
 
-    python -m vop.demo.pretrain        # writes src/vop/demo/../assets/tiny-synthetic.{safetensors,json}
-    python -m vop.demo.pretrain --world 'small_large=[1.5,9.5]' --out DIR   # stills of another world
+    python -m vop_demo.pretrain        # writes vop/assets/tiny-synthetic.{safetensors,json} (the library's)
+    python -m vop_demo.pretrain --world 'small_large=[1.5,9.5]' --out DIR   # stills of another world
 
 Training is CLIP's: symmetric InfoNCE (the project's ``contrastive_loss``, with identical
 captions in a batch counted as positives of each other) and a learned logit scale, AdamW,
@@ -39,9 +39,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from vop.demo.world import WorldSpec
-
-DEFAULT_ASSETS = Path(__file__).resolve().parent.parent / "assets"
+from vop_demo.world.spec import WorldSpec
 
 
 @dataclass(frozen=True)
@@ -65,7 +63,7 @@ class PretrainConfig:
 def make_stills(cfg: PretrainConfig, held_out: bool = False, spec: WorldSpec | None = None):
     """(uint8 images ``[2N, H, W, 3]``, captions, positive groups) of the training or held-out twins,
     drawn in the world of ``spec`` (default: the demo's)."""
-    from vop.demo.world import still_batch
+    from vop_demo.world.stills import still_batch
 
     spec = spec or WorldSpec()
     if held_out:
@@ -98,8 +96,8 @@ def batch_loss(model, images, tokens, captions, groups, text_grad: bool = True):
     import torch.nn.functional as F
 
     from vop.data.transforms import clip_preprocess
-    from vop.demo.world import PLAIN_EVENT
     from vop.train.loss import contrastive_loss
+    from vop_demo.world.stills import PLAIN_EVENT
 
     img = F.normalize(model.encode_image(clip_preprocess(images, size=model.cfg.vision.image_size)), dim=-1)
     txt = F.normalize(model.encode_text(trim_tokens(tokens)), dim=-1)
@@ -232,7 +230,7 @@ def run(cfg: PretrainConfig, out_dir: Path, progress: bool = True, world: dict |
     import torch
 
     from vop.backbone.loading import load_clip, save_clip
-    from vop.demo.world import changed_spec
+    from vop_demo.world.spec import changed_spec
 
     start = time.time()
     world = world or {}
@@ -249,13 +247,13 @@ def run(cfg: PretrainConfig, out_dir: Path, progress: bool = True, world: dict |
         "clip_config": model.cfg.to_dict(),
         "pretrain_config": asdict(cfg),
         "world_spec": asdict(spec),
-        "data": ("vop.demo.world.still_batch: twins (an event and its reverse on one scene) of 1-2 shapes on photo "
+        "data": ("vop_demo.world.still_batch: twins (an event and its reverse on one scene) of 1-2 shapes on photo "
                  f"backgrounds; {1 - cfg.plain_share:.0%} drawn with a still cue of the event, {cfg.plain_share:.0%} "
                  f"plain photos ({1 - cfg.event_share:.0%} of them with a static caption, {cfg.event_share:.0%} "
                  "motion-blurred like a video frame with both event captions as positives"
                  + ("" if cfg.event_text_grad else ", those texts detached")
                  + "); captions from STILL_TEMPLATES/STATIC_TEMPLATES"),
-        "command": "python -m vop.demo.pretrain" + _cli_suffix(cfg, world),
+        "command": "python -m vop_demo.pretrain" + _cli_suffix(cfg, world),
         "train_seconds": round(seconds, 1),
         "final_loss_mean_last_100": sum(losses[-100:]) / max(1, len(losses[-100:])),
         "logit_scale": float(shipped.logit_scale.exp()),
@@ -286,16 +284,18 @@ def _bool(text: str) -> bool:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vop.demo.pretrain", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m vop_demo.pretrain", description=__doc__.split("\n\n")[0])
     for name, value in asdict(PretrainConfig()).items():
         kind = _bool if isinstance(value, bool) else type(value)
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=value)
     parser.add_argument("--world", nargs="*", default=[], metavar="KEY=VALUE",
                         help="WorldSpec fields of the stills, VALUE in JSON (default: the demo's world)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_ASSETS, help="folder for <config>.safetensors/.json")
+    parser.add_argument("--out", type=Path,
+                        help="folder for <config>.safetensors/.json (default: vop/assets, the bundled model's)")
     args = vars(parser.parse_args(argv))
     out, world = args.pop("out"), args.pop("world")
-    from vop.demo.world import changed_spec, parse_assignments
+    from vop.backbone.loading import assets_dir
+    from vop_demo.world.spec import changed_spec, parse_assignments
 
     try:
         world = parse_assignments(world, "--world")
@@ -303,6 +303,7 @@ def main(argv=None) -> int:
     except ValueError as err:
         parser.error(str(err))
     cfg = PretrainConfig(**args)
+    out = out or assets_dir()
     record = run(cfg, out, world=world)
     zs = record["zero_shot_heldout_stills"]
     print(f"wrote {out / record['weights_file']} ({record['file_bytes'] / 1e6:.2f} MB) in {record['train_seconds']} s")

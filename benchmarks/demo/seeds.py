@@ -1,6 +1,6 @@
 """`vop demo` over training seeds 0 1 2: mean ± std of every run and the claims on the means.
 
-    python benchmarks/demo_seeds.py [--seeds 0 1 2] [--data-seed 0] [--out .cache/demo-seeds] [--check]
+    python benchmarks/demo/seeds.py [--seeds 0 1 2] [--data-seed 0] [--out .cache/demo-seeds] [--check]
 
 The same world and settings as `vop demo` (the claims' thresholds are stated for the mean over
 training seeds 0 1 2); only the training seed changes (prompt init, batch order). Prints the
@@ -16,12 +16,18 @@ import json
 import sys
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def main(argv=None) -> int:
-    from vop.demo import claims
-    from vop.demo.run import SETTINGS, format_table, run_demo, with_overrides
+    import time
+
+    entered = time.time()
+    from vop_demo import claims
+    from vop_demo.clock import demo_started_at
+    from vop_demo.pipeline import run_demo
+    from vop_demo.report import clock_note, format_table
+    from vop_demo.settings import SETTINGS, with_overrides
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -35,22 +41,22 @@ def main(argv=None) -> int:
 
     settings = with_overrides(SETTINGS["full"], args.methods, args.seeds, args.threads, args.data_seed,
                               args.jobs)
-    summary = run_demo(settings, Path(args.out), progress=False)
+    summary = run_demo(settings, Path(args.out), progress=False, started=demo_started_at(entered))
     print(format_table(summary))
     print("\n" + claims.format_claims(summary["claims"]))
     name = "demo_seeds.json" if args.data_seed == 0 else f"demo_seeds_world{args.data_seed}.json"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / name).write_text(json.dumps({
         "what": "vop demo (bundled tiny-synthetic CLIP), mean/std over training seeds; claims on the means",
-        "command": " ".join(["python", "benchmarks/demo_seeds.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": " ".join(["python", "benchmarks/demo/seeds.py", *(sys.argv[1:] if argv is None else argv)]),
         "machine": summary["machine"],
         "settings": summary["settings"],
-        "total_seconds": summary["total_seconds"],
+        "clock": summary["clock"],
         "backbone_checks": summary["backbone_checks"],
         "claims": summary["claims"],
         "rows": summary["rows"],
     }, indent=1) + "\n")
-    print(f"\nwrote {RESULTS / name} ({summary['total_seconds']:.0f} s)")
+    print(f"\nwrote {RESULTS / name} ({clock_note(summary['clock'])})")
     return 1 if args.check and not claims.all_hold(summary["claims"]) else 0
 
 

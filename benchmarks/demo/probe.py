@@ -2,7 +2,7 @@
 (a training setting, a method setting, the world's geometry or another backbone file) and print
 their validation numbers and C1's `vop`/`full` ratio.
 
-    python benchmarks/demo_probe.py [--methods vop full] [--set KEY=VALUE ...] [--method-set KEY=VALUE ...]
+    python benchmarks/demo/probe.py [--methods vop full] [--set KEY=VALUE ...] [--method-set KEY=VALUE ...]
         [--world KEY=VALUE ...] [--backbone FILE.safetensors] [--seed 0] [--data-seed 0] [--jobs 2]
         [--out-dir probe_out] [--json PATH]
 
@@ -11,9 +11,9 @@ their validation numbers and C1's `vop`/`full` ratio.
 ``full``, each of which must have it (``text_length=16 visual_length=16``: the component values
 ``vop methods --method NAME --json`` lists), ``--world`` a ``WorldSpec`` field (``small_large=[1.5,7.5]``, ``blur_steps=0``); VALUE is
 JSON, or a plain string. ``--backbone`` trains on a file written by
-``python -m vop.demo.pretrain --out DIR`` instead of the bundled ``tiny-synthetic``. Only the
+``python -m vop_demo.pretrain --out DIR`` instead of the bundled ``tiny-synthetic``. Only the
 validation split is read: this is how the demo's settings were chosen (``docs/demo-notes.md``),
-and the test split is left to ``benchmarks/demo_seeds.py``. Runs with the same settings are
+and the test split is left to ``benchmarks/demo/seeds.py``. Runs with the same settings are
 reused from ``--out-dir``; training is deterministic on CPU, so a probe reruns to the same numbers.
 """
 
@@ -29,8 +29,8 @@ from pathlib import Path
 
 
 def probe_settings(assignments: dict, data_seed: int, jobs: int):
-    from vop.demo.run import SETTINGS, DemoSettings
-    from vop.demo.world import as_tuples
+    from vop_demo.settings import SETTINGS, DemoSettings
+    from vop_demo.world.spec import as_tuples
 
     known = {f.name for f in fields(DemoSettings)} - {"methods", "seeds", "data_seed", "jobs", "threads"}
     bad = sorted(set(assignments) - known)
@@ -50,22 +50,24 @@ def _train(job: dict) -> dict:
     import torch
 
     from vop.adapter import load_adapter
-    from vop.backbone.loading import load_clip
     from vop.data.annotations import load_records
     from vop.data.cache import FrameCache
-    from vop.demo import run as R
-    from vop.demo.world import load_metadata
+    from vop_demo.backbone import load_backbone
+    from vop_demo.runs import run_one
+    from vop_demo.scoring import breakdown_of
+    from vop_demo.settings import RunSpec
+    from vop_demo.world.files import load_metadata
 
     torch.set_num_threads(1)
     world, cache_dir, runs_dir = Path(job["world"]), Path(job["cache"]), Path(job["runs"])
-    meta, clip = load_metadata(world), load_clip(job["backbone"] or R.BACKBONE)
+    meta, clip = load_metadata(world), load_backbone(job["backbone"])
     start = time.perf_counter()
-    spec = R.RunSpec(job["method"], tuple(sorted(job["overrides"].items())))
-    result = R.run_one(job["settings"], world, cache_dir, meta, clip, job["name"], job["seed"], runs_dir,
+    spec = RunSpec(job["method"], tuple(sorted(job["overrides"].items())))
+    result = run_one(job["settings"], world, cache_dir, meta, clip, job["name"], job["seed"], runs_dir,
                        log=lambda *a: None, spec=spec, backbone=job["backbone"])
     model = load_adapter(runs_dir / f"{job['name']}-seed{job['seed']}" / "adapter", clip)
     val = load_records("csv", world, split="val", videos_dir=world)
-    split = R._breakdown_of(model, val, FrameCache(cache_dir), meta)
+    split = breakdown_of(model, val, FrameCache(cache_dir), meta)
     budget = model.parameter_budget()
     return {"run": job["label"], "method": job["method"], "overrides": job["overrides"],
             "trainable_percent": budget["percent"], "val_score": result["val_score"],
@@ -81,7 +83,7 @@ def main(argv=None) -> int:
     parser.add_argument("--method-set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="method values, set in every run but zeroshot and full (each must have the key)")
     parser.add_argument("--world", nargs="*", default=[], metavar="KEY=VALUE", help="WorldSpec fields")
-    parser.add_argument("--backbone", type=Path, help="a .safetensors from vop.demo.pretrain (default: bundled)")
+    parser.add_argument("--backbone", type=Path, help="a .safetensors from vop_demo.pretrain (default: bundled)")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--data-seed", type=int, default=0, help="world seed")
     parser.add_argument("--jobs", type=int, default=2, help="runs trained at once, one thread each")
@@ -89,9 +91,11 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
 
-    from vop.demo.pretrain import file_sha256
-    from vop.demo.run import prepare_cache, run_spec
-    from vop.demo.world import SplitPairs, changed_spec, generate_world, parse_assignments
+    from vop_demo.cache import prepare_cache
+    from vop_demo.pretrain import file_sha256
+    from vop_demo.settings import run_spec
+    from vop_demo.world.files import generate_world
+    from vop_demo.world.spec import SplitPairs, changed_spec, parse_assignments
     from vop.model import resolve_method
 
     try:
