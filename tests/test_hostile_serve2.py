@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import threading
 import time
 from contextlib import contextmanager
@@ -323,3 +324,15 @@ def test_serve_cli_refuses_a_root_that_is_not_a_folder(env, tmp_path, capsys):
     assert main(["serve", str(env["idx"]), "--root", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("vop serve: error: --root ") and "is not a folder" in err[0]
+
+
+def test_a_crafted_thumbnail_is_not_served_and_nothing_is_sniffed(env):
+    vid = put_row(env["idx"], "html.mp4", None)
+    con = sqlite3.connect(env["idx"] / DB_NAME)  # edited as an attacker would, outside vop
+    with con:
+        con.execute("UPDATE videos SET thumbnail = ? WHERE id = ?", (b"<html><script>alert(1)</script>", vid))
+    con.close()
+    status, headers, body = get(env["port"], f"/videos/good/{vid}/thumbnail.jpg")
+    assert status == 404 and b"script" not in body and headers["x-content-type-options"] == "nosniff"
+    status, headers, body = get(env["port"], f"/videos/good/{env['rows']['v0']}/thumbnail.jpg")
+    assert status == 200 and body.startswith(b"\xff\xd8\xff") and headers["x-content-type-options"] == "nosniff"

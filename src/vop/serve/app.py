@@ -33,6 +33,7 @@ MAX_K = 100
 MAX_BODY_BYTES = 16 * 1024
 MAX_ID = 2**63 - 1  # SQLite INTEGER: a larger id is no video, not an overflow
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+JPEG_MAGIC = b"\xff\xd8\xff"
 BODY_TIMEOUT_S = 10.0  # the whole request body must arrive within this (a slow client is cut off)
 # Host: a DNS name or IPv4 literal, or an [IPv6] literal, then an optional :port; nothing else
 _HOST = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?))"
@@ -124,6 +125,7 @@ class Guard:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        send = _nosniff(send)
         raw = scope.get("headers", [])
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}
         hosts = sum(k.lower() == b"host" for k, _ in raw)
@@ -160,6 +162,18 @@ class Guard:
             return await receive()
 
         return await self.app(scope, replay, send)
+
+
+def _nosniff(send):
+    """``send`` that marks every reply ``X-Content-Type-Options: nosniff``: a browser takes the
+    declared type (a thumbnail stays an image even if an index holds other bytes)."""
+
+    async def wrapped(message):
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (b"x-content-type-options", b"nosniff")]}
+        await send(message)
+
+    return wrapped
 
 
 def create_app(service: SearchService, hosts: list[str] | tuple[str, ...] = (),
@@ -235,7 +249,7 @@ def create_app(service: SearchService, hosts: list[str] | tuple[str, ...] = (),
     @app.get("/videos/{name}/{video_id}/thumbnail.jpg")
     def thumbnail(name: str, video_id: int = PathParam(ge=0, le=MAX_ID)):
         data = collection(name).searcher.thumbnail(video_id)
-        if not data:
+        if not data or not data.startswith(JPEG_MAGIC):  # vop index writes JPEGs; anything else is not one
             raise HTTPException(404, f"no thumbnail for video {video_id}")
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
