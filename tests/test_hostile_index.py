@@ -144,31 +144,25 @@ def test_second_concurrent_run_exits_2(tmp_path, backbone, capsys):
 
 
 def test_disk_full_keeps_what_was_committed(tmp_path, backbone, monkeypatch, capsys):
+    import pyarrow.parquet as pq
+
     root = _collection(tmp_path / "videos", n=6)
     out = tmp_path / "idx"
-    opened = []
     real_init = IndexStore.__init__
 
-    def remember(self, *a, **kw):
+    def full_disk(self, *a, **kw):  # SQLite's own "database or disk is full": the file may not grow
         real_init(self, *a, **kw)
-        opened.append(self)
+        pages = self._con.execute("PRAGMA page_count").fetchone()[0]
+        self._con.execute(f"PRAGMA max_page_count = {pages}")
 
-    monkeypatch.setattr(IndexStore, "__init__", remember)
-
-    def fill_disk_after_2(n):
-        if n == 2:  # SQLite's own "database or disk is full" from here on: the file may not grow
-            con = opened[-1]._con
-            pages = con.execute("PRAGMA page_count").fetchone()[0]
-            con.execute(f"PRAGMA max_page_count = {pages}")
-
+    monkeypatch.setattr(IndexStore, "__init__", full_disk)
     with pytest.raises(OSError, match=r"disk full while writing .*index.sqlite: every video committed"):
-        build_index(root, out, _encoder(backbone), progress=False, after_each=fill_disk_after_2)
+        build_index(root, out, _encoder(backbone), progress=False)
     monkeypatch.undo()
-    with IndexStore(out / DB_NAME) as store:
-        kept = store.count()
-    assert 2 <= kept < 6  # the committed videos are kept
+    shards = sorted((out / "embeddings").glob("part-*.parquet"))
+    assert sum(pq.read_metadata(p).num_rows for p in shards) == 6  # every encoded video is kept
     report = build_index(root, out, _encoder(backbone), progress=False)  # space freed: it completes
-    assert report.indexed == 6 and report.unchanged == kept
+    assert report.indexed == 6 and report.unchanged == 6 and report.encoded == 0
 
 
 def test_corrupt_database_is_one_line(tmp_path, backbone, capsys):

@@ -1,4 +1,4 @@
-"""vop index: real videos (the corrupt one reported), incremental, resumable after a kill, shards."""
+"""vop index: real videos (the corrupt one reported), incremental, resumable after a kill, --shard i/n."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ import torch
 from conftest import color_video, write_video
 
 from vop.backbone.clip import build_clip
-from vop.index.build import build_index, merge_shards, read_report
+from vop.index.build import build_index, read_report
 from vop.index.discover import discover_videos, parse_shard, shard_of
 from vop.index.encoder import VideoEncoder
+from vop.index.from_shards import build_from_shards, check_complete
 from vop.index.manifest import IndexMismatchError, read_manifest
 from vop.index.search import Searcher
 from vop.index.store import DB_NAME, IndexStore
@@ -35,6 +36,14 @@ def _collection(root: Path, n: int = 6) -> Path:
     for i in range(n):
         write_video(root / f"sub{i % 2}" / f"clip{i}.mp4", color_video(num_frames=6 + i, size=32, seed=i))
     return root
+
+
+def _shard_paths(index_dir: Path) -> list[str]:
+    """Every row in the Parquet shards of an index (duplicates included)."""
+    import pyarrow.parquet as pq
+
+    parts = sorted((index_dir / "embeddings").glob("part-*.parquet"))
+    return sorted(p for part in parts for p in pq.read_table(part, columns=["path"]).column("path").to_pylist())
 
 
 def _rows(index_dir: Path) -> dict[str, tuple]:
@@ -162,12 +171,13 @@ def test_resume_after_exception_yields_exactly_the_full_index(tmp_path):
             raise _Killed
 
     out = tmp_path / "resumed"
-    with pytest.raises(_Killed):
-        build_index(root, out, _encoder(), progress=False, after_each=die_after_3)
-    assert len(_rows(out)) == 3
+    with pytest.raises(_Killed):  # one video per part: every finished video is on disk
+        build_index(root, out, _encoder(), progress=False, after_each=die_after_3, part_rows=1)
+    assert len(_shard_paths(out)) == 3 and not (out / DB_NAME).exists()
     report = build_index(root, out, _encoder(), progress=False)
     assert (report.encoded, report.unchanged) == (3, 3)
     assert _rows(out) == _rows(full)
+    assert _shard_paths(out) == sorted(_rows(full))  # each video once in the shards
     assert len(Searcher(out)) == 6
 
 
@@ -184,7 +194,7 @@ def test_resume_after_sigkill_of_a_real_process(tmp_path):
         def kill(n):
             if n == 2:
                 os.kill(os.getpid(), signal.SIGKILL)
-        build_index({str(root)!r}, {str(out)!r}, enc, progress=False, after_each=kill)
+        build_index({str(root)!r}, {str(out)!r}, enc, progress=False, after_each=kill, part_rows=1)
     """)
     proc = subprocess.run(
         [sys.executable, "-c", script],
@@ -195,7 +205,7 @@ def test_resume_after_sigkill_of_a_real_process(tmp_path):
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
-    assert len(_rows(out)) == 2
+    assert len(_shard_paths(out)) == 2
     report = build_index(root, out, _encoder(), progress=False)
     assert (report.encoded, report.indexed) == (4, 6)
     full = tmp_path / "full"
@@ -203,31 +213,30 @@ def test_resume_after_sigkill_of_a_real_process(tmp_path):
     assert _rows(out) == _rows(full)
 
 
-def test_shards_merge_to_the_unsharded_index(tmp_path):
+def test_shard_runs_then_one_build_give_the_unsharded_index(tmp_path):
+    from vop.index.shards import read_manifest_beside
+
     root = _collection(tmp_path / "videos")
     build_index(root, tmp_path / "single", _encoder(), progress=False)
     out = tmp_path / "sharded"
     owners = {v.relpath: shard_of(v.relpath, 2) for v in discover_videos(root)}
     assert set(owners.values()) == {0, 1}  # both shards get work with these names
-    for i in range(2):
-        r = build_index(root, out, _encoder(), shard=(i, 2), progress=False)
-        assert r.discovered == sum(1 for s in owners.values() if s == i)
-    with pytest.raises(ValueError, match="one shard"):
-        Searcher(out / "shards" / "0-of-2")
-    report = merge_shards(out)
+    with pytest.raises(ValueError, match="incomplete"):
+        build_index(root, out, _encoder(), shard=(0, 2), progress=False)
+        check_complete(str(out / "embeddings"))
+    r = build_index(root, out, _encoder(), shard=(1, 2), progress=False)
+    assert r.discovered == sum(1 for s in owners.values() if s == 1)
+    assert not (out / DB_NAME).exists()  # a shard run builds nothing
+    check_complete(str(out / "embeddings"))
+    manifest = read_manifest_beside(str(out / "embeddings"))
+    report = build_from_shards(out / "embeddings", out, manifest)
     assert report.indexed == 6
     assert _rows(out) == _rows(tmp_path / "single")
     assert read_manifest(out).shard is None
-    (root / "sub0" / "clip0.mp4").unlink()  # a file gone: re-run its shard, merge again
+    (root / "sub0" / "clip0.mp4").unlink()  # a file gone: re-run its shard, build again
     build_index(root, out, _encoder(), shard=(owners["sub0/clip0.mp4"], 2), progress=False)
-    assert merge_shards(out).indexed == 5
-
-
-def test_incomplete_shards_refused(tmp_path):
-    root = _collection(tmp_path / "videos", n=2)
-    build_index(root, tmp_path / "out", _encoder(), shard=(1, 3), progress=False)
-    with pytest.raises(ValueError, match="incomplete"):
-        merge_shards(tmp_path / "out")
+    assert build_from_shards(out / "embeddings", out, manifest).indexed == 5
+    assert _shard_paths(out) == sorted(_rows(out))
 
 
 def test_parse_shard():
@@ -344,15 +353,22 @@ def test_load_or_build_splits_only_when_asked(tmp_path, monkeypatch):
     """The indexer (default) and `vop search` keep one piece; a service gets the default threads."""
     from vop.index.vectors import load_or_build
 
-    class Rows:  # the two things load_or_build reads from an IndexStore
+    class Rows:  # what load_or_build reads from an IndexStore
         def __init__(self, x):
             self.x = x
 
         def generation(self):
             return 1
 
-        def vectors(self):
-            return np.arange(len(self.x)), self.x
+        def ok_ids(self):
+            return np.arange(len(self.x))
+
+        def vectors_of(self, ids):
+            return self.x[ids]
+
+        def vector_chunks(self, chunk):
+            for i in range(0, len(self.x), chunk):
+                yield np.arange(i, min(i + chunk, len(self.x))), self.x[i : i + chunk]
 
     monkeypatch.setenv("VOP_SEARCH_THREADS", "2")
     store = Rows(_unit_rows(10000, 16, 0))

@@ -80,7 +80,7 @@ def test_cli_errors_are_clear(files, capsys):
     assert code == 2 and "-k" in err
 
 
-def test_cli_shards_and_merge(files, capsys):
+def test_cli_shards_then_from_shards(files, capsys):
     backbone, videos, index = files
     for i in range(2):
         code, out, err = _run(
@@ -98,7 +98,7 @@ def test_cli_shards_and_merge(files, capsys):
             "--quiet",
         )
         assert code == 0, err
-    code, out, err = _run(capsys, "index", "--merge", "--out", index, "--json")
+    code, out, err = _run(capsys, "index", "--from-shards", index / "embeddings", "--out", index, "--json")
     assert code == 0, err
     assert json.loads(out)["indexed"] == 4
     assert _run(capsys, "search", index, "anything", "--json")[0] == 0
@@ -114,10 +114,10 @@ def test_torchrun_environment_selects_the_shard(files, capsys, monkeypatch):
         )
         assert code == 0, err
         assert (
-            f"shard {rank}/2 done" in out and (index / "shards" / f"{rank}-of-2" / "manifest.json").is_file()
+            f"shard {rank}/2 done" in out and (index / "embeddings" / f"_done-{rank}-of-2.json").is_file()
         )
     monkeypatch.delenv("WORLD_SIZE")
-    code, out, _ = _run(capsys, "index", "--merge", "--out", index, "--json")
+    code, out, _ = _run(capsys, "index", "--from-shards", index / "embeddings", "--out", index, "--json")
     assert code == 0 and json.loads(out)["indexed"] == 4
 
 
@@ -132,7 +132,7 @@ def test_empty_folder_gives_an_empty_index(tmp_path, files, capsys):
     assert code == 0 and json.loads(out)["results"] == []
 
 
-def test_real_torchrun_two_ranks_then_merge(files, capsys):
+def test_real_torchrun_two_ranks_then_from_shards(files, capsys):
     import os
     import shutil
     import subprocess
@@ -163,5 +163,5 @@ def test_real_torchrun_two_ranks_then_merge(files, capsys):
     )
     assert proc.returncode == 0, proc.stderr
     assert "shard 0/2 done" in proc.stdout and "shard 1/2 done" in proc.stdout
-    code, out, _ = _run(capsys, "index", "--merge", "--out", index, "--json")
+    code, out, _ = _run(capsys, "index", "--from-shards", index / "embeddings", "--out", index, "--json")
     assert code == 0 and json.loads(out)["indexed"] == 4

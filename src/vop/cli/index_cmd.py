@@ -5,9 +5,15 @@ Examples::
     vop index ~/videos --backbone ViT-B-32.pt --adapter runs/msrvtt-vop/adapter --out ~/videos.vop
     vop index ~/videos --out ~/videos.vop                    # again: the recorded backbone, new files only
     vop index data/msrvtt/videos --backbone ViT-B-32.pt --out IDX --cache cache/msrvtt   # `vop prepare` frames
+    vop index ~/videos --backbone ViT-B-32.pt --out IDX --engine ray    # Ray Data on this machine
+    vop index ~/videos --backbone ViT-B-32.pt --out IDX --engine ray --address auto --gpus-per-worker 1
     vop index ~/videos --backbone ViT-B-32.pt --out IDX --shard 0/4     # one of 4 processes/machines
     torchrun --nproc_per_node 4 -m vop index ~/videos --backbone ViT-B-32.pt --out IDX
-    vop index --merge IDX                                               # combine IDX/shards/* into IDX
+    vop index --from-shards IDX/embeddings --out IDX                    # build once all shards are done
+    vop index --from-shards s3://bucket/emb --backbone ViT-B-32.pt --out IDX   # shards any engine wrote
+
+Every run writes Parquet embedding shards (IDX/embeddings/part-*.parquet, see docs/scaling.md)
+and builds SQLite + FAISS from them; VIDEO_DIR, --from-shards may be fsspec URIs (file://, s3://, gs://).
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ def register(subparsers) -> None:
         description=plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("video_dir", nargs="?", help="folder searched recursively for video files")
+    p.add_argument("video_dir", nargs="?", help="folder (or fsspec URI) searched recursively for video files; "
+                                                "with --from-shards: the collection root the shard paths are "
+                                                "relative to (default: the shards' manifest's)")
     p.add_argument("--out", required=True, help="index folder (created; re-runs update it)")
     p.add_argument("--backbone", help="CLIP weights: OpenAI .pt, state dict, HF folder or bundled name "
                                       "(default: the one the adapter, else the index at OUT, records)")
@@ -39,9 +47,18 @@ def register(subparsers) -> None:
                                                    "size and time) are read from it instead of decoded")
     p.add_argument(
         "--shard",
-        help="i/n: index only shard i of n into OUT/shards/i-of-n (default under torchrun: RANK/WORLD_SIZE)",
+        help="i/n: encode only shard i of n into OUT/embeddings (default under torchrun: RANK/WORLD_SIZE)",
     )
-    p.add_argument("--merge", action="store_true", help="merge OUT/shards/* into OUT (no encoding)")
+    p.add_argument("--from-shards", metavar="DIR", help="build OUT from Parquet embedding shards in DIR (path or "
+                   "URI; no encoding); the embedding space is DIR/_manifest.json's, else --backbone/--adapter's")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process; ray: Ray Data (decode tasks + an encoder actor pool)")
+    p.add_argument("--address", help="Ray cluster to join (auto, ray://HOST:PORT; default: a local Ray)")
+    p.add_argument("--workers", type=int, help="Ray encoder actors (default: 1 per GPU asked for, else 1)")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0,
+                   help="GPUs per Ray encoder actor (bf16 autocast on GPU; default 0: CPU actors)")
+    p.add_argument("--memory-budget", default="4G",
+                   help="peak memory for building SQLite + FAISS from the shards (default 4G)")
     p.add_argument(
         "--vector-index",
         choices=("auto", "exact", "pq", "ivf"),
@@ -74,7 +91,7 @@ def run(args) -> int:
 
     log_to_stderr()  # "skipping NAME: REASON" lines, names escaped
     try:
-        report = _merge(args) if args.merge else _index(args)
+        report = _from_shards(args) if args.from_shards else _index(args)
     except USER_ERRORS as err:
         return error("index", err)
     if args.json:
@@ -87,16 +104,54 @@ def run(args) -> int:
         print(f"  indexed with a warning: {shown(w['path'])}: {shown(w['warning'])}")
     if report.shard:
         i, n = report.shard
-        print(f"shard {i}/{n} done; when all {n} are done: vop index --merge --out {shown(args.out)}")
+        print(f"shard {i}/{n} done; when all {n} are done: vop index --from-shards {shown(args.out)}/embeddings "
+              f"--out {shown(args.out)}")
     return 0
 
 
-def _merge(args):
-    from vop.index.build import merge_shards
+def _from_shards(args):
+    from dataclasses import replace
+    from pathlib import Path
 
+    from vop.index.from_shards import build_from_shards, check_complete
+    from vop.index.shards import read_manifest_beside
+    from vop.index.vectors import parse_bytes
+
+    budget = parse_bytes(args.memory_budget)
+    check_complete(args.from_shards)
+    manifest = read_manifest_beside(args.from_shards)
+    if manifest is None:
+        manifest = _manifest_from_args(args)
+    elif args.backbone or args.adapter:
+        from vop.index.manifest import check_same_model
+
+        check_same_model(manifest, _manifest_from_args(args, manifest.root), "--backbone/--adapter")
     if args.video_dir:
-        raise ValueError("--merge takes no VIDEO_DIR (the shards remember their folder)")
-    return merge_shards(args.out, vector_index=args.vector_index)
+        from vop.index.uri import local_path
+
+        local = local_path(args.video_dir)
+        manifest = replace(manifest, root=str(local.resolve()) if local is not None else args.video_dir)
+    return build_from_shards(args.from_shards, Path(args.out), replace(manifest, shard=None),
+                             vector_index=args.vector_index, memory_budget=budget)
+
+
+def _manifest_from_args(args, root: str | None = None):
+    """The embedding space of shards without a manifest: the one --backbone/--adapter encode into."""
+    from vop import __version__
+    from vop.backbone.reference import resolve_backbone
+    from vop.index.encoder import VideoEncoder
+    from vop.index.manifest import Manifest
+
+    root = root or args.video_dir
+    if not root:
+        raise ValueError(f"{args.from_shards} has no _manifest.json: give VIDEO_DIR (the collection root the "
+                         f"shard paths are relative to) and --backbone/--adapter (what encoded the vectors)")
+    recorded, where = _recorded_backbone(args)
+    clip = resolve_backbone(recorded, args.backbone, config=args.config, recorded_in=where,
+                            need=f"{args.from_shards} has no _manifest.json: --backbone is required (the CLIP "
+                                 f"weights the vectors were encoded with)")
+    encoder = VideoEncoder.from_clip(clip, args.adapter, frames=args.frames)
+    return Manifest(root=str(root), vop_version=__version__, **encoder.identity())
 
 
 def _recorded_backbone(args):
@@ -122,7 +177,13 @@ def _index(args):
     from vop.index.encoder import VideoEncoder
 
     if not args.video_dir:
-        raise ValueError("VIDEO_DIR is required (or --merge to combine shards)")
+        raise ValueError("VIDEO_DIR is required (or --from-shards DIR to build from shards)")
+    from vop.index.vectors import parse_bytes
+
+    budget = parse_bytes(args.memory_budget)
+    shard = _shard(args)
+    if args.engine == "ray" and shard is not None:
+        raise ValueError("--engine ray spreads the work itself: use it without --shard/torchrun")
     if args.threads:
         torch.set_num_threads(args.threads)
     from vop.backbone.quantize import DEFAULT_CPU_PRECISION
@@ -143,8 +204,12 @@ def _index(args):
         args.video_dir,
         args.out,
         encoder,
-        shard=_shard(args),
+        shard=shard,
         progress=not args.quiet,
         retry_failed=args.retry_failed,
         vector_index=args.vector_index,
+        engine=args.engine,
+        memory_budget=budget,
+        ray_options={"address": args.address, "workers": args.workers, "gpus_per_worker": args.gpus_per_worker,
+                     "threads": args.threads},
     )

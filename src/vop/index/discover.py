@@ -109,3 +109,76 @@ def parse_shard(text: str) -> tuple[int, int]:
     if n > MAX_SHARDS:
         raise ValueError(f"--shard {text}: at most {MAX_SHARDS:,} shards")
     return i, n
+
+
+@dataclass
+class Collection:
+    """Where a collection's videos are: a local folder (``root`` absolute, ``local`` set) or an
+    fsspec URI (``local`` None: each video is fetched to a temporary file to decode it)."""
+
+    root: str  # what the manifest records: an absolute path, or the URI as given
+    files: list[VideoFile]
+    local: Path | None = None
+
+    def source(self, relpath: str):
+        """A context manager yielding a local path of the video (the file itself when local)."""
+        return _local_copy(self.root, self.local, relpath)
+
+
+def open_collection(where: str | os.PathLike) -> Collection:
+    """The videos under a folder, a ``file://`` URI or any fsspec URI (``s3://``, ``gs://``, ...)."""
+    from vop.index.uri import filesystem, local_path
+
+    local = local_path(where)
+    if local is not None:
+        root = local.resolve()
+        return Collection(str(root), discover_videos(root), root)
+    fs, path = filesystem(where)
+    if not fs.isdir(path):
+        raise NotADirectoryError(f"video folder {where} does not exist or is not a folder")
+    found = []
+    base = path.rstrip("/") + "/"
+    for full, info in sorted(fs.find(path, detail=True).items()):
+        rel = full[len(base):] if full.startswith(base) else full.rsplit("/", 1)[-1]
+        if any(part.startswith(".") for part in rel.split("/")) or Path(rel).suffix.lower() not in VIDEO_EXTENSIONS:
+            continue
+        found.append(VideoFile(rel, int(info.get("size") or 0), _mtime_ns(info)))
+    return Collection(str(where).rstrip("/"), found, None)
+
+
+def _mtime_ns(info: dict) -> int:
+    """The modification time an fsspec backend reports (names and types differ), in ns; 0 if none."""
+    import datetime
+
+    for key in ("mtime", "LastModified", "updated", "last_modified", "created"):
+        value = info.get(key)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            value = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if isinstance(value, datetime.datetime):
+            value = value.timestamp()
+        return int(float(value) * 1e9)
+    return 0
+
+
+class _local_copy:
+    def __init__(self, root: str, local: Path | None, relpath: str):
+        self.root, self.local, self.relpath, self.tmp = root, local, relpath, None
+
+    def __enter__(self) -> Path:
+        if self.local is not None:
+            return self.local / self.relpath
+        import tempfile
+
+        from vop.index.uri import filesystem, join
+
+        fs, path = filesystem(join(self.root, self.relpath))
+        self.tmp = tempfile.TemporaryDirectory(prefix="vop-fetch-")
+        target = Path(self.tmp.name) / Path(self.relpath).name
+        fs.get_file(path, str(target))
+        return target
+
+    def __exit__(self, *exc):
+        if self.tmp is not None:
+            self.tmp.cleanup()

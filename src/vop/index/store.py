@@ -279,3 +279,52 @@ class IndexStore:
             d["vector"] = None if d["vector"] is None else np.frombuffer(d["vector"], dtype=np.float16)
             out.append(VideoRow(**d))
         return out
+
+    # ----- streaming reads (the builder and `vop export`: bounded memory on millions of rows)
+    def ok_ids(self) -> np.ndarray:
+        """Ids of every ok row, ``int64 [N]`` ascending."""
+        rows = self._query("SELECT id FROM videos WHERE status = 'ok' ORDER BY id")
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def vector_chunks(self, chunk: int):
+        """Yield ``(ids int64 [n], vectors float16 [n, dim])`` of the ok rows in id order, ``chunk`` at a time."""
+        last = -1
+        while True:
+            rows = self._query(
+                "SELECT id, vector FROM videos WHERE status = 'ok' AND id > ? ORDER BY id LIMIT ?", (last, chunk)
+            )
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            flat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float16)
+            yield ids, flat.reshape(len(rows), -1)  # [n * dim] -> [n, dim]
+            last = int(ids[-1])
+
+    def vectors_of(self, ids: np.ndarray) -> np.ndarray:
+        """float16 ``[len(ids), dim]`` of the given ok rows, in the order given."""
+        out = []
+        for i in range(0, len(ids), 500):  # SQLite's bound-parameter limit
+            part = [int(x) for x in ids[i : i + 500]]
+            found = dict(self._query(
+                f"SELECT id, vector FROM videos WHERE id IN ({','.join('?' * len(part))})", tuple(part)))
+            out.extend(found[x] for x in part)
+        return np.frombuffer(b"".join(out), dtype=np.float16).reshape(len(ids), -1)  # [n * dim] -> [n, dim]
+
+    def row_chunks(self, chunk: int):
+        """Yield lists of full rows (vector included) in id order, ``chunk`` at a time."""
+        cols = ("id", *_INFO_COLUMNS[1:], "thumbnail", "vector")
+        last = -1
+        while True:
+            found = self._query(
+                f"SELECT {self._select(cols)} FROM videos WHERE id > ? ORDER BY id LIMIT ?", (last, chunk)
+            )
+            if not found:
+                return
+            out = []
+            for r in found:
+                d = dict(zip(cols, r))
+                d.pop("id")
+                d["vector"] = None if d["vector"] is None else np.frombuffer(d["vector"], dtype=np.float16)
+                out.append(VideoRow(**d))
+            yield out
+            last = found[-1][0]

@@ -160,14 +160,46 @@ class VectorIndex:
         huge_pages: bool = False,
     ) -> VectorIndex:
         """Build the index kind for ``len(vectors)`` (``kind="auto"``) or the one asked for."""
-        import faiss
-
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         n, dim = vectors.shape
+        return cls.build_streaming(
+            ids, dim, lambda picked: vectors[picked], lambda chunk: [(ids, vectors)], kind=kind,
+            exact_max=exact_max, nlist=nlist, nprobe=nprobe, k_factor=k_factor, seed=seed, threads=threads,
+            huge_pages=huge_pages,
+        )
+
+    @classmethod
+    def build_streaming(
+        cls,
+        ids: np.ndarray,
+        dim: int,
+        sample_of,
+        chunks,
+        kind: str = "auto",
+        exact_max: int = EXACT_MAX,
+        nlist: int | None = None,
+        nprobe: int = DEFAULT_NPROBE,
+        k_factor: int = DEFAULT_K_FACTOR,
+        seed: int = 0,
+        threads: int | None = None,
+        huge_pages: bool = False,
+        chunk: int = 65_536,
+    ) -> VectorIndex:
+        """Build without holding every vector: trained on a random sample, filled chunk by chunk.
+
+        ``ids``: int64 ``[N]`` of the vectors, in the order ``chunks`` yields them;
+        ``sample_of(positions)``: the vectors at those positions (sorted), for training;
+        ``chunks(chunk)``: yields ``(ids [n], vectors [n, dim])`` in order, ``chunk`` rows at a time.
+        """
+        import faiss
+
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        n = len(ids)
         info = VectorIndexInfo(choose_kind(n, dim, kind, exact_max), n, dim, requested=kind)
         rng = np.random.default_rng(seed)
         own_ids = info.kind != "ivf"
+        train = 0
         if info.kind == "exact":
             index = faiss.IndexFlatIP(dim)
         elif info.kind == "pq":
@@ -175,7 +207,7 @@ class VectorIndex:
                 raise ValueError(f"the pq index needs a dimension divisible by 4, got {dim}")
             # [dim] -> dim/4 sub-vectors of 4 numbers, 4 bits each; fp16 copies for the re-rank
             index = faiss.index_factory(dim, f"PQ{dim // 4}x4fs,Refine(SQfp16)", faiss.METRIC_INNER_PRODUCT)
-            index.train(_sample(vectors, PQ_TRAIN, rng))
+            train = PQ_TRAIN
             info.k_factor = k_factor
         else:
             info.nlist = nlist or default_nlist(n)
@@ -187,12 +219,23 @@ class VectorIndex:
                 faiss.METRIC_INNER_PRODUCT,
             )
             index.cp.seed, index.cp.niter = seed, IVF_KMEANS_ITERS
-            index.train(_sample(vectors, info.nlist * IVF_TRAIN_PER_CELL, rng))
+            train = info.nlist * IVF_TRAIN_PER_CELL
             info.nprobe = nprobe
-        if n and own_ids:
-            index.add(vectors)
-        elif n:
-            index.add_with_ids(vectors, ids)
+        if train:
+            picked = np.arange(n) if train >= n else np.sort(rng.choice(n, size=train, replace=False))
+            index.train(np.ascontiguousarray(sample_of(picked), dtype=np.float32))
+        added = 0
+        for part_ids, part in chunks(chunk):
+            part = np.ascontiguousarray(part, dtype=np.float32)
+            if not np.array_equal(part_ids, ids[added : added + len(part_ids)]):
+                raise ValueError("the vectors changed while the index was being built; run it again")
+            if own_ids:
+                index.add(part)
+            else:
+                index.add_with_ids(part, np.ascontiguousarray(part_ids, dtype=np.int64))
+            added += len(part_ids)
+        if added != n:
+            raise ValueError("the vectors changed while the index was being built; run it again")
         vi = cls(index, info, ids.copy() if own_ids else None, threads=threads, huge_pages=huge_pages)
         vi.set_params(nprobe=info.nprobe, k_factor=info.k_factor)
         return vi
@@ -400,6 +443,7 @@ def load_or_build(
     save: bool = True,
     threads: int | None = 1,
     huge_pages: bool = False,
+    memory_budget: int | None = None,
 ) -> VectorIndex:
     """The FAISS index matching the store's current generation; rebuilt from the rows when stale
     (or when another ``kind`` is asked for; ``None`` keeps the kind asked for last time).
@@ -416,11 +460,67 @@ def load_or_build(
         and kind in (None, vi.info.requested)
     ):
         return vi
-    ids, vecs = store.vectors()
-    vecs = vecs.reshape(len(ids), dim)  # also gives an empty store its [0, dim] shape
-    vi = VectorIndex.build(ids, vecs, kind=kind or saved_kind(index_dir), exact_max=exact_max, threads=threads,
-                           huge_pages=huge_pages)
+    vi = build_from_store(store, dim, kind=kind or saved_kind(index_dir), exact_max=exact_max,
+                          memory_budget=memory_budget, threads=threads, huge_pages=huge_pages)
     vi.info.generation = generation
     if save:
         vi.save(index_dir)
     return vi
+
+
+DEFAULT_MEMORY_BUDGET = 4 << 30  # bytes: a laptop's share for building (`vop index --memory-budget`)
+BASE_BYTES = 400 << 20  # the process itself (Python, NumPy, FAISS, SQLite), roughly
+MIN_CHUNK, MAX_CHUNK = 1024, 262_144
+
+
+class MemoryBudgetError(ValueError):
+    """The index to build does not fit the memory budget (one line with the size it needs)."""
+
+
+def index_bytes(n: int, dim: int, kind: str) -> int:
+    """What the built index holds in memory: codes + re-rank rows + our id map, per kind."""
+    per = {"exact": 4 * dim + 8, "pq": dim // 8 + 2 * dim + 8, "ivf": 2 * dim + 8}[kind]
+    return n * per
+
+
+def plan_chunks(n: int, dim: int, kind: str, memory_budget: int | None) -> int:
+    """Vectors added per chunk so that index + training sample + chunk fit ``memory_budget``;
+    raises :class:`MemoryBudgetError` naming the size needed when even the index alone does not fit."""
+    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
+    train = {"exact": 0, "pq": PQ_TRAIN, "ivf": default_nlist(n) * IVF_TRAIN_PER_CELL}[kind]
+    fixed = BASE_BYTES + index_bytes(n, dim, kind) + 8 * min(train, n) * dim
+    per_row = 12 * dim  # fp16 rows read + their fp32 copy + FAISS's staging
+    if fixed + MIN_CHUNK * per_row > budget:
+        need = (fixed + MIN_CHUNK * per_row) / 2**30
+        raise MemoryBudgetError(
+            f"building a {kind} index of {n:,} vectors of dim {dim} needs about {need:.1f} GiB; "
+            f"the memory budget is {budget / 2**30:.1f} GiB (raise --memory-budget)"
+        )
+    return int(min(MAX_CHUNK, (budget - fixed) // per_row))
+
+
+def build_from_store(store, dim: int, kind: str = "auto", exact_max: int = EXACT_MAX,
+                     memory_budget: int | None = None, threads: int | None = 1,
+                     huge_pages: bool = False) -> VectorIndex:
+    """The FAISS index of the store's ok rows, read in chunks under ``memory_budget``."""
+    ids = store.ok_ids()
+    chosen = choose_kind(len(ids), dim, kind, exact_max)
+    chunk = plan_chunks(len(ids), dim, chosen, memory_budget)
+    return VectorIndex.build_streaming(
+        ids, dim, lambda picked: store.vectors_of(ids[picked]), store.vector_chunks, kind=kind,
+        exact_max=exact_max, threads=threads, huge_pages=huge_pages, chunk=chunk,
+    )
+
+
+def parse_bytes(text: str) -> int:
+    """"4G", "512M", "2.5GiB", "1000000" -> bytes."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = str(text).strip().upper().removesuffix("IB").removesuffix("B")
+    unit = t[-1] if t and t[-1] in units else ""
+    try:
+        value = float(t[: len(t) - len(unit)])
+    except ValueError:
+        raise ValueError(f"--memory-budget must look like 4G, 512M or a number of bytes, got {text!r}") from None
+    if value <= 0:
+        raise ValueError(f"--memory-budget must be positive, got {text!r}")
+    return int(value * units[unit])
