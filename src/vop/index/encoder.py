@@ -52,6 +52,53 @@ def build_video_model(clip, adapter: str | Path | None = None, frames: int | Non
     return model
 
 
+@dataclass
+class VideoDecoder:
+    """Video file -> the model's frames, probe info and thumbnail frame (no model needed)."""
+
+    frames: int
+    image_size: int
+    cache: object | None = None  # a ``vop prepare`` FrameCache
+
+    def decode(self, path: str | Path) -> tuple:
+        """The model's ``frames`` frames (uint8 ``[F, H, W, 3]``, from the frame cache when it holds
+        the file), the probe info, the thumbnail frame and whether the frames came from the cache.
+
+        Separate from :meth:`VideoEncoder.encode_decoded` so that the indexer can decode the next video in a
+        thread while the model runs (PyAV releases the GIL). Raises ``DecodeError``.
+        """
+        from vop.data.annotations import VideoRecord
+        from vop.data.dataset import read_video
+        from vop.data.decode import DecodeError, probe
+
+        info = probe(path)
+        cached = self.cache.id_for_file(path) if self.cache is not None else None
+        record = VideoRecord(cached or str(path), Path(path), [], "")
+        cache = self.cache if cached is not None else None
+        try:
+            frames = read_video(record, self.frames, self.image_size, cache=cache, num_frames=info.num_frames)
+        except DecodeError as err:
+            found = getattr(err, "decodable", 0)  # the stream ended early: the header promised more
+            if not found:
+                raise
+            # sample only frames that exist, and say so
+            frames = read_video(record, self.frames, self.image_size, num_frames=found)
+            info = dataclasses.replace(info, num_frames=found, warning=f"truncated: {found} of {info.num_frames} frames")
+        return frames, info, self._thumbnail_frame(path, frames, info, cached is not None), cached is not None
+
+    def _thumbnail_frame(self, path, frames: np.ndarray, info, cached: bool) -> np.ndarray:
+        """The middle model frame; re-read at ``THUMB_SIZE`` when the model's image size made it
+        smaller than a thumbnail and the video is bigger (backbones under 192 px only)."""
+        middle = frames[len(frames) // 2]
+        if cached or min(middle.shape[:2]) >= THUMB_SIZE or min(info.width, info.height) <= min(middle.shape[:2]):
+            return middle
+        from vop.data.decode import read_frames
+        from vop.data.sampling import sample_indices
+
+        index = sample_indices(info.num_frames, self.frames, train=False)[len(frames) // 2]
+        return read_frames(path, [index], short_side=THUMB_SIZE)[0]
+
+
 class VideoEncoder:
     """One backbone + one method/adapter: video files and texts -> unit vectors (numpy float32).
 
@@ -129,43 +176,13 @@ class VideoEncoder:
         tokens = tokenize(list(texts), context_length=self.model.context_length, truncate=True)
         return _unit(self.model.encode_text(tokens))
 
+    def decoder(self) -> VideoDecoder:
+        """What decoding needs, without the model (a Ray decode task is sent only this)."""
+        return VideoDecoder(self.frames, self.image_size, self.cache)
+
     def decode(self, path: str | Path) -> tuple:
-        """The model's ``frames`` frames (uint8 ``[F, H, W, 3]``, from the frame cache when it holds
-        the file), the probe info, the thumbnail frame and whether the frames came from the cache.
-
-        Separate from :meth:`encode_decoded` so that the indexer can decode the next video in a
-        thread while the model runs (PyAV releases the GIL). Raises ``DecodeError``.
-        """
-        from vop.data.annotations import VideoRecord
-        from vop.data.dataset import read_video
-        from vop.data.decode import DecodeError, probe
-
-        info = probe(path)
-        cached = self.cache.id_for_file(path) if self.cache is not None else None
-        record = VideoRecord(cached or str(path), Path(path), [], "")
-        cache = self.cache if cached is not None else None
-        try:
-            frames = read_video(record, self.frames, self.image_size, cache=cache, num_frames=info.num_frames)
-        except DecodeError as err:
-            found = getattr(err, "decodable", 0)  # the stream ended early: the header promised more
-            if not found:
-                raise
-            # sample only frames that exist, and say so
-            frames = read_video(record, self.frames, self.image_size, num_frames=found)
-            info = dataclasses.replace(info, num_frames=found, warning=f"truncated: {found} of {info.num_frames} frames")
-        return frames, info, self._thumbnail_frame(path, frames, info, cached is not None), cached is not None
-
-    def _thumbnail_frame(self, path, frames: np.ndarray, info, cached: bool) -> np.ndarray:
-        """The middle model frame; re-read at ``THUMB_SIZE`` when the model's image size made it
-        smaller than a thumbnail and the video is bigger (backbones under 192 px only)."""
-        middle = frames[len(frames) // 2]
-        if cached or min(middle.shape[:2]) >= THUMB_SIZE or min(info.width, info.height) <= min(middle.shape[:2]):
-            return middle
-        from vop.data.decode import read_frames
-        from vop.data.sampling import sample_indices
-
-        index = sample_indices(info.num_frames, self.frames, train=False)[len(frames) // 2]
-        return read_frames(path, [index], short_side=THUMB_SIZE)[0]
+        """:meth:`VideoDecoder.decode` with this encoder's frames, image size and cache."""
+        return self.decoder().decode(path)
 
     @torch.no_grad()
     def encode_decoded(self, decoded: tuple) -> EncodedVideo:
