@@ -336,3 +336,12 @@ def test_a_crafted_thumbnail_is_not_served_and_nothing_is_sniffed(env):
     assert status == 404 and b"script" not in body and headers["x-content-type-options"] == "nosniff"
     status, headers, body = get(env["port"], f"/videos/good/{env['rows']['v0']}/thumbnail.jpg")
     assert status == 200 and body.startswith(b"\xff\xd8\xff") and headers["x-content-type-options"] == "nosniff"
+
+
+def test_served_files_are_typed_as_video():
+    from vop.index.discover import VIDEO_EXTENSIONS
+    from vop.serve.files import media_type
+
+    for suffix in VIDEO_EXTENSIONS:
+        assert media_type(f"a{suffix}").startswith("video/"), suffix
+    assert media_type("a.html") == "application/octet-stream"

@@ -12,21 +12,33 @@ import json
 import os
 from contextlib import asynccontextmanager
 
+from pathlib import PurePath
+
 import anyio
-from starlette.responses import FileResponse
+from starlette.responses import FileResponse, guess_type
 
 from vop.index.served import same_file
 from vop.serve.replies import json_reply
 
 RANGE_ERRORS = {400: "malformed Range header", 416: "Range not satisfiable"}
 GONE = "the video's file changed since it was checked; try again"
+# video suffixes the system's MIME table gets wrong or lacks (".ts" is often Qt's text format)
+MEDIA_TYPES = {".ts": "video/mp2t", ".mts": "video/mp2t", ".m2ts": "video/mp2t", ".3gp": "video/3gpp",
+               ".vob": "video/mpeg", ".divx": "video/x-msvideo", ".f4v": "video/mp4", ".asf": "video/x-ms-asf"}
+
+
+def media_type(path) -> str:
+    """A ``video/*`` type for an indexed file, else ``application/octet-stream`` (never text or HTML)."""
+    suffix = PurePath(path).suffix.lower()
+    kind = MEDIA_TYPES.get(suffix) or guess_type(f"x{suffix}")[0]
+    return kind if kind and kind.startswith("video/") else "application/octet-stream"
 
 
 class CheckedFileResponse(FileResponse):
     """A ``FileResponse`` read from one descriptor whose device and inode are ``file_id``."""
 
     def __init__(self, path, file_id: tuple[int, int], **kwargs):
-        super().__init__(path, **kwargs)
+        super().__init__(path, **{"media_type": media_type(path), **kwargs})
         self.file_id = file_id
         self._file = None
 
