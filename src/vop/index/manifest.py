@@ -159,4 +159,4 @@ def check_same_model(expected: Manifest, actual: Manifest, what: str) -> None:
     a, b = expected.model_key, actual.model_key
     diff = [f"{k}: index has {a[k]!r}, {what} has {b[k]!r}" for k in a if a[k] != b[k]]
     if diff:
-        raise IndexMismatchError(f"{what} does not match the index it is used with:\n  " + "\n  ".join(diff))
+        raise IndexMismatchError(f"{what} does not match the index it is used with: " + "; ".join(diff))
