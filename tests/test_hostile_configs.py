@@ -266,3 +266,154 @@ def test_every_collected_tensor_is_checked_against_its_storage(tmp_path):
         out = {}
         torchscript._collect(module, "", archive, out, depth=0)
         assert out["weight"].shape == (3,)
+
+
+# --------------------------------------------------------------------------- method configs
+
+
+def _adapter(tmp_path: Path, clip, method: str, **changes) -> Path:
+    """A real 2-frame adapter folder of ``method`` whose adapter.json gets ``changes`` (``frames``,
+    or a key of its components)."""
+    from vop.adapter import save_adapter
+    from vop.model import build_model
+
+    folder = save_adapter(build_model(clip, method, frames=2), tmp_path / method)
+    meta = json.loads((folder / "adapter.json").read_text())
+    for key, value in changes.items():
+        if key == "frames":
+            meta["frames"] = value
+        else:
+            for c in meta["method_config"]["components"]:
+                if key in c:
+                    c[key] = value
+    (folder / "adapter.json").write_text(json.dumps(meta))
+    return folder
+
+
+@pytest.mark.parametrize("method, changes, pattern", [
+    ("vop-c", {"generated_length": 100_000}, r"generated_length is '100000'; expected an integer from 0 to 1024"),
+    ("vop", {"text_length": "8"}, r"text_length is '8'; expected an integer"),
+    ("vop", {"visual_length": -1}, r"visual_length is '-1'"),
+    ("vop", {"text_placement": 3}, r"text_placement is '3'; expected a string"),
+    ("vop-f", {"frame_position": 1}, r"frame_position is '1'; expected true or false"),
+    ("vop-f", {"shallow_layers": "2"}, r"shallow_layers is '2'; expected a finite number"),
+    ("adapter-attn", {"hidden": 0}, r"hidden is '0'; expected an integer from 1"),
+    ("vop-c", {"cmm": "gru"}, r"unknown cmm 'gru'"),
+    ("vop", {"text_placement": "modelscope", "text_length": 76}, r"leaves no word slots in the backbone's 77"),
+])
+def test_adapter_method_values_are_checked(tmp_path, tiny_clip, method, changes, pattern):
+    from vop.adapter import AdapterError, load_adapter
+
+    with pytest.raises(AdapterError, match=rf"adapter.json: cannot rebuild method '{method}': .*{pattern}"):
+        load_adapter(_adapter(tmp_path, tiny_clip, method, **changes), tiny_clip)
+
+
+def test_values_in_range_whose_product_is_not(tmp_path):
+    """``position_length`` 1024 x 1024 frames on a 12-layer backbone: each value is within its
+    bound, the position table is 805 M parameters; refused from the exact count on the meta device."""
+    from vop.adapter import AdapterError, load_adapter
+    from vop.model import build_model, method_shapes
+
+    clip = build_clip("tiny-12", seed=0)
+    with pytest.raises(ValueError, match=r"would add 805,\d{3},\d{3} parameters .* ceiling is 500,000,000"):
+        build_model(clip, "vop-p", frames=1024, overrides={"position_length": 1024})
+    folder = _adapter(tmp_path, clip, "vop-p", frames=1024, position_length=1024)
+    with pytest.raises(AdapterError, match=r"would add 805,\d{3},\d{3} parameters"):
+        load_adapter(folder, clip)
+    # vop-c's generated prompts: the count is the real one (ViT-B/32: 14.3 M, as in DESIGN)
+    shapes = method_shapes(get_config("ViT-B-32"), "vop-c", 12)
+    assert sum(torch.Size(s).numel() for s in shapes.values()) == 14_257_152
+    with pytest.raises(ValueError, match=r"frames is '100000'; expected an integer from 1 to 1024"):
+        build_model(clip, "vop", frames=100_000)
+
+
+ADAPTER_RSS_SCRIPT = textwrap.dedent("""
+    import resource, sys
+    from vop.adapter import AdapterError, load_adapter
+    from vop.backbone.clip import build_clip
+    from vop.model import build_model
+    peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    clip = build_clip("tiny-12", seed=0)
+    build_model(clip, "vop-p", frames=2)  # one-time setup (meta device, first model)
+    before = peak()
+    try:
+        load_adapter(sys.argv[1], clip)
+        print("LOADED")
+    except AdapterError as e:
+        print("REFUSED", round(peak() - before, 1), str(e))
+""")
+
+
+def test_adapter_refused_against_its_file_before_the_model_is_built(tmp_path):
+    """frames 1024 x position_length 512 (402 M parameters, 1.5 GiB, under the ceiling) while
+    adapter.safetensors holds the 2-frame tensors: the header's shapes are compared with the
+    method's (meta device) first, so the load stops with the peak resident size grown < 40 MiB."""
+    clip = build_clip("tiny-12", seed=0)
+    folder = _adapter(tmp_path, clip, "vop-p", frames=1024, position_length=512)
+    proc = subprocess.run([sys.executable, "-c", ADAPTER_RSS_SCRIPT, str(folder)], capture_output=True, text=True,
+                          timeout=300, check=False)
+    verdict, growth, message = proc.stdout.strip().split(" ", 2)
+    assert verdict == "REFUSED", proc.stdout + proc.stderr[-2000:]
+    assert "adapter.safetensors: prompts.visual.position has shape (12, 2, 4, 64), the method needs " \
+           "(12, 1024, 512, 64)" in message
+    assert float(growth) < 40, message
+
+
+def test_save_adapter_never_writes_what_loaders_refuse(tmp_path, tiny_clip):
+    from vop.adapter import AdapterError, save_adapter
+    from vop.model import build_model
+
+    model = build_model(tiny_clip, "vop", frames=2)
+    with torch.no_grad():
+        model.prompts["text"].tokens[0, 0, 0] = float("nan")
+    with pytest.raises(AdapterError, match=r"adapter.safetensors \(not written\): tensor prompts.text.tokens holds 1 "
+                                           r"non-finite"):
+        save_adapter(model, tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(AdapterError, match=r"file: exists and is not a folder"):
+        save_adapter(build_model(tiny_clip, "vop", frames=2), tmp_path / "file")
+
+
+# --------------------------------------------------------------------------- vop adapter inspect
+
+
+@pytest.mark.parametrize("edit, pattern", [
+    (lambda m: m.update(parameters={"trainable": "many", "total": 1}), r"parameters.trainable is 'many'"),
+    (lambda m: m.update(parameters=[1]), r"parameters must be an object"),
+    (lambda m: m["parameters"].update(breakdown={"text": -1}), r"parameters.breakdown.text is '-1'"),
+    (lambda m: m.update(method_config={}), r"method_config.components must be a list of objects"),
+    (lambda m: m.update(method_config={"components": [1]}), r"method_config.components must be a list"),
+    (lambda m: m.update(whole_model="no"), r"whole_model must be true or false"),
+    (lambda m: m.update(vop_version=5), r"vop_version must be a string"),
+    (lambda m: m.pop("backbone"), r"backbone must be an object"),
+    (lambda m: m.update(extra=[]), r"extra must be an object"),
+])
+def test_inspect_mistyped_fields_are_one_line(tmp_path, tiny_clip, capsys, edit, pattern):
+    import re
+
+    folder = _adapter(tmp_path, tiny_clip, "vop")
+    meta = json.loads((folder / "adapter.json").read_text())
+    edit(meta)
+    (folder / "adapter.json").write_text(json.dumps(meta))
+    err = one_line(capsys, main(["adapter", "inspect", str(folder)]), "adapter inspect")
+    assert "adapter.json: " in err and re.search(pattern, err), err
+
+
+def test_inspect_missing_optional_fields_and_garbage_weights(tmp_path, tiny_clip, capsys):
+    folder = _adapter(tmp_path, tiny_clip, "vop")
+    meta = json.loads((folder / "adapter.json").read_text())
+    for key in ("parameters", "vop_version", "extra", "whole_model"):
+        del meta[key]
+    (folder / "adapter.json").write_text(json.dumps(meta))
+    assert main(["adapter", "inspect", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "parameters  not recorded" in out and "vop         not recorded" in out
+    for garbage in (b"\x13\x00\x00\x00\x00\x00\x00\x00{not json at all", b"", b"\xff" * 8 + b"{}"):
+        (folder / "adapter.safetensors").write_bytes(garbage)
+        err = one_line(capsys, main(["adapter", "inspect", str(folder)]), "adapter inspect")
+        assert "adapter.safetensors: not a readable safetensors file" in err
+    (folder / "adapter.safetensors").unlink()
+    (folder / "adapter.safetensors").mkdir()
+    err = one_line(capsys, main(["adapter", "inspect", str(folder)]), "adapter inspect")
+    assert "adapter.safetensors: not found" in err

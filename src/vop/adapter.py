@@ -60,10 +60,17 @@ def save_adapter(model: VideoTextModel, directory: str | os.PathLike, extra: dic
     """Write the trainable tensors and the metadata to ``directory`` (created); returns it."""
     from safetensors.torch import save_file
 
+    from vop.backbone.loading import check_finite
+
     d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
     tensors = {n: p.detach().to("cpu").contiguous() for n, p in model.trainable_named_parameters()}
     meta = adapter_metadata(model, extra)
+    # never write what every loader would refuse (out-of-range fields, NaN/Inf tensors)
+    validate_metadata(json.loads(json.dumps(meta)), d / META_FILE)
+    check_finite(tensors, f"{d / WEIGHTS_FILE} (not written)", error=AdapterError)
+    if d.exists() and not d.is_dir():
+        raise AdapterError(f"{d}: exists and is not a folder")
+    d.mkdir(parents=True, exist_ok=True)
     _atomic_write(d / WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
     _atomic_write(d / META_FILE, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
     return d
@@ -97,7 +104,38 @@ def validate_metadata(meta: dict, path) -> None:
     if not isinstance(config, dict):
         raise err("method_config must be an object")
     check_tree(config, "method_config", err)
+    comps = config.get("components")
+    if not isinstance(comps, list) or not all(isinstance(c, dict) and isinstance(c.get("type"), str) for c in comps):
+        raise err("method_config.components must be a list of objects, each with a 'type' string")
     validate_ref(meta.get("backbone"), err)
+    # informational fields (vop adapter inspect prints them): optional, but of the right type
+    check_str(meta.get("vop_version"), "vop_version", err, max_len=100, optional=True)
+    for key, kind in (("whole_model", bool), ("extra", dict), ("parameters", dict)):
+        if meta.get(key) is not None and not isinstance(meta[key], kind):
+            raise err(f"{key} must be {'true or false' if kind is bool else 'an object'}")
+    if meta.get("extra") is not None:
+        check_tree(meta["extra"], "extra", err)
+    params = meta.get("parameters") or {}
+    for key in ("trainable", "total"):
+        if key in params:
+            check_int(params[key], 0, 10**13, f"parameters.{key}", err)
+    breakdown = params.get("breakdown", {})
+    if not isinstance(breakdown, dict):
+        raise err("parameters.breakdown must be an object")
+    for key, value in breakdown.items():
+        check_int(value, 0, 10**13, f"parameters.breakdown.{str(key)[:40]}", err)
+
+
+def read_tensor_shapes(path: Path, error=AdapterError) -> dict[str, tuple[int, ...]]:
+    """Names and shapes from a safetensors header (no tensor data is read); garbage is one line."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in sorted(f.keys())}
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise error(f"{path}: not a readable safetensors file ({first})") from None
 
 
 def backbone_ref(meta: dict) -> BackboneRef:
@@ -118,31 +156,38 @@ def check_backbone(meta: dict, clip: CLIP, where: str = "adapter") -> None:
 def load_adapter(directory: str | os.PathLike, clip: CLIP) -> VideoTextModel:
     """Rebuild the saved method on ``clip`` and load its tensors (strict: every key must match)."""
     from vop.backbone.loading import check_finite, read_safetensors
+    from vop.model import method_shapes
 
     d = Path(directory)
     meta = read_metadata(d)
     check_backbone(meta, clip, where=str(d))
-    try:
-        # adapters without the field were all tokenized to CLIP's 77 (the backbone's default)
-        model = build_model(clip, meta["method"], meta["frames"], overrides=meta["method_config"],
-                            context_length=meta.get("context_length"))
-    except (TypeError, ValueError, KeyError, IndexError, RuntimeError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        raise AdapterError(f"{d / META_FILE}: cannot rebuild method {meta['method']!r}: {msg}") from None
     weights = d / WEIGHTS_FILE
     if not weights.is_file():
         raise AdapterError(f"{weights}: not found")
-    tensors = read_safetensors(weights, error=AdapterError)
-    params = dict(model.trainable_named_parameters())
-    missing, unexpected = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
+
+    def rebuild(build):
+        try:
+            # adapters without the field were all tokenized to CLIP's 77 (the backbone's default)
+            return build(meta["method"], meta["frames"], overrides=meta["method_config"],
+                         context_length=meta.get("context_length"))
+        except (TypeError, ValueError, KeyError, IndexError, RuntimeError, AssertionError) as e:
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+            raise AdapterError(f"{d / META_FILE}: cannot rebuild method {meta['method']!r}: {msg}") from None
+
+    # the method's tensors (meta device) against the file's header, before anything is built
+    expected = rebuild(lambda *a, **k: method_shapes(clip.cfg, *a, **k))
+    found = read_tensor_shapes(weights)
+    missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
     if missing or unexpected:
         raise AdapterError(f"{weights}: tensors do not match method {meta['method']!r}; "
                            f"missing: {missing or 'none'}; unexpected: {unexpected or 'none'}")
+    for name, shape in expected.items():
+        if found[name] != shape:
+            raise AdapterError(f"{weights}: {name} has shape {found[name]}, the method needs {shape}")
+    model = rebuild(lambda *a, **k: build_model(clip, *a, **k))
+    tensors = read_safetensors(weights, error=AdapterError)
+    params = dict(model.trainable_named_parameters())
     with torch.no_grad():
-        for name, p in params.items():
-            t = tensors[name]
-            if t.shape != p.shape:
-                raise AdapterError(f"{weights}: {name} has shape {tuple(t.shape)}, the method needs {tuple(p.shape)}")
         check_finite({name: tensors[name] for name in params}, str(weights), error=AdapterError)
         for name, p in params.items():
             t = tensors[name]

@@ -22,8 +22,8 @@ from torch import nn
 
 import vop.tuning  # noqa: F401 - registers the backbone components (full, bias, proj, partial, adapter)
 from vop.backbone import prompted
-from vop.backbone.clip import CLIP
-from vop.prompts.base import COMPONENTS, K_S, complete, shallow_depth
+from vop.backbone.clip import CLIP, CLIPConfig
+from vop.prompts.base import COMPONENTS, K_S, check_values, complete, shallow_depth
 
 METHODS: dict[str, list[dict]] = {}
 
@@ -190,6 +190,48 @@ def format_budget(b: dict) -> str:
     return f"trainable params: {b['trainable']:,} || all params: {b['total']:,} || trainable%: {b['percent']:.4f}"
 
 
+def plan_method(clip_cfg: CLIPConfig, method: str, frames: int, comps: list[dict],
+                context_length: int | None = None) -> dict[str, tuple[int, ...]]:
+    """Check a resolved method on a backbone architecture before anything is built; returns the
+    name -> shape of every tensor it trains (the names ``trainable_named_parameters`` gives).
+
+    Every value is checked for type and range (:func:`vop.prompts.base.check_values`, ``frames``
+    in 1..``MAX_FRAMES``), then the method is built on the meta device (shapes, no memory) and the
+    parameters it adds to the backbone are counted exactly against ``MAX_METHOD_PARAMETERS``: values
+    that are each in range can still multiply into gigabytes (``generated_length`` x width^2 for
+    ``vop-c``, ``position_length`` x ``frames`` for ``vop-p``).
+    """
+    from vop.bounds import MAX_FRAMES, MAX_METHOD_PARAMETERS, check_int
+
+    check_int(frames, 1, MAX_FRAMES, "frames")
+    for c in comps:
+        check_values(c)
+    with torch.device("meta"):
+        clip = CLIP(clip_cfg)
+        base = sum(p.numel() for p in clip.parameters())
+        model = VideoTextModel(clip, method, frames, copy.deepcopy(comps), "", context_length)
+    added = sum(p.numel() for p in model.parameters()) - base
+    if added > MAX_METHOD_PARAMETERS:
+        raise ValueError(f"method {method!r} would add {added:,} parameters ({4 * added / 2**30:.1f} GiB in float32) "
+                         f"to {clip_cfg.name}; vop's ceiling is {MAX_METHOD_PARAMETERS:,}")
+    return {n: tuple(p.shape) for n, p in model.trainable_named_parameters()}
+
+
+def method_shapes(clip_cfg: CLIPConfig, method: str, frames: int, overrides: dict | None = None,
+                  context_length: int | None = None) -> dict[str, tuple[int, ...]]:
+    """:func:`plan_method` of ``method`` with ``overrides`` (what ``build_model`` would train)."""
+    comps = _resolve_depths(resolve_method(method, overrides), clip_cfg)
+    return plan_method(clip_cfg, method, frames, comps, context_length)
+
+
+def _resolve_depths(comps: list[dict], clip_cfg: CLIPConfig) -> list[dict]:
+    for c in comps:  # K^s recorded as the layer count it means on this backbone
+        if "shallow_layers" in c:
+            check_values(c)  # a string or NaN depth is refused here, before it is resolved
+            c["shallow_layers"] = shallow_depth(c, clip_cfg)
+    return comps
+
+
 def build_model(clip: CLIP, method: str = "vop", frames: int = 12, overrides: dict | None = None,
                 seed: int | None = None, context_length: int | None = None) -> VideoTextModel:
     """Wrap ``clip`` with ``method``. Prompt methods share ``clip`` without changing it; methods
@@ -199,10 +241,8 @@ def build_model(clip: CLIP, method: str = "vop", frames: int = 12, overrides: di
     ``context_length`` (text tokens per caption; default the backbone's) is decided here once:
     ``model.context_length`` is what adapter.json records and what every text encoder
     (training data, validation, ``evaluate``, the index) tokenizes to."""
-    comps = resolve_method(method, overrides)
-    for c in comps:  # K^s recorded as the layer count it means on this backbone
-        if "shallow_layers" in c:
-            c["shallow_layers"] = shallow_depth(c, clip.cfg)
+    comps = _resolve_depths(resolve_method(method, overrides), clip.cfg)
+    plan_method(clip.cfg, method, frames, comps, context_length)  # sizes checked before anything is built
     sha = clip.weights_sha256
     if any(COMPONENTS[c["type"]].role == "backbone" for c in comps):
         clip = copy.deepcopy(clip)

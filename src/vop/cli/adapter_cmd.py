@@ -37,33 +37,26 @@ def _usage(parser) -> int:
     return 0
 
 
-def tensor_shapes(path) -> dict[str, list[int]]:
-    """Names and shapes from the safetensors header (no tensor data is read)."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        return {k: list(f.get_slice(k).get_shape()) for k in sorted(f.keys())}
-
-
 def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from vop.adapter import WEIGHTS_FILE, AdapterError, backbone_ref, read_metadata
+    from vop.adapter import WEIGHTS_FILE, AdapterError, backbone_ref, read_metadata, read_tensor_shapes
 
     d = Path(args.directory)
     try:
-        meta = read_metadata(d)
-    except AdapterError as e:
+        meta = read_metadata(d)  # every field printed below is checked there (type and range)
+        weights = d / WEIGHTS_FILE
+        if not weights.is_file():
+            raise AdapterError(f"{weights}: not found")
+        shapes = {k: list(v) for k, v in read_tensor_shapes(weights).items()}
+    except (AdapterError, OSError) as e:
         return error("adapter inspect", e)
-    weights = d / WEIGHTS_FILE
-    if not weights.is_file():
-        return error("adapter inspect", f"{weights}: not found")
-    info = {**meta, "file_bytes": weights.stat().st_size, "tensors": tensor_shapes(weights)}
+    info = {**meta, "file_bytes": weights.stat().st_size, "tensors": shapes}
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    p = meta["parameters"]
+    p = meta.get("parameters") or {}
     print(f"adapter     {shown(d)}")  # every string read from the folder is shown escaped
     print(f"method      {shown(meta['method'])}" + ("  (adapter = the whole model)" if meta.get("whole_model") else ""))
     ref = backbone_ref(meta)
@@ -71,10 +64,11 @@ def run(args: argparse.Namespace) -> int:
                 f"{ref.source or 'no file recorded'})"))
     context = meta.get("context_length", "not recorded: the backbone's")
     print(f"frames      {meta['frames']}    text context {context}")
-    print(f"parameters  trainable {p['trainable']:,} of {p['total']:,}  "
-          + "  ".join(f"{k} {v:,}" for k, v in p["breakdown"].items()))
+    counts = (f"trainable {p['trainable']:,} of {p['total']:,}  " if {"trainable", "total"} <= set(p)
+              else "not recorded  ")
+    print(shown("parameters  " + counts + "  ".join(f"{k} {v:,}" for k, v in p.get("breakdown", {}).items())))
     print(f"file        {weights.name} {info['file_bytes']:,} bytes, {len(info['tensors'])} tensors")
-    print(shown(f"vop         {meta['vop_version']} (schema {meta['schema_version']})"))
+    print(shown(f"vop         {meta.get('vop_version', 'not recorded')} (schema {meta['schema_version']})"))
     for c in meta["method_config"]["components"]:
         print(shown("component   " + ", ".join(f"{k}={v}" for k, v in c.items())))
     if meta.get("extra"):

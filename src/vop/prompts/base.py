@@ -10,7 +10,9 @@ file says. A component class provides:
   component per prompt role;
 * ``defaults``: its config keys with their default values (a method lists only what differs;
   ``build_model(..., overrides=)`` sets these keys); ``optional`` (if any) names keys that may be
-  given but have no default, and any other key is an error;
+  given but have no default, and any other key is an error; ``limits`` (if any) gives the
+  ``(lo, hi)`` range of integer keys (prompt lengths: 0 to ``vop.bounds.MAX_PROMPT_TOKENS``), and
+  :func:`check_values` checks every value's type against its default;
 * ``from_config(c, clip_cfg, frames)``: the component built from a complete config ``c``;
 * for a prompt role, it is an ``nn.Module`` whose parameters are all trained and whose
   ``prompts(...)`` gives the tokens ``vop.backbone.prompted`` places (see the protocols there);
@@ -23,9 +25,14 @@ A new role is a new seam: it needs code in ``vop.backbone.prompted`` and ``vop.m
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
+from vop.bounds import MAX_PROMPT_TOKENS
+
+PROMPT_RANGE = (0, MAX_PROMPT_TOKENS)  # the ``limits`` of a prompt length key
 INIT_STD = 0.02  # prompt tokens start at N(0, 0.02): small, and still distinct from each other
 # K^s, the first inter-frame layer of VoP-F*: the paper's 8 of 12 layers, written as the fraction
 # 2/3 so that it means the same on other depths (4 of 6 on the demo's backbone)
@@ -73,6 +80,33 @@ def complete(c: str | dict) -> dict:
     if unknown:
         raise KeyError(f"component {cls.name!r} has no key(s) {unknown}; its keys: {sorted(allowed - {'type'})}")
     return {"type": cls.name, **cls.defaults, **c}
+
+
+def check_values(c: dict) -> dict:
+    """Refuse a complete component config whose values have the wrong type or range (a value read
+    from adapter.json or a recipe decides tensor sizes): a key with a bool, str or number default
+    takes that kind of value (a ``None`` default: a number or ``None``), numbers are finite, and
+    the integer keys of the class's ``limits`` lie in their range. Returns ``c``."""
+    cls = COMPONENTS[c["type"]]
+    limits = getattr(cls, "limits", {})
+    for key, value in c.items():
+        if key == "type":
+            continue
+        default, what = cls.defaults.get(key), f"component {cls.name!r}: {key}"
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if key in limits:
+            lo, hi = limits[key]
+            if not (isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi) and not (
+                    value is None and key not in cls.defaults):
+                raise ValueError(f"{what} is {str(value)[:40]!r}; expected an integer from {lo} to {hi}")
+        elif isinstance(default, bool) and not isinstance(value, bool):
+            raise ValueError(f"{what} is {str(value)[:40]!r}; expected true or false")
+        elif isinstance(default, str) and not isinstance(value, str):
+            raise ValueError(f"{what} is {str(value)[:40]!r}; expected a string")
+        elif (default is None or isinstance(default, (int, float))) and not isinstance(default, bool) and not (
+                (value is None and default is None) or (number and math.isfinite(value))):
+            raise ValueError(f"{what} is {str(value)[:40]!r}; expected a finite number")
+    return c
 
 
 def init_tokens(*shape: int) -> nn.Parameter:

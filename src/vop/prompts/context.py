@@ -19,7 +19,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from vop.prompts.base import INIT_STD, init_tokens, register_component, shallow_depth
+from vop.prompts.base import INIT_STD, PROMPT_RANGE, init_tokens, register_component, shallow_depth
 
 CMM_TYPES = ("bilstm", "lstm", "transformer")
 
@@ -52,6 +52,7 @@ def build_cmm(kind: str, width: int, frames: int) -> tuple[nn.Module, int]:
 class ContextPrompts(nn.Module):
     name, role = "context", "visual"
     defaults: ClassVar[dict] = {"shared_length": 4, "generated_length": 4, "cmm": "bilstm", "shallow_layers": None}
+    limits: ClassVar[dict] = {"shared_length": PROMPT_RANGE, "generated_length": PROMPT_RANGE}
 
     def __init__(self, layers: int, width: int, frames: int, shared_length: int = 4,
                  generated_length: int = 4, cmm: str = "bilstm"):

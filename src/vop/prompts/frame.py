@@ -17,13 +17,14 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from vop.prompts.base import K_S, init_tokens, register_component, shallow_depth
+from vop.prompts.base import K_S, PROMPT_RANGE, init_tokens, register_component, shallow_depth
 
 
 @register_component
 class DeepFramePrompts(nn.Module):
     name, role = "frame", "deep"
     defaults: ClassVar[dict] = {"video_length": 8, "shallow_layers": K_S, "frame_position": True}
+    limits: ClassVar[dict] = {"video_length": PROMPT_RANGE}
     needs_frames = True  # one positional vector per frame index
 
     def __init__(self, layers: int, start: int, width: int, frames: int, video_length: int = 8,

@@ -8,13 +8,14 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from vop.prompts.base import init_tokens, register_component, shallow_depth
+from vop.prompts.base import PROMPT_RANGE, init_tokens, register_component, shallow_depth
 
 
 @register_component
 class PositionPrompts(nn.Module):
     name, role = "position", "visual"
     defaults: ClassVar[dict] = {"shared_length": 4, "position_length": 4, "shallow_layers": None}
+    limits: ClassVar[dict] = {"shared_length": PROMPT_RANGE, "position_length": PROMPT_RANGE}
     needs_frames = True  # the table has one row per frame position
 
     def __init__(self, layers: int, width: int, frames: int, shared_length: int = 4, position_length: int = 4):

@@ -22,7 +22,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from vop.prompts.base import init_tokens, register_component
+from vop.prompts.base import PROMPT_RANGE, init_tokens, register_component
 
 PLACEMENTS = ("paper", "modelscope")
 
@@ -32,6 +32,7 @@ class TextPrompts(nn.Module):
     name, role = "text", "text"
     defaults: ClassVar[dict] = {"text_length": 8, "text_placement": "paper"}
     optional: ClassVar[tuple] = ("text_prefix_length",)  # modelscope placement: tokens after SOT (default: half)
+    limits: ClassVar[dict] = {"text_length": PROMPT_RANGE, "text_prefix_length": PROMPT_RANGE}
 
     def __init__(self, layers: int, width: int, length: int = 8, placement: str = "paper",
                  prefix_length: int | None = None):
@@ -46,6 +47,10 @@ class TextPrompts(nn.Module):
 
     @classmethod
     def from_config(cls, c: dict, clip_cfg, frames: int) -> TextPrompts:
+        room = clip_cfg.text.context_length - 2  # the modelscope layout places its tokens among the word slots
+        if c["text_placement"] == "modelscope" and c["text_length"] > room:
+            raise ValueError(f"text_length {c['text_length']} with text_placement 'modelscope' leaves no word slots "
+                             f"in the backbone's {clip_cfg.text.context_length} positions")
         return cls(clip_cfg.text.layers, clip_cfg.text.width, c["text_length"],
                    c["text_placement"], c.get("text_prefix_length"))
 

@@ -7,13 +7,14 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from vop.prompts.base import init_tokens, register_component, shallow_depth
+from vop.prompts.base import PROMPT_RANGE, init_tokens, register_component, shallow_depth
 
 
 @register_component
 class SharedPrompts(nn.Module):
     name, role = "visual", "visual"
     defaults: ClassVar[dict] = {"visual_length": 8, "shallow_layers": None}  # None: every vision layer (K^s = K)
+    limits: ClassVar[dict] = {"visual_length": PROMPT_RANGE}
 
     def __init__(self, layers: int, width: int, length: int = 8):
         super().__init__()

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from vop.backbone.clip import CLIP
+from vop.bounds import MAX_DIM
 from vop.prompts.base import register_component
 
 HOOKS = {"attn": "attn_adapter", "ffn": "mlp_adapter"}  # config "where" -> block hook attribute
@@ -36,6 +37,7 @@ class AdapterTuning:
 
     name, role = "adapter", "backbone"
     defaults: ClassVar[dict] = {"where": "attn", "hidden": 64}
+    limits: ClassVar[dict] = {"hidden": (1, MAX_DIM)}
 
     def __init__(self, where: str = "attn", hidden: int = 64):
         if where not in HOOKS:
