@@ -92,6 +92,10 @@ class IndexStore:
         self._con = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         try:
+            # the file is input (an index folder can be handed over): its schema's views and triggers
+            # may call no function with side effects, and corrupt pages are detected early
+            self._con.execute("PRAGMA trusted_schema=OFF")
+            self._con.execute("PRAGMA cell_size_check=ON")
             if not readonly:
                 self._con.execute("PRAGMA journal_mode=WAL")
                 self._con.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable against a killed process
