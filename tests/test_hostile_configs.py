@@ -417,3 +417,44 @@ def test_inspect_missing_optional_fields_and_garbage_weights(tmp_path, tiny_clip
     (folder / "adapter.safetensors").mkdir()
     err = one_line(capsys, main(["adapter", "inspect", str(folder)]), "adapter inspect")
     assert "adapter.safetensors: not found" in err
+
+
+# --------------------------------------------------------------------------- YAML recipes
+
+
+BOMB = "".join(f"{n}: &{n} [{', '.join([f'*{p}'] * 10) if p else ', '.join(['x'] * 10)}]\n"
+               for p, n in zip(["", "a", "b", "c", "d", "e"], "abcdef")) + "model: {overrides: {x: *f}}\n"
+
+
+def test_yaml_alias_bomb_is_refused_in_one_line(tmp_path, capsys):
+    """Six levels of ten aliases: 10^6 leaves once the recipe is copied (a few hundred bytes)."""
+    recipe = tmp_path / "bomb.yaml"
+    recipe.write_text(BOMB)
+    assert recipe.stat().st_size < 460
+    err = one_line(capsys, main(["train", str(recipe)]), "train")
+    assert "bomb.yaml: not valid YAML at line 2, column 8: aliases (*a) are not accepted" in err
+    big = tmp_path / "big.yaml"  # no alias, but more values than a recipe holds
+    big.write_text("name: x\nlist: [" + ", ".join(["1"] * 100_001) + "]\n")
+    err = one_line(capsys, main(["train", str(big)]), "train")
+    assert "big.yaml: not valid YAML at line 2" in err and "more than 100,000 values" in err
+
+
+@pytest.mark.parametrize("recipe, pattern", [
+    ("model: {method: vop, overrides: {nope: 3}}", r"model: override 'nope' does not apply to method 'vop'"),
+    ("model: {method: vop-c, overrides: {generated_length: 100000}}",
+     r"model: component 'context': generated_length is '100000'; expected an integer from 0 to 1024"),
+    ("model: {method: vop, overrides: {text_length: .inf}}", r"text_length is 'inf'"),
+    ("model: {method: vop-f, overrides: {shallow_layers: .nan}}", r"shallow_layers is 'nan'; expected a finite"),
+    ("model: {method: nope}", r"model: unknown method 'nope'"),
+    ("model: {method: vop, frames: 100000}", r"model: frames is '100000'; expected an integer from 1 to 1024"),
+])
+def test_recipe_method_errors_are_one_line(tmp_path, capsys, recipe, pattern):
+    import re
+
+    path = tmp_path / "r.yaml"
+    path.write_text(recipe + "\n")
+    err = one_line(capsys, main(["train", str(path)]), "train")
+    assert "r.yaml: " in err and re.search(pattern, err), err
+    err = one_line(capsys, main(["train", str(HERE.parent / "configs" / "msrvtt-9k" / "vop.yaml"), "--set",
+                                 "model.overrides.nope=1"]), "train")
+    assert "model: override 'nope' does not apply" in err

@@ -18,11 +18,11 @@ def test_base_merge_and_typed_overrides(tmp_path):
     write(tmp_path / "base.yaml", "seed: 3\nmodel: {method: vop, frames: 12}\noptim: {lr: 1e-3, epochs: 5}\n")
     cfg_path = write(tmp_path / "r.yaml", "base: base.yaml\nname: r\noptim: {lr: 5e-4}\n")
     cfg = load_config(cfg_path, ["optim.epochs=2", "model.grad_checkpointing=true", "data.val_split=null",
-                                 "model.overrides.prompt_length=4", "optim.betas=[0.9, 0.98]"])
+                                 "model.overrides.text_length=4", "optim.betas=[0.9, 0.98]"])
     assert cfg.name == "r" and cfg.seed == 3 and cfg.model.frames == 12
     assert cfg.optim.lr == 5e-4 and isinstance(cfg.optim.lr, float)  # YAML reads "5e-4" as a string
     assert cfg.optim.epochs == 2 and cfg.model.grad_checkpointing is True and cfg.data.val_split is None
-    assert cfg.model.overrides == {"prompt_length": 4} and cfg.optim.betas == (0.9, 0.98)
+    assert cfg.model.overrides == {"text_length": 4} and cfg.optim.betas == (0.9, 0.98)
     assert json.loads(json.dumps(cfg.to_dict()))["optim"]["lr"] == 5e-4
 
 

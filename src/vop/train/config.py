@@ -188,10 +188,30 @@ def _deep_merge(base: dict, top: dict) -> dict:
     return out
 
 
+MAX_YAML_NODES = 100_000  # values in one recipe (the shipped ones hold under 100)
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` without aliases and with at most ``MAX_YAML_NODES`` values: an alias
+    (``*a``) is a reference, so 457 bytes of nested aliases stand for 10^6 values once the recipe
+    is copied or merged (the "billion laughs"); recipes name ``base:`` files instead."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, f"aliases (*{str(event.anchor)[:40]}) are not accepted in "
+                                              "a recipe; use 'base:' files to share values", event.start_mark)
+        self._vop_nodes = getattr(self, "_vop_nodes", 0) + 1
+        if self._vop_nodes > MAX_YAML_NODES:
+            raise yaml.composer.ComposerError(None, None, f"more than {MAX_YAML_NODES:,} values in one recipe",
+                                              self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
 def _safe_yaml(text: str, where: str):
-    """``yaml.safe_load`` whose errors are one line: the file, the line and YAML's reason."""
+    """Safe YAML (:class:`_RecipeLoader`) whose errors are one line: the file, the line and YAML's reason."""
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -236,7 +256,25 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 
 def config_from_dict(data: dict, where: str = "<config>") -> TrainConfig:
-    return _build(TrainConfig, data, where).validate()
+    return _check_method(_build(TrainConfig, data, where).validate(), where)
+
+
+def _check_method(cfg: TrainConfig, where: str) -> TrainConfig:
+    """``model.method`` and ``model.overrides`` resolve to known components with values of the
+    right type and range (one line naming the recipe); sizes that need the backbone are checked
+    when the model is built (``vop.model.plan_method``)."""
+    from vop.bounds import MAX_FRAMES, check_int
+    from vop.model import resolve_method
+    from vop.prompts.base import check_values
+
+    try:
+        check_int(cfg.model.frames, 1, MAX_FRAMES, "frames")
+        for c in resolve_method(cfg.model.method, cfg.model.overrides):
+            check_values(c)
+    except (KeyError, ValueError, TypeError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        raise ValueError(f"{where}: model: {msg}") from None
+    return cfg
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
