@@ -71,7 +71,8 @@ def run(args) -> int:
 
     from vop.backbone.quantize import apply_precision, check_precision
     from vop.data.annotations import load_records
-    from vop.eval.retrieval import evaluate, format_table
+    from vop.data.decode import DecodeError
+    from vop.eval.retrieval import format_table
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     if args.precision == "int8" and args.device == "auto":
@@ -96,20 +97,36 @@ def run(args) -> int:
         warning("eval", f"{len(missing)} of {len(records)} videos not found (e.g. {missing[0]!r}); "
                 "they and their captions are left out")
     records = [r for r in records if r.path is not None]
-    cache = None
-    if args.cache:
-        from vop.data.cache import FrameCache
-
-        cache = FrameCache(args.cache)
-    result = evaluate(model.to(device), records, batch_size=args.batch_size, cache=cache, tie=args.tie,
-                      dsl=args.dsl, chunk=args.chunk, captions=args.captions, device=device,
-                      on_error=args.on_error, progress=not args.no_progress)  # at the backbone's image size
+    try:
+        result = _evaluate(args, model, records, device)
+    except (ValueError, OSError, DecodeError) as exc:  # DecodeError: --on-error raise met a bad video
+        return error("eval", exc)
     result.update(dataset=args.dataset, split=records[0].split if records else args.split,
                   method=model.method, adapter=args.adapter, videos_missing=len(missing), precision=args.precision)
     print(format_table(result))
     print(f"backbone precision: {args.precision}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        try:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        except OSError as exc:
+            return error("eval", f"cannot write --json {args.json}: {exc.strerror or exc}")
         print(f"wrote {args.json}")
     return 0
+
+
+def _evaluate(args, model, records, device) -> dict:
+    """``evaluate`` on the found records, from ``--cache`` when given; every video that cannot be
+    used (none found, none decodes, a hostile cache file) is a ValueError/OSError/DecodeError."""
+    from vop.eval.retrieval import evaluate
+
+    if not records:
+        raise ValueError(f"no video of {args.annotations} was found under --videos; nothing to evaluate")
+    cache = None
+    if args.cache:
+        from vop.data.cache import FrameCache
+
+        cache = FrameCache(args.cache)
+    return evaluate(model.to(device), records, batch_size=args.batch_size, cache=cache, tie=args.tie,
+                    dsl=args.dsl, chunk=args.chunk, captions=args.captions, device=device,
+                    on_error=args.on_error, progress=not args.no_progress)  # at the backbone's image size

@@ -214,7 +214,8 @@ class FrameCache:
             frames = np.load(path, mmap_mode="r")  # never allow_pickle: an object array is refused
         except (ValueError, OSError, EOFError) as err:
             # numpy's own message about pickled data advises loading it unsafely: never pass that on
-            reason = "holds pickled Python objects" if "pickle" in str(err) else f"{type(err).__name__}: {str(err)[:100]}"
+            pickled = "pickle" in str(err) or "Python objects" in str(err)
+            reason = "holds pickled Python objects" if pickled else f"{type(err).__name__}: {str(err)[:100]}"
             raise DecodeError(path, f"cached frames unreadable ({reason}); rebuild the cache with `vop prepare`") from None
         return _check_frames(path, frames)
 
