@@ -79,14 +79,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from vop.adapter import AdapterError
-    from vop.backbone.loading import CheckpointError
     from vop.modelscope import import_modelscope
 
     try:
         report = import_modelscope(args.model_dir, args.out, backbone=args.backbone, method=args.method,
                                    force=args.force)
-    except (AdapterError, CheckpointError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # every refusal (ModelScope, backbone, TorchScript, limits) and I/O
         return error("adapter import", e)
     kind = "basic VoP" if report.kind == "vop" else "series baseline"
     print(shown(f"imported {report.checkpoint} ({kind}) as method {report.method!r} into {args.out}"))
