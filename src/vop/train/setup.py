@@ -52,6 +52,9 @@ class RunLog:
             return
         from tqdm import tqdm
 
+        from vop.cli.messages import shown
+
+        msg = shown(msg)  # lines may quote a video's file name: escaped in the terminal and the log
         tqdm.write(msg)
         with open(self.run_dir / "train.log", "a") as f:
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
