@@ -59,8 +59,6 @@ class SearchRequest(BaseModel):
         return value
 
 
-_json = json_reply
-
 
 def _clean(text, limit: int = 200) -> str:
     return str(text)[:limit].encode("utf-8", "replace").decode("utf-8")
@@ -130,26 +128,26 @@ class Guard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}
         hosts = sum(k.lower() == b"host" for k, _ in raw)
         if hosts != 1 or not host_allowed(headers.get("host"), self.allowed_hosts, self.any_ip):
-            return await _json(400, "Host header does not name this server (see vop serve --allow-host)")(
+            return await json_reply(400, "Host header does not name this server (see vop serve --allow-host)")(
                 scope, receive, send)
         length = headers.get("content-length")
         if length is not None and not length.strip().isdigit():
-            return await _json(400, "malformed Content-Length")(scope, receive, send)
+            return await json_reply(400, "malformed Content-Length")(scope, receive, send)
         if length is not None and int(length) > self.limit:
-            return await _json(413, f"request body over {self.limit} bytes")(scope, receive, send)
+            return await json_reply(413, f"request body over {self.limit} bytes")(scope, receive, send)
         body = bytearray()
         deadline = asyncio.get_running_loop().time() + self.timeout
         while True:
             try:
                 message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
             except TimeoutError:  # a slow client: reply, and the connection is closed (Connection: close)
-                return await _json(408, f"request body not received within {self.timeout:g} s",
+                return await json_reply(408, f"request body not received within {self.timeout:g} s",
                                    headers={"connection": "close"})(scope, receive, send)
             if message["type"] == "http.disconnect":
                 return None
             body += message.get("body", b"")
             if len(body) > self.limit:  # stop reading: the rest of the body is never looked at
-                return await _json(413, f"request body over {self.limit} bytes")(scope, receive, send)
+                return await json_reply(413, f"request body over {self.limit} bytes")(scope, receive, send)
             if not message.get("more_body", False):
                 break
         replayed = False
@@ -201,11 +199,11 @@ def create_app(service: SearchService, hosts: list[str] | tuple[str, ...] = (),
              else _clean(e.get("msg", ""))}
             for e in exc.errors()[:10]
         ]
-        return _json(422, errors)
+        return json_reply(422, errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, exc: StarletteHTTPException):
-        return _json(exc.status_code, _clean(exc.detail, 500))
+        return json_reply(exc.status_code, _clean(exc.detail, 500))
 
     def collection(name: str | None):
         try:
