@@ -446,6 +446,9 @@ CASES: list[Case] = [
          r"videos\.json: not valid JSON"),
     # --- a bad cached .npy or a FIFO is one error row; the run goes on (exit 0)
     Case("index-cache-bad-npy", "index", _bad_npy, code=0, check=_check_bad_npy),
+    Case("eval-cache-bad-npy", "eval", lambda w, t: [*_eval(w, "csv", w.ann), "--cache", _bad_npy(w, t)[-2]],
+         code=0, check=lambda w, t, out, err: _assert("1 videos, 1 text queries" in out and
+                                                      "2 undecodable videos SKIPPED" in out, out)),
     Case("index-fifo-in-folder", "index", _fifo_videos, code=0, check=_check_fifo),
     Case("search-like-fifo", "search", _fifo_like, r"pipe\.mp4: is a FIFO \(named pipe\), not a video file"),
     Case("search-like-missing", "search", lambda w, t: ["search", str(w.index), "--like", str(t / "nope.mp4")],
