@@ -217,3 +217,33 @@ def test_lancedb_table_from_the_export_gives_the_same_top10(indexed, tmp_path, c
         q = VideoEncoder.from_clip(build_clip("tiny", seed=0), frames=FRAMES).encode_texts([query])[0]
         theirs = lance.search(q.tolist()).metric("dot").limit(10).to_list()
         assert [r["path"] for r in theirs] == ours
+
+
+def test_chunked_build_under_a_memory_budget(tmp_path, indexed, capsys):
+    """The builder's FAISS index, trained on a sample and filled in small chunks, is the index built
+    from all vectors at once; a budget the index cannot fit in is one line naming the size."""
+    from vop.index.vectors import VectorIndex, build_from_store, plan_chunks
+
+    backbone, videos, _ = indexed
+    vectors = _unit(3000, 4)
+    shards = _foreign_shards(tmp_path / "theirs", vectors, [f"c{i:04d}.mp4" for i in range(3000)])
+    out = tmp_path / "built"
+    assert main(["index", str(videos), "--from-shards", str(shards), "--backbone", str(backbone), "--frames",
+                 str(FRAMES), "--out", str(out), "--vector-index", "pq", "--quiet"]) == 0
+    with IndexStore(out / DB_NAME) as store:
+        ids, stored = store.vectors()
+        chunked = VectorIndex.build_streaming(ids, DIM, lambda at: stored[at], store.vector_chunks, kind="pq",
+                                              chunk=128)
+        whole = VectorIndex.build(ids, stored, kind="pq")
+        from_store = build_from_store(store, DIM, kind="pq")
+    queries = _unit(20, 5)
+    for other in (chunked, from_store):
+        for a, b in zip(whole.search(queries, 10), other.search(queries, 10)):
+            np.testing.assert_array_equal(a, b)
+    assert plan_chunks(10**6, 512, "pq", 4 << 30) >= 1024
+    code = main(["index", str(videos), "--from-shards", str(shards), "--backbone", str(backbone), "--frames",
+                 str(FRAMES), "--out", str(tmp_path / "small"), "--memory-budget", "64M"])
+    assert code == 2 and "raise --memory-budget" in _one_line(capsys)
+    assert not (tmp_path / "small" / DB_NAME).exists()  # refused before anything was written
+    assert main(["index", "--from-shards", str(shards), "--out", str(tmp_path / "x"), "--memory-budget", "lots"]) == 2
+    assert "--memory-budget must look like 4G" in _one_line(capsys)

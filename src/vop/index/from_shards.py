@@ -31,7 +31,7 @@ from vop.index.manifest import (
 from vop.index.shards import ShardError, ShardScan, iter_batches, rows_of, scan
 from vop.index.store import DB_NAME, IndexStore
 from vop.index.uri import filesystem
-from vop.index.vectors import EXACT_MAX, load_or_build
+from vop.index.vectors import EXACT_MAX, choose_kind, load_or_build, plan_chunks, saved_kind
 
 REPORT_NAME = "report.json"
 LOCK_NAME = ".lock"
@@ -161,6 +161,9 @@ def build_from_shards(
     out = Path(out)
     report = report or IndexReport(root=manifest.root)
     found = scan(str(shards), dim=manifest.dim, check_vectors=True)  # refuse before writing anything
+    ok = sum(1 for s in found.signature.values() if s[2] == "ok")
+    plan_chunks(ok, manifest.dim, choose_kind(ok, manifest.dim, vector_index or saved_kind(out), exact_max),
+                memory_budget)  # ... also an index that would not fit the memory budget
     if locked:
         return _build(str(shards), out, manifest, found, vector_index, exact_max, memory_budget, report, start)
     with index_lock(out):

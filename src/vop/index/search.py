@@ -72,7 +72,8 @@ class Searcher:
         self.index_dir = Path(index_dir)
         self.manifest = read_manifest(self.index_dir)
         if self.manifest.shard is not None:
-            raise ValueError(f"{self.index_dir} is one shard; merge the shards first (vop index --merge OUT)")
+            raise ValueError(f"{self.index_dir} is one shard of an old-layout index; build the index with "
+                             f"vop index --from-shards (docs/scaling.md)")
         self.set_root(root)
         self.store = IndexStore(self.index_dir / DB_NAME)
         self.vectors = load_or_build(self.index_dir, self.store, self.manifest.dim, threads=search_threads,
