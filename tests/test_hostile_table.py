@@ -472,6 +472,11 @@ CASES: list[Case] = [
          r"d\.yaml: not valid YAML"),
     Case("train-frames-0", "train", lambda w, t: [*_train(w, t, "csv", w.ann, "test"), "--set", "model.frames=0"],
          r"frames"),
+    Case("train-frames-100000", "train",
+         lambda w, t: [*_train(w, t, "csv", w.ann, "test"), "--set", "model.frames=100000"], r"frames.*100000"),
+    Case("train-unknown-override", "train",
+         lambda w, t: [*_train(w, t, "csv", w.ann, "test"), "--set", "model.overrides.nonsense_key=3"],
+         r"nonsense_key"),
     Case("methods-unknown-backbone", "methods", lambda w, t: ["methods", "--backbone", "ViT-X"], r"ViT-X"),
     Case("adapter-inspect-missing", "adapter inspect", lambda w, t: ["adapter", "inspect", str(t)],
          r"adapter\.json: not found"),
@@ -538,7 +543,9 @@ def test_the_table_covers_every_command():
 
     covered = {c.cmd.split()[0] for c in CASES}
     assert covered == set(COMMANDS), set(COMMANDS) - covered
-    assert len(CASES) >= 100  # the count the docs state (docs/security.md)
+    stated = re.search(r"a table of (\d+) hostile inputs",
+                       (Path(__file__).parents[1] / "docs" / "security.md").read_text().replace("\n", " "))
+    assert stated and int(stated.group(1)) == len(CASES), "docs/security.md states another number of rows"
 
 
 # --- a real full disk: vop prepare stops in one line, leaves no temporary file, and resumes
