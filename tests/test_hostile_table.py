@@ -477,6 +477,15 @@ CASES: list[Case] = [
     Case("train-unknown-override", "train",
          lambda w, t: [*_train(w, t, "csv", w.ann, "test"), "--set", "model.overrides.nonsense_key=3"],
          r"nonsense_key"),
+    # --- hostile weights files (reused from test_hostile_checkpoints.py): refused, no code runs
+    Case("index-backbone-garbage", "index", lambda w, t: _with_backbone(_index(w, t), _w(t / "j.safetensors",
+                                                                                         os.urandom(3000))),
+         r"j\.safetensors: not a readable safetensors file"),
+    Case("eval-backbone-pickled-os-system", "eval", lambda w, t: _with_backbone(_eval(w, "csv", w.ann), _evil(t)),
+         r"evil\.pt: holds a Python object \((posix|os)\.system\)",
+         check=lambda w, t, out, err: _assert(not (t / "pwned").exists(), "the pickle ran code")),
+    Case("search-backbone-garbage", "search",
+         lambda w, t: [*_search(w), "--backbone", str(_w(t / "j.pt", os.urandom(3000)))], r"j\.pt"),
     Case("methods-unknown-backbone", "methods", lambda w, t: ["methods", "--backbone", "ViT-X"], r"ViT-X"),
     Case("adapter-inspect-missing", "adapter inspect", lambda w, t: ["adapter", "inspect", str(t)],
          r"adapter\.json: not found"),
@@ -497,6 +506,28 @@ CASES: list[Case] = [
          lambda w, t: ["data", "check", "kinetics", "--annotations", str(t)], r"unknown dataset 'kinetics'"),
     Case("env-runs", "env", lambda w, t: ["env", "--json"], code=0),
 ]
+
+
+def _with_backbone(argv: list[str], backbone: Path) -> list[str]:
+    argv[argv.index("--backbone") + 1] = str(backbone)
+    return argv
+
+
+class _Touch:
+    """Unpickling this runs ``touch PATH`` (what a malicious checkpoint would do)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.path}",))
+
+
+def _evil(tmp: Path) -> Path:
+    import torch
+
+    torch.save({"visual.proj": _Touch(tmp / "pwned")}, tmp / "evil.pt")
+    return tmp / "evil.pt"
 
 
 def _run(argv: list[str], in_process: bool, cwd: Path, capsys) -> tuple[int, str, str]:
