@@ -486,6 +486,9 @@ CASES: list[Case] = [
          check=lambda w, t, out, err: _assert(not (t / "pwned").exists(), "the pickle ran code")),
     Case("search-backbone-garbage", "search",
          lambda w, t: [*_search(w), "--backbone", str(_w(t / "j.pt", os.urandom(3000)))], r"j\.pt"),
+    Case("train-no-video-decodes", "train", lambda w, t: _train_undecodable(w, t),
+         r"none of the 1 training steps had 2 decodable videos: nothing was trained",
+         check=lambda w, t, out, err: _assert(not (t / "run" / "adapter").exists(), "an adapter was written")),
     Case("methods-unknown-backbone", "methods", lambda w, t: ["methods", "--backbone", "ViT-X"], r"ViT-X"),
     Case("adapter-inspect-missing", "adapter inspect", lambda w, t: ["adapter", "inspect", str(t)],
          r"adapter\.json: not found"),
@@ -506,6 +509,14 @@ CASES: list[Case] = [
          lambda w, t: ["data", "check", "kinetics", "--annotations", str(t)], r"unknown dataset 'kinetics'"),
     Case("env-runs", "env", lambda w, t: ["env", "--json"], code=0),
 ]
+
+
+def _train_undecodable(w: World, tmp: Path) -> list[str]:
+    videos, ann = _undecodable(tmp)
+    argv = _train(w, tmp, "csv", ann, "all")
+    recipe = Path(argv[1])
+    recipe.write_text(recipe.read_text().replace(str(w.videos), str(videos)))
+    return argv
 
 
 def _with_backbone(argv: list[str], backbone: Path) -> list[str]:

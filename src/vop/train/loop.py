@@ -144,6 +144,7 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Fa
     model.train()
     bar = tqdm(total=run.total, initial=p.step, desc=cfg.name, disable=not (show_progress and run.info.is_main))
     meter = Meter()
+    steps, updates = 0, 0  # of this session: a run in which no step could update trains nothing
 
     while p.step < run.total:
         epoch = p.epoch
@@ -167,8 +168,10 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Fa
                     torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
                 optimizer.step()
                 scheduler.step()
+                updates += 1
                 meter.add(float(loss.detach()), len(tokens) * run.info.world_size)
             p.step += 1
+            steps += 1
             p.batch_in_epoch += 1
             bar.update(1)
             last = p.step == run.total
@@ -197,4 +200,7 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = Fa
             if end_of_epoch or last:
                 break
     bar.close()
+    if steps and not updates:  # an adapter that never moved must not pass for a trained one
+        raise ValueError(f"none of the {steps} training steps had 2 decodable videos: nothing was trained, "
+                         "no adapter written (check the videos with `vop data check --probe`)")
     return finish(run)
