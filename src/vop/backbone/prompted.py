@@ -65,10 +65,7 @@ class DeepFrames(Protocol):
 def encode_text(clip: CLIP, tokens: torch.Tensor, prompts: TextPromptFn | None = None) -> torch.Tensor:
     """``[N, L]`` token ids -> ``[N, E]`` (not normalised) with per-layer prompts before the words."""
     eot = clip.eot_index(tokens)
-    if tokens.shape[0] > 0:
-        # as in CLIP.encode_text: under the causal mask (prompts first) the EOT output never sees
-        # the padding after it, so the batch is cut after its last EOT
-        tokens = tokens[:, : int(eot.max()) + 1]  # [N, L'] with L' = longest caption incl. EOT
+    tokens = cut_after_eot(tokens, eot)  # [N, L'] with L' = longest caption incl. EOT
     x = clip.embed_text(tokens)  # [N, L', D]
     for i in range(clip.transformer.layers):
         p = prompts(i) if prompts is not None else None
@@ -77,16 +74,30 @@ def encode_text(clip: CLIP, tokens: torch.Tensor, prompts: TextPromptFn | None =
     return clip.pool_text(x, eot)
 
 
+def cut_after_eot(tokens: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
+    """``[N, L]`` -> ``[N, L']``, cut after the batch's last EOT (as in ``CLIP.encode_text``: under
+    the causal mask, prompts first, the EOT output never sees the padding after it).
+
+    The cut length depends on the data, which an exported graph cannot hold: under
+    ``torch.export`` (``vop.runtime``) the tokens pass unchanged and the caller cuts them before
+    the graph runs (``vop.runtime.export.text_input``), which the exported graph's dynamic length allows.
+    """
+    if tokens.shape[0] == 0 or torch.compiler.is_exporting():
+        return tokens
+    return tokens[:, : int(eot.max()) + 1]
+
+
 def fit_slots(tokens: torch.Tensor, slots: int) -> torch.Tensor:
     """``[N, L]`` ids -> ``[N, slots]``: zero-padded, or cut to ``SOT, pieces, EOT`` in ``slots``
     ids (the port's tokenizer truncation: the first ``slots - 2`` pieces, then EOT)."""
     n, length = tokens.shape
     if length < slots:
         return torch.cat([tokens, tokens.new_zeros(n, slots - length)], dim=1)
-    eot = tokens.argmax(dim=-1)
+    eot = tokens.argmax(dim=-1)  # [N]
     out = tokens[:, :slots].clone()
-    long = eot >= slots
-    out[long, slots - 1] = tokens[long, eot[long]]
+    # a caption whose EOT falls after the slots ends with its EOT id (torch.where, not a boolean
+    # mask: the same result, and exportable by vop.runtime)
+    out[:, slots - 1] = torch.where(eot >= slots, tokens.gather(1, eot[:, None])[:, 0], out[:, slots - 1])
     return out
 
 
@@ -115,8 +126,11 @@ def encode_text_modelscope(clip: CLIP, tokens: torch.Tensor, prompts: torch.Tens
     pos = torch.arange(slots, device=tokens.device)  # joined-sequence position of each word slot
     pos[1:] += prefix_length
     pos[-1] += n - prefix_length
-    length = int(read.max()) + 1 if tokens.shape[0] else 1
-    kept = torch.nonzero(pos < length).flatten()  # slots inside the cut sequence
+    if torch.compiler.is_exporting():  # vop.runtime: a data-dependent cut cannot be exported; run it all
+        length, kept = slots + n, torch.arange(slots, device=tokens.device)
+    else:
+        length = int(read.max()) + 1 if tokens.shape[0] else 1
+        kept = torch.nonzero(pos < length).flatten()  # slots inside the cut sequence
     x = clip.token_embedding(tokens)  # [N, S, D]
     b = x.shape[0]
     out = x

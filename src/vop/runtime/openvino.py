@@ -1,0 +1,196 @@
+"""Run a ``vop.model`` model's ``encode_video`` / ``encode_text`` through OpenVINO on the CPU.
+
+:class:`OpenVINOModel` wraps an fp32 PyTorch model and offers the same interface (``frames``,
+``context_length``, ``method``, ``encode_video``, ``encode_text`` ...), so the index, search,
+serve and eval code does not know which runtime runs. Each graph (video, text) is exported
+(``vop.runtime.export``), converted (``openvino.convert_model`` of the exported program), for
+int8 quantized by NNCF on the user's own frames (``vop.runtime.calibration``), written to the
+cache (``vop.runtime.cache``) and compiled; all of it lazily, on the graph's first use, so
+``vop search`` never builds the video graph.
+
+Precisions: ``fp32`` (the plugin is told ``INFERENCE_PRECISION_HINT=f32``: on a CPU with native
+bf16 it would otherwise pick bf16), ``bf16`` (only where OpenVINO reports native BF16 support;
+elsewhere :class:`~vop.backbone.quantize.PrecisionError`), ``int8`` (the video graph: NNCF
+post-training quantization, transformer preset with SmoothQuant; the text graph stays fp32,
+since no text of the user's is at hand to calibrate it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from vop.backbone.quantize import PrecisionError
+from vop.runtime import export
+from vop.runtime.cache import cache_root, graph_key, key_dir
+
+PRECISIONS = ("fp32", "bf16", "int8")
+_CORE = None
+
+
+def core():
+    """One ``openvino.Core`` per process."""
+    global _CORE
+    if _CORE is None:
+        import openvino
+
+        _CORE = openvino.Core()
+    return _CORE
+
+
+def cpu_capabilities() -> list[str]:
+    """What OpenVINO says this CPU computes natively (e.g. ``FP32``, ``BF16``, ``INT8``)."""
+    return [str(c) for c in core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
+
+
+def check_precision(precision: str) -> str:
+    """``precision`` if OpenVINO can run it on this CPU; a one-line :class:`PrecisionError` otherwise."""
+    if precision not in PRECISIONS:
+        raise PrecisionError(f"unknown precision {precision!r} for --runtime openvino; choose one of "
+                             f"{', '.join(PRECISIONS)}")
+    if precision == "bf16" and "BF16" not in cpu_capabilities():
+        raise PrecisionError("--precision bf16 needs a CPU with native bf16 (AVX-512 BF16 or AMX), which this "
+                             "one lacks; use --precision int8 (or fp32)")
+    return precision
+
+
+class OpenVINOModel:
+    """``model`` (fp32 PyTorch, adapter loaded) run by OpenVINO at ``precision``.
+
+    ``calibration`` (:class:`~vop.runtime.calibration.Calibration`) is required for int8;
+    ``cache_dir`` overrides the cache folder; ``threads`` (default: torch's thread count) is the
+    plugin's ``INFERENCE_NUM_THREADS``. ``timings[graph]`` records how each graph was obtained
+    (``cached`` and seconds), for the benchmark and the start-up line.
+    """
+
+    runtime = "openvino"
+
+    def __init__(self, model, precision: str = "fp32", calibration=None, cache_dir: str | Path | None = None,
+                 threads: int | None = None):
+        check_precision(precision)
+        if precision == "int8" and calibration is None:
+            raise PrecisionError("--runtime openvino --precision int8 needs calibration videos")
+        self.source = model.eval()
+        self.precision = precision
+        self.calibration = calibration
+        self.cache_root = cache_root(cache_dir)
+        self.threads = threads
+        self.timings: dict[str, dict] = {}
+        self._compiled: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name):  # method, frames, context_length, clip, method_config ... of the source
+        if name.startswith("_") or name == "source":
+            raise AttributeError(name)
+        return getattr(self.source, name)
+
+    # ----- the vop.model interface
+    def eval(self):
+        return self
+
+    def to(self, device):
+        if torch.device(device).type != "cpu":
+            raise PrecisionError(f"--runtime openvino runs on the CPU, not on {device}")
+        return self
+
+    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
+        """``[B, F, 3, S, S]`` -> ``[B, E]`` unit vectors."""
+        if video.shape[0] == 0:
+            return video.new_zeros(0, self.source.clip.cfg.embed_dim)
+        return self._run("video", video.detach().float().cpu().contiguous())
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``[B, L]`` token ids -> ``[B, E]`` unit vectors."""
+        if tokens.shape[0] == 0:
+            return torch.zeros(0, self.source.clip.cfg.embed_dim)
+        return self._run("text", export.text_input(self.source, tokens.cpu()).contiguous())
+
+    def similarity(self, text, video):
+        return text @ video.t()
+
+    def logit_scale(self):
+        return self.source.logit_scale()
+
+    # ----- graphs
+    def graph_precision(self, graph: str) -> str:
+        """The precision ``graph`` runs at: int8 applies to the video graph only."""
+        return "fp32" if self.precision == "int8" and graph == "text" else self.precision
+
+    def prepare(self, *graphs: str) -> dict:
+        """Build (or load from the cache) and compile ``graphs`` now; returns ``timings``."""
+        for g in graphs or ("video", "text"):
+            self._graph(g)
+        return self.timings
+
+    def _run(self, graph: str, x: torch.Tensor) -> torch.Tensor:
+        compiled = self._graph(graph)
+        with self._lock:
+            request = self._compiled[graph + ":request"]
+            out = request.infer({0: x.numpy()})
+            return torch.from_numpy(next(iter(out.values())).copy())
+
+    def _graph(self, graph: str):
+        if graph in self._compiled:
+            return self._compiled[graph]
+        start = time.perf_counter()
+        precision = self.graph_precision(graph)
+        calibrated = precision == "int8"
+        key = graph_key(self.source, graph, precision, self.calibration.id if calibrated else None)
+        folder = key_dir(self.cache_root, key)
+        xml = folder / "model.xml"
+        cached = xml.is_file()
+        if not cached:
+            self._convert(graph, precision, key, folder)
+        built = time.perf_counter()
+        config = {
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": int(self.threads or torch.get_num_threads()),
+            "CACHE_DIR": str(folder / "compiled"),
+        }
+        compiled = core().compile_model(str(xml), "CPU", config)
+        self._compiled[graph] = compiled
+        self._compiled[graph + ":request"] = compiled.create_infer_request()
+        self.timings[graph] = {"precision": precision, "cached": cached, "build_s": built - start,
+                               "compile_s": time.perf_counter() - built, "folder": str(folder)}
+        if calibrated:
+            self.timings[graph]["calibration"] = self.calibration.describe()
+        return compiled
+
+    def _convert(self, graph: str, precision: str, key: dict, folder: Path) -> None:
+        """Export, convert (and quantize) ``graph``; write it to ``folder`` atomically."""
+        import openvino
+
+        program = export.export_video(self.source) if graph == "video" else export.export_text(self.source)
+        ov_model = openvino.convert_model(program)
+        if precision == "int8":
+            ov_model = quantize(ov_model, self.calibration)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+        try:
+            openvino.save_model(ov_model, str(tmp / "model.xml"), compress_to_fp16=False)
+            (tmp / "key.json").write_text(json.dumps(key, indent=2, sort_keys=True) + "\n")
+            try:
+                os.rename(tmp, folder)  # atomic: a reader sees a whole entry or none
+            except OSError:
+                if not (folder / "model.xml").is_file():  # not another process's finished entry
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def quantize(ov_model, calibration):
+    """NNCF post-training int8 quantization of a video graph on ``calibration``'s videos."""
+    import nncf
+
+    videos = calibration.load()  # list of [F, 3, S, S]
+    items = [v[None].numpy() for v in videos]  # each one batch [1, F, 3, S, S]
+    return nncf.quantize(ov_model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER,
+                         subset_size=len(items))

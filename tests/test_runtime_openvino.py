@@ -1,0 +1,191 @@
+"""The OpenVINO runtime (``vop.runtime``) against PyTorch fp32 on tiny random models with every
+parameter perturbed: fp32 within 1e-4 on unit vectors for several methods (the ModelScope text
+placement included), dynamic batch, captions of different lengths, the on-disk cache, int8
+calibrated on real frames, bf16 (or its one-line refusal on a CPU without native bf16)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vop.backbone.clip import build_clip
+from vop.backbone.quantize import PrecisionError
+from vop.backbone.tokenizer import tokenize
+from vop.model import build_model
+from vop.runtime import prepare
+from vop.runtime.calibration import Calibration
+from vop.runtime.openvino import OpenVINOModel, cpu_capabilities
+
+FRAMES = 4
+CAPTIONS = ["a dog", "a red ball rolls slowly to the left across a wooden table", "x",
+            "two people talk in a kitchen while a kettle boils"]
+MODELSCOPE = {"components": [{"type": "text", "text_length": 8, "text_placement": "modelscope",
+                              "text_prefix_length": 4}, "visual"]}
+CASES = {  # name -> (method, overrides)
+    "zeroshot": ("zeroshot", None),
+    "vop": ("vop", None),
+    "vop-p": ("vop-p", None),
+    "vop-f": ("vop-f", {"shallow_layers": 1}),
+    "vop-fc": ("vop-fc", {"shallow_layers": 1}),
+    "modelscope-text": ("vop", MODELSCOPE),
+}
+
+
+def perturbed_model(method, overrides, seed=0):
+    """Backbone tensors + 0.02 N(0,1), LayerNorm weights and biases 1 +- / 0 + 0.25 N(0,1),
+    prompts and other method tensors N(0, 0.5): no parameter keeps its default."""
+    clip = build_clip("tiny", seed=seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, p in clip.named_parameters():
+            if name.endswith("logit_scale"):
+                continue
+            p.add_(torch.randn(p.shape, generator=gen) * 0.02)
+            if p.dim() == 1:  # LayerNorm weights and biases, all biases, the class embedding
+                p.add_(torch.randn(p.shape, generator=gen) * 0.25)
+        clip._sha256 = None
+        model = build_model(clip, method, frames=FRAMES, overrides=overrides, seed=seed)
+        for _, p in model.trainable_named_parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    return model.eval()
+
+
+def videos(batch, seed=0):
+    return torch.randn(batch, FRAMES, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("openvino-cache")
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_fp32_matches_pytorch(case, cache):
+    model = perturbed_model(*CASES[case])
+    ov = prepare(model, "openvino", "fp32", cache_dir=cache)
+    assert isinstance(ov, OpenVINOModel) and ov.frames == FRAMES and ov.method == model.method
+    with torch.no_grad():
+        for batch in (1, 3):  # one exported graph, any batch
+            v = videos(batch, seed=batch)
+            ref = model.encode_video(v)
+            got = ov.encode_video(v)
+            assert got.shape == ref.shape
+            assert (got - ref).abs().max().item() <= 1e-4
+        for texts in (CAPTIONS[:1], CAPTIONS, CAPTIONS[2:]):  # different batch sizes and lengths
+            tokens = tokenize(texts, context_length=model.context_length)
+            ref = model.encode_text(tokens)
+            got = ov.encode_text(tokens)
+            assert (got - ref).abs().max().item() <= 1e-4, texts
+    assert ov.encode_text(tokenize([], context_length=77)).shape == (0, model.clip.cfg.embed_dim)
+    # the vectors are unit vectors and not all alike (a graph that ignored its input would fail above
+    # only if PyTorch did too)
+    assert torch.allclose(got.norm(dim=-1), torch.ones(len(got)), atol=1e-5)
+
+
+def test_cache_hit_on_second_build(tmp_path):
+    model = perturbed_model("vop", None)
+    first = prepare(model, "openvino", "fp32", cache_dir=tmp_path)
+    first.prepare("video", "text")
+    assert not first.timings["video"]["cached"] and not first.timings["text"]["cached"]
+    entries = sorted(p.name for p in tmp_path.iterdir())
+    again = prepare(model, "openvino", "fp32", cache_dir=tmp_path)
+    again.prepare("video", "text")
+    assert again.timings["video"]["cached"] and again.timings["text"]["cached"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == entries  # nothing rebuilt
+    v = videos(2)
+    assert torch.equal(first.encode_video(v), again.encode_video(v))
+    # other method tensors (another adapter): another cache entry, never the old graph
+    other = perturbed_model("vop", None, seed=5)
+    other.clip.load_state_dict(model.clip.state_dict())  # same backbone, different prompts
+    third = prepare(other, "openvino", "fp32", cache_dir=tmp_path)
+    third.prepare("video")
+    assert not third.timings["video"]["cached"]
+    with torch.no_grad():
+        assert (third.encode_video(v) - other.encode_video(v)).abs().max() <= 1e-4
+
+
+def test_cache_folder_from_environment(tmp_path, monkeypatch):
+    from vop.runtime.cache import cache_root
+
+    monkeypatch.setenv("VOP_OPENVINO_CACHE", str(tmp_path / "ov"))
+    assert cache_root() == tmp_path / "ov"
+    monkeypatch.delenv("VOP_OPENVINO_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root() == tmp_path / "xdg" / "vop" / "openvino"
+
+
+def _real_calibration(real_data, frames=FRAMES, size=32):
+    from vop.runtime.calibration import from_files
+
+    files = sorted(p for p in (real_data / "videos").rglob("*") if p.suffix in (".mp4", ".avi", ".webm", ".mkv"))
+    return from_files(files[:3], frames, size, what="tests/data videos"), files
+
+
+def test_int8_close_to_fp32_per_video(real_data, tmp_path):
+    from vop.runtime.calibration import from_files
+
+    model = perturbed_model("vop-f", {"shallow_layers": 1})
+    calib, files = _real_calibration(real_data)
+    ov = prepare(model, "openvino", "int8", calibration=calib, cache_dir=tmp_path)
+    held_out = from_files(files[3:] or files, FRAMES, 32).load()  # videos not used for calibration
+    v = torch.stack(held_out)  # [N, F, 3, S, S]
+    with torch.no_grad():
+        ref = model.encode_video(v)
+    got = ov.encode_video(v)
+    cos = (got * ref).sum(-1)
+    assert cos.min().item() >= 0.995, cos
+    assert ov.timings["video"]["calibration"]["videos"] == calib.videos
+    xml = (tmp_path / ov.timings["video"]["folder"].split("/")[-1] / "model.xml").read_text()
+    assert "FakeQuantize" in xml or "FakeConvert" in xml  # the graph really is quantized
+    # text stays fp32 under int8 (no user text to calibrate on)
+    tokens = tokenize(CAPTIONS)
+    with torch.no_grad():
+        assert (ov.encode_text(tokens) - model.encode_text(tokens)).abs().max() <= 1e-4
+    assert ov.graph_precision("text") == "fp32"
+
+
+def test_int8_needs_calibration():
+    with pytest.raises(PrecisionError, match="calibration"):
+        prepare(perturbed_model("vop", None), "openvino", "int8")
+
+
+def test_bf16_where_native_else_one_line_refusal(tmp_path):
+    model = perturbed_model("vop", None)
+    if "BF16" not in cpu_capabilities():
+        with pytest.raises(PrecisionError) as err:
+            prepare(model, "openvino", "bf16", cache_dir=tmp_path)
+        assert "\n" not in str(err.value) and "--precision int8" in str(err.value)
+        return
+    ov = prepare(model, "openvino", "bf16", cache_dir=tmp_path)
+    v = videos(3)
+    with torch.no_grad():
+        ref = model.encode_video(v)
+        got = ov.encode_video(v)
+        cos = (got * ref).sum(-1)
+        assert cos.min().item() >= 0.999, cos
+        assert (got - ref).abs().max().item() > 1e-6  # it really ran in bf16, not fp32
+        tokens = tokenize(CAPTIONS)
+        assert ((ov.encode_text(tokens) * model.encode_text(tokens)).sum(-1)).min() >= 0.999
+
+
+def test_unknown_runtime_and_bf16_on_torch():
+    model = perturbed_model("zeroshot", None)
+    with pytest.raises(PrecisionError, match="unknown runtime"):
+        prepare(model, "tensorrt", "fp32")
+    with pytest.raises(PrecisionError, match="--runtime openvino"):
+        prepare(model, "torch", "bf16")
+
+
+def test_calibration_is_not_loaded_when_cached(tmp_path, real_data):
+    model = perturbed_model("vop", None)
+    calib, _ = _real_calibration(real_data)
+    loads = []
+
+    def counting():
+        loads.append(1)
+        return calib.load()
+
+    counted = Calibration(calib.id, calib.videos, calib.source, counting)
+    prepare(model, "openvino", "int8", calibration=counted, cache_dir=tmp_path).prepare("video")
+    prepare(model, "openvino", "int8", calibration=counted, cache_dir=tmp_path).prepare("video")
+    assert loads == [1]
