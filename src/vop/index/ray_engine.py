@@ -116,6 +116,13 @@ def _on_gpu(encoder) -> None:
     model.encode_video = encode_video
 
 
+def plan_cpus(workers: int, wanted: float, total: float) -> tuple[float, float]:
+    """CPUs (per encoder actor, per decode task) to ask Ray for: the actors get ``wanted`` each,
+    but never so many that they hold every CPU and no decode task can run (a deadlock)."""
+    decode = 1.0 if total >= 2 else total / 2
+    return min(wanted, max(0.1, (total - decode) / workers)), decode
+
+
 def connect(address: str | None, num_cpus: int | None = None) -> bool:
     """Join ``address`` or start a local Ray (unless this process already joined one); True when
     this call started it (the caller then shuts it down)."""
@@ -152,20 +159,22 @@ def encode_with_ray(collection, todo, encoder, writer, report, progress: bool, a
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         gpus = float(options.get("gpus_per_worker") or 0)
         workers = int(options.get("workers") or 1)
+        cpus, decode_cpus = plan_cpus(workers, float(options.get("cpus_per_worker") or 1),
+                                      ray.cluster_resources().get("CPU", 1))
         items = [{"relpath": f.relpath, "size": f.size, "mtime_ns": f.mtime_ns, "file_id": f.file_id,
                   "bad_name": f.bad_name} for f in todo]
         local = None if collection.local is None else str(collection.local)
         encoder_ref = ray.put(encoder)
         ds = ray.data.from_items(items, override_num_blocks=min(len(items), max(1, len(items) // 4)))
         ds = ds.map(_decode_row, fn_kwargs={"root": collection.root, "local": local, "decoder": encoder.decoder()},
-                    num_cpus=1, max_retries=DECODE_RETRIES)
+                    num_cpus=decode_cpus, max_retries=DECODE_RETRIES)
         ds = ds.map_batches(
             Encode,
             fn_constructor_args=([encoder_ref], gpus, options.get("threads")),
             batch_size=int(options.get("batch_size") or DEFAULT_BATCH),
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=workers),
-            num_cpus=float(options.get("cpus_per_worker") or 1),
+            num_cpus=cpus,
             num_gpus=gpus,
             max_restarts=-1,
             max_task_retries=-1,

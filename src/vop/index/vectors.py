@@ -470,7 +470,7 @@ def load_or_build(
 
 DEFAULT_MEMORY_BUDGET = 4 << 30  # bytes: a laptop's share for building (`vop index --memory-budget`)
 BASE_BYTES = 400 << 20  # the process itself (Python, NumPy, FAISS, SQLite), roughly
-MIN_CHUNK, MAX_CHUNK = 1024, 262_144
+MIN_CHUNK, MAX_CHUNK = 1024, 65_536
 
 
 class MemoryBudgetError(ValueError):
