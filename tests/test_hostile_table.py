@@ -33,6 +33,8 @@ from vop.cli import main
 
 FRAMES = 2
 PY = [sys.executable, "-m", "vop"]
+# the training row whose every step lacks decodable videos steps the schedule without an update
+pytestmark = pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before:UserWarning")
 
 
 # --- the world every row runs against -----------------------------------------------------
@@ -329,6 +331,12 @@ def _check_fifo(w, tmp, out, err):
     assert errors == {"pipe.mp4": "is a FIFO (named pipe), not a video file"}, errors
 
 
+def _fifo_annotations(tmp):
+    (tmp / "ann").mkdir()
+    os.mkfifo(tmp / "ann" / "test_list.txt")  # reading it would wait forever: it must not be opened
+    return tmp / "ann"
+
+
 def _fifo_like(w, tmp):
     os.mkfifo(tmp / "pipe.mp4")
     return ["search", str(w.index), "--like", str(tmp / "pipe.mp4")]
@@ -451,6 +459,8 @@ CASES: list[Case] = [
                                                       "2 undecodable videos SKIPPED" in out, out)),
     Case("index-fifo-in-folder", "index", _fifo_videos, code=0, check=_check_fifo),
     Case("search-like-fifo", "search", _fifo_like, r"pipe\.mp4: is a FIFO \(named pipe\), not a video file"),
+    Case("eval-annotation-fifo", "eval", lambda w, t: _eval(w, "msvd", _fifo_annotations(t), "--split", "test"),
+         r"test_list\.txt: is a FIFO \(named pipe\), not an annotation file"),
     Case("search-like-missing", "search", lambda w, t: ["search", str(w.index), "--like", str(t / "nope.mp4")],
          r"nope\.mp4: file not found"),
     # --- hostile indexes (reused from test_hostile_index.py)

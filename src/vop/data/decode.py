@@ -25,12 +25,13 @@ Backend: PyAV (FFmpeg), imported lazily. Decisions, each checked on the real fil
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .paths import not_a_file
 
 __all__ = ["DecodeError", "VideoInfo", "count_frames", "probe", "read_all_frames", "read_frames"]
 
@@ -82,23 +83,6 @@ def _import_av():
     except ImportError as err:  # pragma: no cover - av is a core dependency
         raise ImportError("video decoding needs PyAV: pip install 'av==18.1.0'") from err
     return av
-
-
-_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
-          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
-
-
-def not_a_file(path: Path) -> str:
-    """Why ``path`` is not a readable regular file, in words: a FIFO is never opened (reading
-    one would wait forever for a writer), and is not reported as missing."""
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        return "a broken symbolic link" if path.is_symlink() else "file not found"
-    except OSError as err:
-        return f"cannot be read ({err.strerror or type(err).__name__})"
-    kind = next((name for test, name in _KINDS if test(mode)), None)
-    return f"is {kind}, not a video file" if kind else "not a regular file"
 
 
 def _open(path):

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..paths import not_a_file
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".3gp", ".wmv", ".flv")
 DELIMITERS = (",", ";", "\t", "|")
 # where a benchmark has no validation split: 5% of the training videos, at most 500
@@ -62,6 +64,8 @@ class MissingAnnotationError(FileNotFoundError):
 
 def require_file(path: Path, reason: str, validated: str = "") -> Path:
     if not path.is_file():
+        if path.exists() or path.is_symlink():  # a FIFO, a folder, a broken link: say which
+            raise AnnotationError(path, f"{not_a_file(path, 'an annotation file')} ({reason})")
         raise MissingAnnotationError(path, reason, validated)
     return path
 
