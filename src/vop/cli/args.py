@@ -40,6 +40,23 @@ def bounded_int(lo: int, hi: int):
     return parse
 
 
+def bounded_float(lo: float, hi: float):
+    """An argparse type: a finite number in ``[lo, hi]`` (NaN and inf are refused), else argparse's
+    usage error (exit 2)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number") from None
+        if not lo <= value <= hi:  # also False for NaN
+            raise argparse.ArgumentTypeError(f"{text[:40]} is out of range; expected a number from {lo:g} to {hi:g}")
+        return value
+
+    parse.__name__ = f"number {lo:g}..{hi:g}"
+    return parse
+
+
 frames_arg = bounded_int(1, MAX_FRAMES)
 image_size_arg = bounded_int(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
 batch_arg = bounded_int(1, MAX_BATCH)
