@@ -484,6 +484,9 @@ CASES: list[Case] = [
          r"frames"),
     Case("train-frames-100000", "train",
          lambda w, t: [*_train(w, t, "csv", w.ann, "test"), "--set", "model.frames=100000"], r"frames.*100000"),
+    Case("train-out-under-a-file", "train",
+         lambda w, t: _with_out(_train(w, t, "csv", w.ann, "test"), _w(t / "f", "x") / "run"), r"Not a directory"),
+    Case("train-recipe-is-a-folder", "train", lambda w, t: ["train", str(t)], r"."),
     Case("train-unknown-override", "train",
          lambda w, t: [*_train(w, t, "csv", w.ann, "test"), "--set", "model.overrides.nonsense_key=3"],
          r"nonsense_key"),
@@ -526,6 +529,11 @@ def _train_undecodable(w: World, tmp: Path) -> list[str]:
     argv = _train(w, tmp, "csv", ann, "all")
     recipe = Path(argv[1])
     recipe.write_text(recipe.read_text().replace(str(w.videos), str(videos)))
+    return argv
+
+
+def _with_out(argv: list[str], out: Path) -> list[str]:
+    argv[argv.index("--out") + 1] = str(out)
     return argv
 
 

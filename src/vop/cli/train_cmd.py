@@ -34,7 +34,7 @@ def run(args) -> int:
 
     try:
         cfg = load_config(args.config, args.overrides)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, OSError) as exc:  # OSError: the recipe is a folder, unreadable, ...
         return error("train", exc)
     if cfg.run.threads > 0:
         torch.set_num_threads(cfg.run.threads)
@@ -47,7 +47,7 @@ def run(args) -> int:
         return 3
     except RecipeConflictError as exc:  # a value the backbone owns, stated differently
         return error("train", f"{args.config}: {exc}")
-    except (FileExistsError, FileNotFoundError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # OSError: --out under a file, unwritable, a full disk
         return error("train", exc)
     finally:
         distributed.shutdown()
