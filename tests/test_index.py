@@ -153,6 +153,7 @@ def test_incremental_new_changed_removed(tmp_path):
     report = build_index(root, out, _encoder(), progress=False)
     assert (report.encoded, report.unchanged, report.removed, report.indexed) == (2, 2, 1, 4)
     assert sorted(_rows(out)) == ["new.mkv", "sub0/clip0.mp4", "sub0/clip2.mp4", "sub1/clip3.mp4"]
+    assert _shard_paths(out) == sorted(_rows(out))  # compacted: the replaced and the deleted rows are gone
     hits = Searcher(out).search_vectors(np.ones((1, 32), np.float32) / np.sqrt(32), k=10)[0]
     assert sorted(h.path for h in hits) == sorted(_rows(out))  # the FAISS file followed the store
 
@@ -432,3 +433,14 @@ def test_links_out_of_the_root_are_not_indexed_nor_served(tmp_path):
     ok_id = searcher.store.id_of("sub0/clip0.mp4")
     assert searcher.file_of(ok_id) == (root / "sub0" / "clip0.mp4").resolve()
     assert searcher.file_of(10**6) is None
+
+
+def test_an_index_from_before_shards_is_migrated_not_reencoded(tmp_path):
+    root = _collection(tmp_path / "videos", n=3)
+    out = tmp_path / "index"
+    build_index(root, out, _encoder(), progress=False)
+    before = _rows(out)
+    shutil.rmtree(out / "embeddings")  # what an index written by an older vop looks like
+    report = build_index(root, out, _encoder(), progress=False)
+    assert (report.encoded, report.unchanged) == (0, 3)
+    assert _rows(out) == before and _shard_paths(out) == sorted(before)
