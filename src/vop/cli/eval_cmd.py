@@ -16,6 +16,7 @@ import argparse
 
 from vop.cli.args import MAX_CHUNK, batch_arg, bounded_int, frames_arg
 from vop.cli.messages import error, plain, warning
+from vop.cli.runtime_args import add_runtime_args, runtime_choice
 
 
 def register(subparsers) -> None:
@@ -40,8 +41,9 @@ def register(subparsers) -> None:
     p.add_argument("--chunk", type=bounded_int(0, MAX_CHUNK), default=0,
                    help="queries per similarity block (0: from a 64 MB block budget)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
-                   help="backbone precision (int8: CPU only); compare both to check int8 on your weights")
+    add_runtime_args(p, calibration="the first N videos of --calibration-split")
+    p.add_argument("--calibration-split", default="val",
+                   help="openvino int8: the split to calibrate on (default val; never the evaluated split)")
     p.add_argument("--on-error", choices=["skip", "raise"], default="skip", help="undecodable videos")
     p.add_argument("--json", default=None, help="write the result as JSON here")
     p.add_argument("--no-progress", action="store_true")
@@ -63,22 +65,39 @@ def _load_backbone(args):
                             recorded_in=Path(args.adapter) / META_FILE)
 
 
+def _calibration(args, runtime: str, precision: str, model, records):
+    """OpenVINO int8: the first videos of ``--calibration-split``, which may not be the evaluated split."""
+    if runtime != "openvino" or precision != "int8":
+        return None
+    from vop.data.annotations import load_records
+    from vop.runtime.calibration import DEFAULT_VIDEOS, from_records
+
+    evaluated = records[0].split if records else args.split
+    if args.calibration_split == evaluated:
+        raise ValueError(f"--calibration-split {args.calibration_split} is the split being evaluated; calibrate "
+                         "on another (default: val)")
+    calib = load_records(args.dataset, args.annotations, args.calibration_split, args.videos)
+    return from_records(calib, model.frames, model.clip.cfg.vision.image_size,
+                        args.calibration_videos or DEFAULT_VIDEOS, split=args.calibration_split)
+
+
 def run(args) -> int:
     import json
     from pathlib import Path
 
     import torch
 
-    from vop.backbone.quantize import apply_precision, check_precision
     from vop.data.annotations import load_records
     from vop.data.decode import DecodeError
     from vop.eval.retrieval import format_table
+    from vop.runtime import check, prepare
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    if args.precision == "int8" and args.device == "auto":
+    runtime, precision = runtime_choice(args)
+    if (runtime == "openvino" or precision == "int8") and args.device == "auto":
         device = "cpu"
     try:
-        check_precision(args.precision, device)
+        check(runtime, precision, device)
         clip = _load_backbone(args)
         if args.adapter:
             from vop.adapter import load_adapter
@@ -88,8 +107,9 @@ def run(args) -> int:
             from vop.model import build_model
 
             model = build_model(clip, "zeroshot", args.frames)
-        apply_precision(model, args.precision)  # after the adapter is loaded: its tensors stay fp32
         records = load_records(args.dataset, args.annotations, args.split, args.videos)
+        calibration = _calibration(args, runtime, precision, model, records)
+        model = prepare(model, runtime, precision, calibration)  # after the adapter is loaded
     except (ValueError, FileNotFoundError, KeyError) as exc:
         return error("eval", exc)
     missing = [r.video_id for r in records if r.path is None]
@@ -102,9 +122,11 @@ def run(args) -> int:
     except (ValueError, OSError, DecodeError) as exc:  # DecodeError: --on-error raise met a bad video
         return error("eval", exc)
     result.update(dataset=args.dataset, split=records[0].split if records else args.split,
-                  method=model.method, adapter=args.adapter, videos_missing=len(missing), precision=args.precision)
+                  method=model.method, adapter=args.adapter, videos_missing=len(missing), precision=precision,
+                  runtime=runtime, calibration=calibration.describe() if calibration else None)
     print(format_table(result))
-    print(f"backbone precision: {args.precision}")
+    calibrated = f", calibrated on the {calibration.source}" if calibration else ""
+    print(f"runtime: {runtime}, precision: {precision}{calibrated}")
     if args.json:
         try:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)

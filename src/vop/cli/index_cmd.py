@@ -23,6 +23,7 @@ import sys
 
 from vop.cli.args import frames_arg, threads_arg
 from vop.cli.messages import error, log_to_stderr, plain, shown
+from vop.cli.runtime_args import add_runtime_args, runtime_choice
 
 USER_ERRORS = (OSError, ValueError, KeyError)  # bad paths, mismatched hashes, bad configs: exit 2
 
@@ -66,9 +67,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--retry-failed", action="store_true", help="try undecodable videos again")
     p.add_argument("--threads", type=threads_arg, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--precision", choices=("fp32", "int8"),
-                   help="backbone precision; int8: linear layers in int8, vectors within cosine 0.999 of "
-                        "fp32 and searchable with either (default: fp32; see README, int8 inference)")
+    add_runtime_args(p, calibration="the first N videos of VIDEO_DIR")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -186,9 +185,7 @@ def _index(args):
         raise ValueError("--engine ray spreads the work itself: use it without --shard/torchrun")
     if args.threads:
         torch.set_num_threads(args.threads)
-    from vop.backbone.quantize import DEFAULT_CPU_PRECISION
-
-    precision = args.precision or DEFAULT_CPU_PRECISION
+    runtime, precision = runtime_choice(args)
     recorded, where = _recorded_backbone(args)
     clip = resolve_backbone(recorded, args.backbone, config=args.config, recorded_in=where,
                             need="--backbone is required (the CLIP weights to encode the videos with)")
@@ -197,9 +194,12 @@ def _index(args):
         from vop.data.cache import FrameCache
 
         cache = FrameCache(args.cache)
-    encoder = VideoEncoder.from_clip(clip, args.adapter, frames=args.frames, precision=precision, cache=cache)
+    encoder = VideoEncoder.from_clip(clip, args.adapter, frames=args.frames, precision=precision, cache=cache,
+                                     runtime=runtime, calibrate_on=args.video_dir,
+                                     calibration_videos=args.calibration_videos)
     if not args.quiet and not args.json:
-        print(f"encoding at {encoder.precision}", file=sys.stderr)
+        calibrated = f", calibrated on the {encoder.calibration.source}" if encoder.calibration else ""
+        print(f"encoding with {encoder.runtime} at {encoder.precision}{calibrated}", file=sys.stderr)
     return build_index(
         args.video_dir,
         args.out,

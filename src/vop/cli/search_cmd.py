@@ -10,6 +10,7 @@ import sys
 
 from vop.cli.args import bounded_int, search_param_arg
 from vop.cli.messages import error, plain, shown, warning
+from vop.cli.runtime_args import add_runtime_args, runtime_choice
 
 MAX_K = 10_000
 USER_ERRORS = (OSError, ValueError, KeyError)
@@ -30,9 +31,7 @@ def register(subparsers) -> None:
         type=search_param_arg,
         help="pq index: candidates re-ranked per result (more = slower, better recall)",
     )
-    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
-                   help="query encoder precision; any works with any index (default fp32: for one "
-                        "query, building the int8 layers takes longer than it saves)")
+    add_runtime_args(p)  # the query encoder's; any works with any index (docs/cpu-runtimes.md)
     p.set_defaults(func=run)
 
 
@@ -47,9 +46,13 @@ def run(args) -> int:
         return error("search", err)
     rows = [dict(rank=r, **h.to_dict(), file=str(root / h.path)) for r, h in enumerate(hits, 1)]
     if args.json:
-        print(json.dumps({"query": query, "k": args.k, "precision": precision, "results": rows}, indent=2))
+        runtime = precision.pop("runtime")
+        print(json.dumps({"query": query, "k": args.k, "precision": precision, "runtime": runtime, "results": rows},
+                         indent=2))
         return 0
-    print(f"precision: query {precision['query']}, index {precision['index']}", file=sys.stderr)
+    runtime = precision.pop("runtime")
+    print(f"precision: query {precision['query']}, index {precision['index']} "
+          f"(runtime: query {runtime['query']}, index {runtime['index']})", file=sys.stderr)
     for row in rows:
         print(f"{row['rank']:>3}  {row['score']:.4f}  {shown(row['file'])}")
     if not rows:
@@ -68,10 +71,12 @@ def _search(args):
     searcher = Searcher(args.index, search_threads=1, huge_pages=False)
     searcher.vectors.set_params(nprobe=args.nprobe, k_factor=args.k_factor)
     if args.like is None or searcher.indexed_id(args.like) is None:  # an indexed --like needs no model
-        searcher.set_encoder(encoder_for_index(searcher.manifest, args.backbone, args.adapter,
-                                               precision=args.precision, index_dir=args.index))
-    precision = {"query": searcher.encoder.precision if searcher.encoder else "stored vector",
-                 "index": searcher.manifest.precision}
+        runtime, precision = runtime_choice(args)
+        searcher.set_encoder(encoder_for_index(searcher.manifest, args.backbone, args.adapter, precision=precision,
+                                               index_dir=args.index, runtime=runtime))
+    enc = searcher.encoder
+    precision = {"query": enc.precision if enc else "stored vector", "index": searcher.manifest.precision,
+                 "runtime": {"query": enc.runtime if enc else None, "index": searcher.manifest.runtime}}
     if args.like is not None:
         return {"like": args.like}, searcher.search_like(args.like, args.k), searcher.root, precision
     return args.query, searcher.search_text(args.query, args.k), searcher.root, precision

@@ -15,6 +15,7 @@ import argparse
 
 from vop.cli.args import port_arg, threads_arg
 from vop.cli.messages import error, log_to_stderr, plain, shown, warning
+from vop.cli.runtime_args import add_runtime_args
 
 USER_ERRORS = (OSError, ValueError, KeyError)
 
@@ -37,9 +38,7 @@ def register(subparsers) -> None:
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="a Host header name to accept besides loopback and --host (repeatable; e.g. a DNS name)")
     p.add_argument("--threads", type=threads_arg, help="torch CPU threads for query encoding")
-    p.add_argument("--precision", choices=("fp32", "int8"),
-                   help="query encoder precision, for an index of either (default: fp32; see "
-                        "docs/cpu-runtimes.md, int8 inference)")
+    add_runtime_args(p)  # the query encoder's, for an index of any (docs/cpu-runtimes.md)
     p.set_defaults(func=run)
 
 
@@ -47,7 +46,7 @@ def run(args) -> int:
     import torch
     from uvicorn import Server
 
-    from vop.backbone.quantize import DEFAULT_CPU_PRECISION
+    from vop.cli.runtime_args import runtime_choice
     from vop.serve.app import create_app
     from vop.serve.server import server_config
     from vop.serve.service import load_service
@@ -56,8 +55,9 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        service = load_service(args.indexes, args.adapters, args.backbone,
-                               precision=args.precision or DEFAULT_CPU_PRECISION, roots=args.root)
+        runtime, precision = runtime_choice(args)
+        service = load_service(args.indexes, args.adapters, args.backbone, precision=precision, roots=args.root,
+                               runtime=runtime)
     except USER_ERRORS as err:
         return error("serve", err)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -67,7 +67,7 @@ def run(args) -> int:
             warning("serve", f"{c.name}: its videos are not played ({c.searcher.no_files_because}); "
                              f"pass --root DIR")
     names = ", ".join(f"{c.name} ({len(c.searcher)} videos, {c.searcher.manifest.precision} index, "
-                      f"{c.searcher.encoder.precision} queries, files from {c.searcher.served_root or 'nowhere'})"
+                      f"{c.searcher.encoder.runtime} {c.searcher.encoder.precision} queries, files from {c.searcher.served_root or 'nowhere'})"
                       for c in service.collections.values())
     print(f"serving {shown(names)} on http://{args.host}:{args.port}/", flush=True)
     try:

@@ -43,7 +43,7 @@ from vop.index.from_shards import (
     index_lock,
     read_report,
 )
-from vop.index.manifest import Manifest, check_same_model
+from vop.index.manifest import Manifest, check_same_model, mark_mixed
 from vop.index.shards import (
     EMBEDDINGS_DIR,
     PART_ROWS,
@@ -107,6 +107,8 @@ def build_index(
     out = Path(out)
     emb = embeddings_dir(out)
     manifest = Manifest(root=collection.root, shard=None, vop_version=__version__, **encoder.identity())
+    if engine == "ray" and (ray_options or {}).get("gpus_per_worker"):
+        manifest.precision = "bf16"  # GPU actors encode under bf16 autocast (vop.index.ray_engine)
     report = IndexReport(root=collection.root, discovered=len(files), shard=None if shard is None else list(shard),
                          engine=engine)
     lock = index_lock(out) if shard is None else index_lock(emb, f".lock-{shard[0]}-of-{shard[1]}")
@@ -119,8 +121,8 @@ def build_index(
         todo = [f for f in files if _stale(found.signature.get(f.relpath), f, retry_failed)]
         report.removed = sum(1 for p in found.winner if p not in present)
         report.unchanged = len(files) - len(todo)
-        if report.unchanged and before is not None and before.precision != manifest.precision:
-            manifest.precision = "mixed"  # kept rows were encoded at the other precision
+        if report.unchanged and before is not None:
+            mark_mixed(manifest, [before])  # kept rows were encoded at another runtime or precision
         write_manifest_beside(str(emb), manifest)
         writer_name = "local" if shard is None else f"s{shard[0]}of{shard[1]}"
         with PartWriter(str(emb), manifest.dim, writer=f"{engine}-{writer_name}", part_rows=part_rows,

@@ -109,9 +109,10 @@ class VideoEncoder:
     """
 
     def __init__(self, clip, model, backbone: BackboneRef | str | None = None, adapter_dir: str | Path | None = None,
-                 precision: str = "fp32", cache=None):
+                 precision: str = "fp32", cache=None, runtime: str = "torch", calibration=None):
         self.clip = clip
-        self.model = model.eval()
+        self.torch_model = model.eval()  # fp32, adapter loaded: what every runtime starts from
+        self.model = self.torch_model  # what runs (vop.runtime.prepare)
         ref = BackboneRef.of(clip, getattr(model, "backbone_sha256", None))
         if isinstance(backbone, BackboneRef):
             ref = backbone
@@ -122,25 +123,43 @@ class VideoEncoder:
         self.adapter_dir = None if adapter_dir is None else Path(adapter_dir).resolve()
         self._adapter_sha = None if adapter_dir is None else adapter_sha256(adapter_dir)
         self.cache = cache
-        self.precision = "fp32"
-        self.set_precision(precision)
+        self.runtime, self.precision, self.calibration = "torch", "fp32", None
+        self.set_runtime(runtime, precision, calibration)
 
     @classmethod
     def from_clip(cls, clip, adapter=None, frames=None, backbone_source=None, precision: str = "fp32",
-                  cache=None) -> VideoEncoder:
-        """The encoder of ``clip`` (from ``resolve_backbone``) with ``adapter`` or zero-shot."""
-        return cls(clip, build_video_model(clip, adapter, frames), backbone_source, adapter, precision, cache)
+                  cache=None, runtime: str = "torch", calibrate_on: str | Path | None = None,
+                  calibration_videos: int | None = None) -> VideoEncoder:
+        """The encoder of ``clip`` (from ``resolve_backbone``) with ``adapter`` or zero-shot, run by
+        ``runtime`` at ``precision``; OpenVINO int8 is calibrated on the first ``calibration_videos``
+        videos of the collection ``calibrate_on`` (the one being indexed)."""
+        encoder = cls(clip, build_video_model(clip, adapter, frames), backbone_source, adapter, cache=cache)
+        calibration = None
+        if runtime == "openvino" and precision == "int8":
+            from vop.runtime.calibration import DEFAULT_VIDEOS, from_collection
+
+            if calibrate_on is None:
+                raise ValueError("--runtime openvino --precision int8 calibrates on the videos being indexed; "
+                                 "give the video folder")
+            calibration = from_collection(calibrate_on, encoder.frames, encoder.image_size,
+                                          calibration_videos or DEFAULT_VIDEOS, cache)
+        encoder.set_runtime(runtime, precision, calibration)
+        return encoder
+
+    def set_runtime(self, runtime: str, precision: str, calibration=None) -> None:
+        """Run the model with ``runtime`` ("torch" | "openvino") at ``precision`` (``vop.runtime.prepare``).
+
+        torch int8 quantizes the backbone in place (shared with every encoder built on it), so a
+        server builds all its encoders first and then sets the runtime.
+        """
+        from vop.runtime import prepare, precision_of
+
+        self.model = prepare(self.torch_model, runtime, precision, calibration=calibration)
+        self.runtime, self.precision, self.calibration = runtime, precision_of(self.model), calibration
 
     def set_precision(self, precision: str) -> None:
-        """Run the backbone at ``precision`` ("fp32" | "int8", see ``vop.backbone.quantize``).
-
-        int8 quantizes the backbone in place (shared with every encoder built on it), so a server
-        builds all its encoders first and then sets the precision.
-        """
-        from vop.backbone.quantize import apply_precision, precision_of
-
-        apply_precision(self.model, precision)
-        self.precision = precision_of(self.model.clip)
+        """:meth:`set_runtime` with the current runtime."""
+        self.set_runtime(self.runtime, precision, self.calibration)
 
     @property
     def frames(self) -> int:
@@ -165,7 +184,10 @@ class VideoEncoder:
             "adapter_name": None if self.adapter_dir is None else self.adapter_dir.name,
             "adapter_path": None if self.adapter_dir is None else str(self.adapter_dir),
             "adapter_sha256": self._adapter_sha,
-            "precision": self.precision,  # recorded, not compared: fp32 and int8 vectors are comparable
+            # recorded, not compared: vectors of every runtime and precision are comparable (vop.runtime)
+            "runtime": self.runtime,
+            "precision": self.precision,
+            "calibration": None if self.calibration is None else self.calibration.describe(),
         }
 
     @torch.no_grad()

@@ -41,9 +41,12 @@ class Manifest:
     adapter_path: str | None = None
     adapter_sha256: str | None = None
     shard: list[int] | None = None  # [i, n] for a shard written by `vop index --shard i/n`
-    # backbone precision the vectors were encoded at: "fp32", "int8", or "mixed" (runs at both);
-    # not part of model_key: int8 vectors stay comparable to fp32 ones (vop.backbone.quantize)
+    # runtime ("torch", "openvino") and precision ("fp32", "bf16", "int8") the vectors were encoded
+    # at, or "mixed" (runs at several); not part of model_key: the vectors of every runtime and
+    # precision stay comparable (vop.runtime); calibration: the int8 calibration data ({videos, source})
     precision: str = "fp32"
+    runtime: str = "torch"
+    calibration: dict | None = None
     vop_version: str = ""
     format: int = FORMAT_VERSION
     extra: dict = field(default_factory=dict)
@@ -133,8 +136,14 @@ def _validate(data: dict, path: Path) -> None:
     check_int(data["frames"], 1, MAX_FRAMES, "frames", err)
     check_int(data["image_size"], 1, MAX_IMAGE_SIZE, "image_size", err)
     check_int(data["dim"], 1, MAX_DIM, "dim", err)
-    if data.get("precision", "fp32") not in ("fp32", "int8", "mixed"):
-        raise err(f"precision must be fp32, int8 or mixed, got {data.get('precision')!r}")
+    if data.get("precision", "fp32") not in ("fp32", "bf16", "int8", "mixed"):
+        raise err(f"precision must be fp32, bf16, int8 or mixed, got {data.get('precision')!r}")
+    if data.get("runtime", "torch") not in ("torch", "openvino", "mixed"):
+        raise err(f"runtime must be torch, openvino or mixed, got {data.get('runtime')!r}")
+    if data.get("calibration") is not None:
+        if not isinstance(data["calibration"], dict):
+            raise err("calibration must be an object")
+        check_tree(data["calibration"], "calibration", err)
     shard = data.get("shard")
     if shard is not None:
         if not (isinstance(shard, list) and len(shard) == 2):
@@ -144,6 +153,20 @@ def _validate(data: dict, path: Path) -> None:
     if not isinstance(data.get("extra", {}), dict):
         raise err("extra must be an object")
     check_tree(data.get("extra", {}), "extra", err)
+
+
+def mark_mixed(manifest: Manifest, others: list[Manifest]) -> bool:
+    """Set ``runtime`` / ``precision`` (and ``calibration``) of ``manifest`` to "mixed" where rows
+    of ``others`` were encoded otherwise; True when anything changed."""
+    changed = False
+    for key in ("runtime", "precision"):
+        if any(getattr(o, key) != getattr(manifest, key) for o in others):
+            setattr(manifest, key, "mixed")
+            changed = True
+    if any(o.calibration != manifest.calibration for o in others):
+        manifest.calibration = {"mixed": True}
+        changed = True
+    return changed
 
 
 def write_manifest(index_dir: str | Path, manifest: Manifest) -> None:

@@ -33,13 +33,13 @@ class Hit:
 
 def encoder_for_index(
     manifest: Manifest, backbone: str | None = None, adapter: str | Path | None = None, clip=None,
-    precision: str = "fp32", index_dir: str | Path | None = None,
+    precision: str = "fp32", index_dir: str | Path | None = None, runtime: str = "torch",
 ):
     """The encoder recorded in ``manifest`` (optionally from moved files), hash-checked.
 
     The backbone is ``resolve_backbone(manifest.backbone, backbone)``, or ``clip`` when the caller
-    already resolved it (a server shares one). ``precision`` is the query encoder's own
-    ("fp32" | "int8"); it need not be the index's."""
+    already resolved it (a server shares one). ``runtime`` / ``precision`` are the query encoder's
+    own (``vop.runtime``); they need not be the index's."""
     from vop.backbone.reference import resolve_backbone
     from vop.index.encoder import VideoEncoder
 
@@ -49,7 +49,7 @@ def encoder_for_index(
         raise IndexMismatchError(f"the index was built without an adapter; adapter {adapter} cannot query it")
     where = Path(index_dir) / MANIFEST_NAME if index_dir is not None else f"the index of {manifest.root}"
     clip = resolve_backbone(manifest.backbone, backbone, recorded_in=where, clip=clip)
-    encoder = VideoEncoder.from_clip(clip, adapter, frames=manifest.frames, precision=precision)
+    encoder = VideoEncoder.from_clip(clip, adapter, frames=manifest.frames, precision=precision, runtime=runtime)
     check_encoder(manifest, encoder)
     return encoder
 

@@ -73,11 +73,15 @@ def _from_records(records, frames: int, image_size: int, cache, what: str) -> Ca
 def from_collection(video_dir: str | Path, frames: int, image_size: int, count: int = DEFAULT_VIDEOS,
                     cache=None) -> Calibration:
     """The first ``count`` videos of the collection ``vop index`` indexes (its discovery order)."""
-    from vop.index.discover import discover_videos
+    from vop.index.discover import open_collection
 
-    root = Path(video_dir).resolve()
-    files = discover_videos(root)[:count]
-    return from_files([root / f.relpath for f in files], frames, image_size, cache, f"videos of {root}")
+    collection = open_collection(video_dir)
+    if collection.local is None:
+        raise ValueError(f"--runtime openvino --precision int8 calibrates on local videos; {video_dir} is not "
+                         "a local folder (index with --precision fp32 or bf16, or copy a few videos here)")
+    files = collection.files[:count]
+    return from_files([collection.local / f.relpath for f in files], frames, image_size, cache,
+                      f"videos of {collection.local}")
 
 
 def from_records(records, frames: int, image_size: int, count: int = DEFAULT_VIDEOS, cache=None,

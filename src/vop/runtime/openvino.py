@@ -86,6 +86,15 @@ class OpenVINOModel:
         self._compiled: dict[str, object] = {}
         self._lock = threading.Lock()
 
+    def __getstate__(self):  # picklable (a Ray actor gets a copy): compiled graphs are rebuilt (from the cache)
+        state = dict(self.__dict__)
+        state.update(_compiled={}, _lock=None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def __getattr__(self, name):  # method, frames, context_length, clip, method_config ... of the source
         if name.startswith("_") or name == "source":
             raise AttributeError(name)

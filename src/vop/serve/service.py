@@ -32,6 +32,8 @@ class Collection:
             "videos": len(self.searcher),
             "precision": self.searcher.encoder.precision,  # of the query encoder
             "index_precision": m.precision,
+            "runtime": self.searcher.encoder.runtime,
+            "index_runtime": m.runtime,
         }
 
 
@@ -89,13 +91,15 @@ def _adapter_for(searcher: Searcher, adapters: dict[str, str]) -> tuple[str, str
 
 def load_service(
     indexes: list[str], adapters: list[str] | None = None, backbone: str | None = None,
-    precision: str = "fp32", roots: list[str] | None = None,
+    precision: str = "fp32", roots: list[str] | None = None, runtime: str = "torch",
 ) -> SearchService:
     """Open every index, load the backbone once, and give each index its own adapter on top.
 
     ``backbone`` (``--backbone``) or else the first index's recorded backbone is resolved once
     (``resolve_backbone``) and that one CLIP object is handed to every index's encoder.
-    ``precision`` "int8" quantizes the shared backbone once every adapter is loaded onto it.
+    ``runtime`` / ``precision`` run the query encoders (``vop.runtime``): torch int8 quantizes the
+    shared backbone once every adapter is loaded onto it; openvino compiles each text graph now
+    (from the cache when it is there), not on the first query.
     ``roots`` (``--root [NAME=]DIR``): the folder whose videos a collection serves, instead of the
     root its manifest records (``vop.index.served``)."""
     from vop.backbone.reference import resolve_backbone
@@ -128,7 +132,9 @@ def load_service(
         )
     _set_roots(collections, roots or [])
     for c in collections:  # after all adapters are loaded: int8 replaces the shared backbone's layers
-        c.searcher.encoder.set_precision(precision)
+        c.searcher.encoder.set_runtime(runtime, precision)
+        if runtime == "openvino":
+            c.searcher.encoder.model.prepare("text")
     return SearchService(collections)
 
 
