@@ -25,6 +25,7 @@ from vop.backbone.torchscript import TorchScriptError, read_torchscript_state
 from vop.cli import main
 
 HERE = Path(__file__).resolve().parent
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.script builds the archives
 
 
 def tiny_dict(**changes) -> dict:
@@ -458,3 +459,83 @@ def test_recipe_method_errors_are_one_line(tmp_path, capsys, recipe, pattern):
     err = one_line(capsys, main(["train", str(HERE.parent / "configs" / "msrvtt-9k" / "vop.yaml"), "--set",
                                  "model.overrides.nope=1"]), "train")
     assert "model: override 'nope' does not apply" in err
+
+
+# --------------------------------------------------------------------------- vop adapter import modelscope
+
+MS_HP = {"vp_token_num": 8, "tp_prefix_token_num": 4, "tp_suffix_token_num": 4, "num_frames": 4, "input_res": 32,
+         "pooling_type": "avg"}
+
+
+def ms_folder(root: Path, hp: dict | None = None, text_prompts=None) -> Path:
+    """A ModelScope VoP folder (released key layout) on the tiny config, with its backbone tiny.pt."""
+    clip = build_clip("tiny", seed=0)
+    root.mkdir(parents=True)
+    torch.save(clip.state_dict(), root / "tiny.pt")
+    (root / "configuration.json").write_text(json.dumps({"hyperparam": {**MS_HP, **(hp or {})}}))
+    state = {f"clip.{k}": v for k, v in clip.state_dict().items()}
+    state["visual_prompt_learner.visual_prompts"] = torch.randn(2, 1, 8, 64)
+    state["text_prompt_learner.text_prompts"] = torch.randn(2, 8, 32) if text_prompts is None else text_prompts
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, root / "VoP_msrvtt9k.pth")
+    return root
+
+
+def ms_import(capsys, folder: Path, out: Path, backbone: Path | None = None) -> str:
+    extra = ["--backbone", str(backbone if backbone is not None else folder / "tiny.pt")]
+    err = one_line(capsys, main(["adapter", "import", "modelscope", str(folder), "--out", str(out), *extra]),
+                   "adapter import")
+    assert not (out / "adapter.json").exists() and not (out / "adapter.safetensors").exists()
+    return err
+
+
+@pytest.mark.parametrize("hp, pattern", [
+    ({"num_frames": 10**9}, r"configuration.json: hyperparam num_frames is '1000000000'; expected an integer from 1 "
+                            r"to 1024"),
+    ({"vp_token_num": 10**6}, r"configuration.json: hyperparam vp_token_num is '1000000'; expected an integer "
+                              r"from 0 to 1024"),
+    ({"input_res": 10**7}, r"configuration.json: hyperparam input_res is '10000000'"),
+    ({"num_frames": True}, r"configuration.json: hyperparam num_frames is 'True'"),
+])
+def test_modelscope_hyperparameters_are_bounded(tmp_path, capsys, hp, pattern):
+    import re
+
+    err = ms_import(capsys, ms_folder(tmp_path / "m", hp), tmp_path / "out")
+    assert re.search(pattern, err), err
+
+
+def test_modelscope_nan_prompts_are_refused_naming_the_checkpoint(tmp_path, capsys):
+    prompts = torch.randn(2, 8, 32)
+    prompts[1, 2, 3] = float("nan")
+    err = ms_import(capsys, ms_folder(tmp_path / "m", text_prompts=prompts), tmp_path / "out")
+    assert "VoP_msrvtt9k.pth: module.text_prompt_learner.text_prompts holds 1 non-finite values" in err
+
+
+def test_modelscope_files_of_the_wrong_kind_are_one_line(tmp_path, capsys):
+    import warnings
+
+    folder = ms_folder(tmp_path / "m")
+    (tmp_path / "afile").write_text("x")  # --out an existing file
+    assert "afile: exists and is not a folder" in ms_import(capsys, folder, tmp_path / "afile")
+    (folder / "configuration.json").write_text('{"hyperparam": ' * 100_000)  # nested too deep for json
+    assert "configuration.json: not valid JSON" in ms_import(capsys, folder, tmp_path / "out")
+    (folder / "configuration.json").unlink()
+    (folder / "configuration.json").mkdir()  # a directory where a file is expected
+    assert "configuration.json: not found" in ms_import(capsys, folder, tmp_path / "out")
+    folder = ms_folder(tmp_path / "d")
+    (folder / "VoP_msrvtt9k.pth").unlink()
+    (folder / "VoP_msrvtt9k.pth").mkdir()
+    assert "VoP_msrvtt9k.pth: a directory, not a checkpoint file" in ms_import(capsys, folder, tmp_path / "out")
+    # a TorchScript backbone: one not named after a config, and one whose class runs code at load
+    folder = ms_folder(tmp_path / "t")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.script(torch.nn.Linear(2, 2)).save(str(tmp_path / "scripted.pt"))
+    err = ms_import(capsys, folder, tmp_path / "out", backbone=tmp_path / "scripted.pt")
+    assert "scripted.pt: cannot tell the architecture" in err
+    sys.path.insert(0, str(HERE))
+    from test_hostile_checkpoints import Evil
+
+    torch.jit.script(Evil(str(tmp_path / "marker"))).save(str(tmp_path / "ViT-B-32.pt"))
+    err = ms_import(capsys, folder, tmp_path / "out", backbone=tmp_path / "ViT-B-32.pt")
+    assert "ViT-B-32.pt: class __torch__" in err and "defines __setstate__" in err
+    assert not (tmp_path / "marker").exists()

@@ -92,9 +92,12 @@ def find_files(source: str | os.PathLike) -> tuple[Path, Path]:
         return src, src.parent / CONFIG_FILE
     if not src.is_dir():
         raise ModelScopeError(f"{src}: not found (give the ModelScope model folder or its .pth file)")
+    for name in (VOP_FILE, SERIES_FILE):
+        if (src / name).exists() and not (src / name).is_file():
+            raise ModelScopeError(f"{src / name}: a directory, not a checkpoint file")
     found = [src / n for n in (VOP_FILE, SERIES_FILE) if (src / n).is_file()]
     if not found:
-        found = sorted(p for p in src.glob("*.pth") if p.name != BACKBONE_FILE)
+        found = sorted(p for p in src.glob("*.pth") if p.name != BACKBONE_FILE and p.is_file())
     if len(found) != 1:
         what = "no" if not found else f"{len(found)} ({', '.join(p.name for p in found)})"
         raise ModelScopeError(f"{src}: {what} checkpoint files; expected {VOP_FILE} or {SERIES_FILE}")
@@ -102,24 +105,23 @@ def find_files(source: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def read_hyperparam(path: Path, needed: tuple[str, ...]) -> dict:
+    from vop.bounds import MAX_FRAMES, MAX_IMAGE_SIZE, MAX_PROMPT_TOKENS, check_int, read_json_object
+
     if not path.is_file():
         raise ModelScopeError(f"{path}: not found (the model folder's configuration.json gives the hyperparameters)")
-    try:
-        hp = json.loads(path.read_text()).get("hyperparam")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
-        raise ModelScopeError(f"{path}: not a JSON object ({e})") from None
+    hp = read_json_object(path, ModelScopeError).get("hyperparam")  # bad JSON, absurd nesting: one line
     if not isinstance(hp, dict):
         raise ModelScopeError(f"{path}: no 'hyperparam' object")
     missing = [k for k in needed if k not in hp]
     if missing:
         raise ModelScopeError(f"{path}: hyperparam lacks {', '.join(missing)}")
+    ranges = {"num_frames": (1, MAX_FRAMES), "input_res": (1, MAX_IMAGE_SIZE)}  # token counts: prompt lengths
     for k in needed:
-        if k != "pooling_type" and (not isinstance(hp[k], int) or isinstance(hp[k], bool) or hp[k] < 0):
-            raise ModelScopeError(f"{path}: hyperparam {k} must be a non-negative integer, got {hp[k]!r}")
+        if k != "pooling_type":
+            check_int(hp[k], *ranges.get(k, (0, MAX_PROMPT_TOKENS)), f"hyperparam {k}",
+                      lambda msg: ModelScopeError(f"{path}: {msg}"))
     if hp["pooling_type"] != "avg":
         raise ModelScopeError(f"{path}: pooling_type {hp['pooling_type']!r}; the port (and vop) pool frames by 'avg'")
-    if hp["num_frames"] < 1:
-        raise ModelScopeError(f"{path}: num_frames must be >= 1, got {hp['num_frames']}")
     return {k: hp[k] for k in needed}
 
 
@@ -211,6 +213,9 @@ def _prompt(state: dict, key: str, shape: tuple[int, ...], path: Path, what: str
         raise ModelScopeError(f"{path}: module.{key} has shape {tuple(t.shape)}, expected {shape} ({what})")
     if not t.is_floating_point():
         raise ModelScopeError(f"{path}: module.{key} has dtype {t.dtype}, expected floating point")
+    bad = t.numel() - int(torch.isfinite(t).sum())
+    if bad:
+        raise ModelScopeError(f"{path}: module.{key} holds {bad} non-finite values (NaN/Inf); refused")
     return t.to(torch.float32)
 
 
@@ -277,6 +282,9 @@ def convert_series(state: dict, hp: dict, clip: CLIP, path: Path, report: Import
         if tuple(v.shape) != tuple(ref[k].shape) or not v.is_floating_point():
             raise ModelScopeError(f"{path}: module.clip.{k} has shape {tuple(v.shape)} ({v.dtype}), the backbone's "
                                   f"has {tuple(ref[k].shape)}")
+    from vop.backbone.loading import check_finite
+
+    check_finite({f"module.clip.{k}": v for k, v in tuned.items()}, str(path), error=ModelScopeError)
     tuned = {k: v.to(torch.float32) for k, v in tuned.items()}
     changed = sorted(k for k in ref if not torch.equal(tuned[k], ref[k]))
     for k in NOT_MAPPED:
@@ -358,6 +366,8 @@ def import_modelscope(source: str | os.PathLike, out: str | os.PathLike, backbon
         if not Path(backbone).is_file():
             raise ModelScopeError(f"{backbone}: not found; pass --backbone ViT-B-32.pt (OpenAI CLIP weights)")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ModelScopeError(f"{out}: exists and is not a folder")
     if (out / META_FILE).exists() and not force:
         raise ModelScopeError(f"{out}: already holds an adapter; pass --force to overwrite it")
     clip = resolve_backbone(None, backbone)
