@@ -206,10 +206,13 @@ def plan_method(clip_cfg: CLIPConfig, method: str, frames: int, comps: list[dict
     check_int(frames, 1, MAX_FRAMES, "frames")
     for c in comps:
         check_values(c)
-    with torch.device("meta"):
-        clip = CLIP(clip_cfg)
-        base = sum(p.numel() for p in clip.parameters())
-        model = VideoTextModel(clip, method, frames, copy.deepcopy(comps), "", context_length)
+    try:
+        with torch.device("meta"):
+            clip = CLIP(clip_cfg)
+            base = sum(p.numel() for p in clip.parameters())
+            model = VideoTextModel(clip, method, frames, copy.deepcopy(comps), "", context_length)
+    except (TypeError, RuntimeError, AssertionError, IndexError) as e:  # a value the component cannot take
+        raise ValueError(f"method {method!r} cannot be built on {clip_cfg.name}: {str(e)[:200]}") from None
     added = sum(p.numel() for p in model.parameters()) - base
     if added > MAX_METHOD_PARAMETERS:
         raise ValueError(f"method {method!r} would add {added:,} parameters ({4 * added / 2**30:.1f} GiB in float32) "

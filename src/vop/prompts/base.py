@@ -86,7 +86,8 @@ def check_values(c: dict) -> dict:
     """Refuse a complete component config whose values have the wrong type or range (a value read
     from adapter.json or a recipe decides tensor sizes): a key with a bool, str or number default
     takes that kind of value (a ``None`` default: a number or ``None``), numbers are finite, and
-    the integer keys of the class's ``limits`` lie in their range. Returns ``c``."""
+    the integer keys of the class's ``limits`` lie in their range; an integer default takes an
+    integer. Returns ``c``."""
     cls = COMPONENTS[c["type"]]
     limits = getattr(cls, "limits", {})
     for key, value in c.items():
@@ -103,7 +104,10 @@ def check_values(c: dict) -> dict:
             raise ValueError(f"{what} is {str(value)[:40]!r}; expected true or false")
         elif isinstance(default, str) and not isinstance(value, str):
             raise ValueError(f"{what} is {str(value)[:40]!r}; expected a string")
-        elif (default is None or isinstance(default, (int, float))) and not isinstance(default, bool) and not (
+        elif isinstance(default, int) and not isinstance(default, bool) and not (
+                isinstance(value, int) and not isinstance(value, bool)):
+            raise ValueError(f"{what} is {str(value)[:40]!r}; expected an integer")
+        elif (default is None or isinstance(default, float)) and not (
                 (value is None and default is None) or (number and math.isfinite(value))):
             raise ValueError(f"{what} is {str(value)[:40]!r}; expected a finite number")
     return c
