@@ -521,6 +521,6 @@ def parse_bytes(text: str) -> int:
         value = float(t[: len(t) - len(unit)])
     except ValueError:
         raise ValueError(f"--memory-budget must look like 4G, 512M or a number of bytes, got {text!r}") from None
-    if value <= 0:
-        raise ValueError(f"--memory-budget must be positive, got {text!r}")
+    if not 0 < value * units[unit] <= 1 << 60:  # also refuses nan and inf
+        raise ValueError(f"--memory-budget must be a positive size of at most 2^60 bytes, got {text!r}")
     return int(value * units[unit])
