@@ -403,6 +403,8 @@ CASES: list[Case] = [
          r"--gpus-per-worker: nan is out of range"),
     Case("index-memory-budget-inf", "index", lambda w, t: _index(w, t, "--memory-budget", "inf"),
          r"--memory-budget must be a positive size of at most 2\^60 bytes, got 'inf'"),
+    Case("index-rerun-keeps-the-index-frames", "index", lambda w, t: _rerun_without_frames(w, t), code=0,
+         check=lambda w, t, out, err: _assert("0 encoded now, 3 unchanged" in out, out)),
     Case("index-shard-5-of-2", "index", lambda w, t: _index(w, t, "--shard", "5/2"), r"--shard 5/2: need 0 <= i < n"),
     Case("index-shard-text", "index", lambda w, t: _index(w, t, "--shard", "a/b"), r"--shard must look like i/n"),
     Case("index-shard-million", "index", lambda w, t: _index(w, t, "--shard", "0/1000000"),
@@ -535,6 +537,15 @@ def _train_undecodable(w: World, tmp: Path) -> list[str]:
     recipe = Path(argv[1])
     recipe.write_text(recipe.read_text().replace(str(w.videos), str(videos)))
     return argv
+
+
+def _rerun_without_frames(w: World, tmp: Path) -> list[str]:
+    """A zero-shot index built with --frames 2, then run again with no --frames: it keeps 2 (the
+    default 12 would be refused as another embedding space)."""
+    _copy_tree(w.index, tmp / "idx")
+    argv = _index(w, tmp)
+    i = argv.index("--frames")
+    return argv[:i] + argv[i + 2:]
 
 
 def _with_out(argv: list[str], out: Path) -> list[str]:

@@ -43,7 +43,8 @@ def register(subparsers) -> None:
                                       "(default: the one the adapter, else the index at OUT, records)")
     p.add_argument("--config", help="CLIP config name when the weights file does not say (e.g. ViT-B-32)")
     p.add_argument("--adapter", help="adapter folder from `vop train` (default: zero-shot CLIP)")
-    p.add_argument("--frames", type=frames_arg, help="frames per video (default: the adapter's, else 12)")
+    p.add_argument("--frames", type=frames_arg,
+                   help="frames per video, 1 to 1024 (default: the adapter's, else the index's at OUT, else 12)")
     p.add_argument("--cache", metavar="DIR", help="frame cache from `vop prepare`: videos it holds (same file, "
                                                    "size and time) are read from it instead of decoded")
     p.add_argument(
@@ -153,6 +154,18 @@ def _manifest_from_args(args, root: str | None = None):
     return Manifest(root=str(root), vop_version=__version__, **encoder.identity())
 
 
+def _frames(args) -> int | None:
+    """``--frames``; else, without an adapter, the frames of the index at --out (a re-run keeps
+    them, as it keeps the backbone); else None (the adapter's, or the zero-shot default)."""
+    from pathlib import Path
+
+    from vop.index.manifest import MANIFEST_NAME, read_manifest
+
+    if args.frames is not None or args.adapter or not (Path(args.out) / MANIFEST_NAME).is_file():
+        return args.frames
+    return read_manifest(args.out).frames
+
+
 def _recorded_backbone(args):
     """(BackboneRef, file that records it) of the adapter, else of the index at --out; else (None, None)."""
     from pathlib import Path
@@ -194,7 +207,7 @@ def _index(args):
         from vop.data.cache import FrameCache
 
         cache = FrameCache(args.cache)
-    encoder = VideoEncoder.from_clip(clip, args.adapter, frames=args.frames, precision=precision, cache=cache,
+    encoder = VideoEncoder.from_clip(clip, args.adapter, frames=_frames(args), precision=precision, cache=cache,
                                      runtime=runtime, calibrate_on=args.video_dir,
                                      calibration_videos=args.calibration_videos)
     if not args.quiet and not args.json:
