@@ -188,8 +188,9 @@ RSS_SCRIPT = textwrap.dedent("""
 def test_refusal_happens_before_the_model_is_allocated(tmp_path):
     """A 380-byte file declaring width 4096 x 24 layers (the issue's case: 3.2 GB resident before its
     error) is refused by the parameter ceiling; one declaring width 512 x 12 layers (under the
-    ceiling, 300 MB in float32) by the shape check, which runs on the meta device. The peak
-    resident size of the loading process grows by less than 40 MiB in both."""
+    ceiling, 300 MB in float32) by the shape check, which runs on the meta device; a ViT-B-32.pt
+    whose tensors are views of one stored number by the storage check. The peak resident size of
+    the loading process grows by less than 40 MiB in each."""
     huge = tiny_dict(**{f"{t}.{k}": v for t in ("vision", "text") for k, v in
                         (("width", 4096), ("layers", 24), ("heads", 16))})
     mid = tiny_dict(**{f"{t}.{k}": v for t in ("vision", "text") for k, v in
@@ -197,11 +198,17 @@ def test_refusal_happens_before_the_model_is_allocated(tmp_path):
     assert parameter_count(CLIPConfig.from_dict(mid)) * 4 > 290 * 2**20  # what building it would take
     files = [config_file(tmp_path / "huge.safetensors", huge), config_file(tmp_path / "mid.safetensors", mid)]
     assert files[0].stat().st_size < 400
+    # every tensor of ViT-B/32 (600 MB in float32) as a stride-0 view of one stored zero: a 96 KB file
+    torch.save({k: torch.zeros(()).expand(shape) for k, shape in state_shapes(get_config("ViT-B-32")).items()},
+               tmp_path / "ViT-B-32.pt")
+    files.append(tmp_path / "ViT-B-32.pt")
+    assert files[2].stat().st_size < 200_000
     proc = subprocess.run([sys.executable, "-c", RSS_SCRIPT, *map(str, files)], capture_output=True, text=True,
                           timeout=300, check=False)
     lines = proc.stdout.strip().splitlines()
-    assert proc.returncode == 0 and len(lines) == 2, proc.stderr[-2000:]
-    for line, why in zip(lines, ("over vop's ceiling", "does not fit CLIP config")):
+    assert proc.returncode == 0 and len(lines) == 3, proc.stderr[-2000:]
+    for line, why in zip(lines, ("over vop's ceiling", "does not fit CLIP config",
+                                 "its tensors hold 1,208 bytes but stand for 605,109,252 bytes in float32")):
         verdict, growth, message = line.split(" ", 2)
         assert verdict == "REFUSED" and why in message, line
         assert float(growth) < 40, line

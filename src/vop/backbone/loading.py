@@ -165,6 +165,7 @@ def build_from_state_dict(
     except ValueError as err:
         raise CheckpointError(f"{origin}: CLIP config refused: {err}") from None
     check_state_dict(state_shapes(cfg), state, cfg, origin)
+    check_storage(state, origin)
     check_finite(state, origin)
     model = CLIP(cfg)
     model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
@@ -194,6 +195,23 @@ def check_state_dict(expected: dict[str, tuple[int, ...]], state: dict[str, torc
         raise CheckpointError(
             f"{origin} does not fit CLIP config {cfg.name!r} ({_describe(cfg)}): " + "; ".join(problems)
         )
+
+
+STORAGE_FACTOR = 8  # how many times the bytes a file's tensors hold may be needed in float32 (fp16 -> fp32: 2)
+
+
+def check_storage(state: dict[str, torch.Tensor], origin: str, error=None) -> None:
+    """Refuse tensors whose numbers are not in the file: a pickle may rebuild a tensor as a
+    stride-0 view (``expand``) of one stored number, so a 100 KB ``ViT-B-32.pt`` would make vop
+    allocate the whole model. The model's float32 bytes must be at most ``STORAGE_FACTOR`` times
+    the bytes of the distinct storages behind the tensors (plus 1 MiB for tiny models)."""
+    need = sum(4 * t.numel() for t in state.values())
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in state.values()}
+    held = sum(storages.values())
+    if need > STORAGE_FACTOR * held + 2**20:
+        raise (error or CheckpointError)(
+            f"{origin}: its tensors hold {held:,} bytes but stand for {need:,} bytes in float32 (views that "
+            f"repeat stored numbers, e.g. a stride-0 expand); refused")
 
 
 def check_finite(state: dict[str, torch.Tensor], origin: str, error=None) -> None:
