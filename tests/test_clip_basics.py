@@ -34,13 +34,3 @@ def test_unknown_config_lists_known_names():
     else:  # pragma: no cover
         raise AssertionError("expected KeyError")
     assert "tiny" in CONFIGS
-
-
-def test_width_probe_config_differs_from_the_demo_backbone_only_in_width():
-    # docs/demo-notes.md's width probe: the same towers as tiny-synthetic, 96 wide instead of 64
-    base, wide = get_config("tiny-synthetic").to_dict(), get_config("tiny-synthetic-96").to_dict()
-    assert (base["embed_dim"], base["vision"]["width"], base["text"]["width"]) == (64, 64, 64)
-    assert (wide["embed_dim"], wide["vision"]["width"], wide["text"]["width"]) == (96, 96, 96)
-    for cfg in (base, wide):
-        cfg.pop("name"), cfg.pop("embed_dim"), cfg["vision"].pop("width"), cfg["text"].pop("width")
-    assert base == wide

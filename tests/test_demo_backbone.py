@@ -112,3 +112,23 @@ def test_pretraining_on_another_world_records_it_and_refuses_bad_fields(tmp_path
             main([*tiny, "--world", *bad, "--out", str(tmp_path / "bad")])
         assert message in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_width_probe_config_differs_from_the_demo_backbone_only_in_width(tmp_path):
+    """docs/demo-notes.md's width probe: the same towers as tiny-synthetic, 96 wide instead of 64,
+    an architecture of the demo's (the library does not name it); its saved file loads by itself."""
+    import vop
+    from vop.backbone.clip import get_config
+    from vop.backbone.loading import save_clip
+    from vop_demo.pretrain import probe_configs
+
+    base, wide = get_config("tiny-synthetic").to_dict(), probe_configs()["tiny-synthetic-96"].to_dict()
+    assert "tiny-synthetic-96" not in vop.list_configs()
+    assert (base["embed_dim"], base["vision"]["width"], base["text"]["width"]) == (64, 64, 64)
+    assert (wide["embed_dim"], wide["vision"]["width"], wide["text"]["width"]) == (96, 96, 96)
+    for cfg in (base, wide):
+        cfg.pop("name"), cfg.pop("embed_dim"), cfg["vision"].pop("width"), cfg["text"].pop("width")
+    assert base == wide
+    model = vop.build_clip(probe_configs()["tiny-synthetic-96"], seed=0)
+    loaded = vop.load_clip(save_clip(model, tmp_path / "tiny-synthetic-96.safetensors"))
+    assert loaded.cfg.name == "tiny-synthetic-96" and loaded.weights_sha256 == model.weights_sha256

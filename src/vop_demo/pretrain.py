@@ -42,9 +42,18 @@ from pathlib import Path
 from vop_demo.world.spec import WorldSpec
 
 
+def probe_configs() -> dict:
+    """CLIP architectures the demo's probes pretrain that the library does not name: the bundled
+    backbone at width 96 (the width probe of docs/demo-notes.md; not bundled). A file saved from
+    one carries its config, so ``load_clip`` reads it back without this table."""
+    from vop.backbone.clip import CLIPConfig, TextCfg, VisionCfg
+
+    return {"tiny-synthetic-96": CLIPConfig("tiny-synthetic-96", 96, VisionCfg(96, 6, 4, 8, 32), TextCfg(96, 4, 4))}
+
+
 @dataclass(frozen=True)
 class PretrainConfig:
-    config: str = "tiny-synthetic"  # CLIP architecture; also the bundled model's name
+    config: str = "tiny-synthetic"  # CLIP architecture (a library config or one of probe_configs()); the model's name
     seed: int = 0  # model init and batch order
     data_seed: int = 1000  # training stills; held-out stills use data_seed + 1
     train_twins: int = 12000  # twin pairs of stills (2 images each)
@@ -119,7 +128,7 @@ def train(cfg: PretrainConfig, progress: bool = True, spec: WorldSpec | None = N
     from vop.train.optim import build_optimizer, build_scheduler
 
     torch.set_num_threads(cfg.threads)
-    model = build_clip(cfg.config, seed=cfg.seed)
+    model = build_clip(probe_configs().get(cfg.config, cfg.config), seed=cfg.seed)
     for p in model.parameters():
         p.requires_grad_(True)
     model.train()

@@ -126,8 +126,6 @@ CONFIGS: dict[str, CLIPConfig] = {
     "tiny": CLIPConfig("tiny", 32, VisionCfg(64, 2, 4, 8, 32), TextCfg(32, 2, 2)),
     "tiny-12": CLIPConfig("tiny-12", 32, VisionCfg(64, 12, 4, 8, 32), TextCfg(32, 12, 2)),
     "tiny-synthetic": CLIPConfig("tiny-synthetic", 64, VisionCfg(64, 6, 4, 8, 32), TextCfg(64, 4, 4)),
-    # The demo backbone at width 96: the width probe of docs/demo-notes.md (not bundled).
-    "tiny-synthetic-96": CLIPConfig("tiny-synthetic-96", 96, VisionCfg(96, 6, 4, 8, 32), TextCfg(96, 4, 4)),
 }
 
 
