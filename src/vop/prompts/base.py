@@ -85,7 +85,7 @@ def complete(c: str | dict) -> dict:
 def check_values(c: dict) -> dict:
     """Refuse a complete component config whose values have the wrong type or range (a value read
     from adapter.json or a recipe decides tensor sizes): a key with a bool, str or number default
-    takes that kind of value (a ``None`` default: a number or ``None``), numbers are finite, and
+    takes that kind of value (a float or ``None`` default: a number or ``None``), numbers are finite, and
     the integer keys of the class's ``limits`` lie in their range; an integer default takes an
     integer. Returns ``c``."""
     cls = COMPONENTS[c["type"]]
@@ -108,8 +108,8 @@ def check_values(c: dict) -> dict:
                 isinstance(value, int) and not isinstance(value, bool)):
             raise ValueError(f"{what} is {str(value)[:40]!r}; expected an integer")
         elif (default is None or isinstance(default, float)) and not (
-                (value is None and default is None) or (number and math.isfinite(value))):
-            raise ValueError(f"{what} is {str(value)[:40]!r}; expected a finite number")
+                value is None or (number and math.isfinite(value))):  # None: K^s = K (resolve_depth)
+            raise ValueError(f"{what} is {str(value)[:40]!r}; expected a finite number or null")
     return c
 
 
