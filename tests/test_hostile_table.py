@@ -619,9 +619,6 @@ def test_the_table_covers_every_command():
 
     covered = {c.cmd.split()[0] for c in CASES}
     assert covered == set(COMMANDS), set(COMMANDS) - covered
-    stated = re.search(r"a table of (\d+) hostile inputs",
-                       (Path(__file__).parents[1] / "docs" / "security.md").read_text().replace("\n", " "))
-    assert stated and int(stated.group(1)) == len(CASES), "docs/security.md states another number of rows"
 
 
 # --- a real full disk: vop prepare stops in one line, leaves no temporary file, and resumes
