@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 import torch
@@ -186,6 +187,28 @@ def test_a_demo_that_trained_only_some_runs_reports_no_wall_clock(tmp_path):
     reused = demo_clock([{"key": "a", "reused": True}, {"key": "b", "reused": True}], tmp_path, started=time.time(),
                         jobs=2, machine="m")
     assert reused["source"] == "recorded" and reused["seconds"] == fresh["seconds"]
+
+
+def test_a_finished_run_is_reused_and_one_scored_by_an_older_version_is_scored_again(tmp_path):
+    """The result key = what trained the adapter + how it is scored: a change of scoring alone
+    (RESULT_VERSION) re-scores the saved adapter instead of retraining it."""
+    from vop_demo.runs import _trained_before, finished_run
+    from vop_demo.settings import SETTINGS
+
+    settings = SETTINGS["quick"]
+    run_dir = tmp_path / "vop-seed0"
+    (run_dir / "adapter").mkdir(parents=True)
+    (run_dir / "adapter" / "adapter.json").write_text("{}")
+    done = run_dir / "demo_result.json"
+    done.write_text(json.dumps({"key": settings.key("vop", 0), "train_key": settings.train_key("vop", 0)}))
+    assert finished_run(settings, "vop", 0, tmp_path)["reused"] is True
+    done.write_text(json.dumps({"key": "scored-by-an-older-version", "train_key": settings.train_key("vop", 0),
+                                "train_seconds": 12.0}))
+    assert finished_run(settings, "vop", 0, tmp_path) is None
+    assert _trained_before(settings, "vop", 0, tmp_path, None, None)["train_seconds"] == 12.0
+    other = replace(settings, updates=settings.updates + 1)  # trained with other settings: train again
+    assert _trained_before(other, "vop", 0, tmp_path, None, None) is None
+    assert settings.key("vop", 0) != settings.key("vop", 1) != settings.train_key("vop", 1)
 
 
 def test_labelled_lines_label_every_line_and_turn_carriage_returns_into_lines():
