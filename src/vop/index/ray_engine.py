@@ -158,6 +158,8 @@ def encode_with_ray(collection, todo, encoder, writer, report, progress: bool, a
         ctx.enable_progress_bars = False  # vop shows its own bar, as the plain path does
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         gpus = float(options.get("gpus_per_worker") or 0)
+        if gpus and getattr(encoder, "runtime", "torch") != "torch":
+            raise ValueError("--gpus-per-worker runs the torch model on CUDA: use it with --runtime torch")
         workers = int(options.get("workers") or 1)
         cpus, decode_cpus = plan_cpus(workers, float(options.get("cpus_per_worker") or 1),
                                       ray.cluster_resources().get("CPU", 1))
