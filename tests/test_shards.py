@@ -247,3 +247,18 @@ def test_chunked_build_under_a_memory_budget(tmp_path, indexed, capsys):
     assert not (tmp_path / "small" / DB_NAME).exists()  # refused before anything was written
     assert main(["index", "--from-shards", str(shards), "--out", str(tmp_path / "x"), "--memory-budget", "lots"]) == 2
     assert "--memory-budget must look like 4G" in _one_line(capsys)
+
+
+def test_export_and_from_shards_through_an_fsspec_file_system(indexed, tmp_path, capsys):
+    """A non-local URI (fsspec's in-memory file system, the code path of s3:// and gs://): parts
+    written and renamed through fsspec, then read back into an index."""
+    import fsspec
+
+    _, _, index = indexed
+    assert main(["export", str(index), "memory://exports/videos"]) == 0
+    capsys.readouterr()
+    names = sorted(p.rsplit("/", 1)[-1] for p in fsspec.filesystem("memory").ls("/exports/videos", detail=False))
+    assert names[0] == "_manifest.json" and names[1].startswith("part-") and len(names) == 2
+    copy = tmp_path / "copy"
+    assert main(["index", "--from-shards", "memory://exports/videos", "--out", str(copy), "--quiet"]) == 0
+    assert _stored(copy) == _stored(index)
