@@ -137,11 +137,12 @@ def test_int8_close_to_fp32_per_video(real_data, tmp_path):
     assert ov.timings["video"]["calibration"]["videos"] == calib.videos
     xml = (tmp_path / ov.timings["video"]["folder"].split("/")[-1] / "model.xml").read_text()
     assert "FakeQuantize" in xml or "FakeConvert" in xml  # the graph really is quantized
-    # text stays fp32 under int8 (no user text to calibrate on)
+    # text under int8: int8 weights only (no user text to calibrate activations on)
     tokens = tokenize(CAPTIONS)
     with torch.no_grad():
-        assert (ov.encode_text(tokens) - model.encode_text(tokens)).abs().max() <= 1e-4
-    assert ov.graph_precision("text") == "fp32"
+        got, ref = ov.encode_text(tokens), model.encode_text(tokens)
+    assert (got * ref).sum(-1).min() >= 0.995 and (got - ref).abs().max() > 1e-6
+    assert ov.graph_precision("text") == "int8-weights"
 
 
 def test_int8_needs_calibration():

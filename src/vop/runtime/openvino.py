@@ -11,8 +11,9 @@ cache (``vop.runtime.cache``) and compiled; all of it lazily, on the graph's fir
 Precisions: ``fp32`` (the plugin is told ``INFERENCE_PRECISION_HINT=f32``: on a CPU with native
 bf16 it would otherwise pick bf16), ``bf16`` (only where OpenVINO reports native BF16 support;
 elsewhere :class:`~vop.backbone.quantize.PrecisionError`), ``int8`` (the video graph: NNCF
-post-training quantization, transformer preset with SmoothQuant; the text graph stays fp32,
-since no text of the user's is at hand to calibrate it).
+post-training quantization, transformer preset with SmoothQuant, calibrated on the user's
+frames; the text graph gets NNCF's data-free int8 *weight* compression (activations stay fp32),
+since no text of the user's is at hand to calibrate activations on: ``int8-weights``).
 """
 
 from __future__ import annotations
@@ -129,8 +130,8 @@ class OpenVINOModel:
 
     # ----- graphs
     def graph_precision(self, graph: str) -> str:
-        """The precision ``graph`` runs at: int8 applies to the video graph only."""
-        return "fp32" if self.precision == "int8" and graph == "text" else self.precision
+        """The precision ``graph`` runs at: int8 (calibrated) for the video graph, int8 weights for the text graph."""
+        return "int8-weights" if self.precision == "int8" and graph == "text" else self.precision
 
     def prepare(self, *graphs: str) -> dict:
         """Build (or load from the cache) and compile ``graphs`` now; returns ``timings``."""
@@ -181,6 +182,10 @@ class OpenVINOModel:
         ov_model = openvino.convert_model(program)
         if precision == "int8":
             ov_model = quantize(ov_model, self.calibration)
+        elif precision == "int8-weights":
+            import nncf
+
+            ov_model = nncf.compress_weights(ov_model)  # int8 weights per channel, no data needed
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
         try:

@@ -1,0 +1,212 @@
+"""Quality of the OpenVINO runtime (``--runtime openvino``) against PyTorch fp32, per precision,
+with ``--check`` failing (exit 1) when a threshold of issue 25 does not hold.
+
+1. ViT-B/32 shapes, random weights (seed 0) with every parameter perturbed, on real videos (12
+   frames each, decoded as ``vop index`` does), zero-shot: per-video cosine of openvino fp32 / bf16 /
+   int8 to torch fp32 (min, median) and the largest |difference| of the unit vectors; text the same
+   on captions. int8 is calibrated on the first ``--calibration-videos`` videos; its cosines are
+   also given for the held-out rest. Thresholds: fp32 max |diff| <= 1e-4 (video and text), bf16
+   min cosine >= 0.999, int8 min cosine >= 0.995.
+2. ``--demo-out DIR`` (a ``vop demo`` output folder, as ``benchmarks/int8_quality.py`` reads it):
+   every seed-0 adapter on the demo world's test split, int8 calibrated on its validation split;
+   t2v R@1 of torch fp32 and each openvino precision, and the top-10 overlap. The best trained
+   adapter and the zero-shot backbone must have R@1 within 1.0 point and overlap >= 0.9.
+
+    python benchmarks/runtime_quality.py [--videos DIR] [--demo-out DIR] [--threads 2] [--check]
+        [--out benchmarks/results/runtime_quality.json]
+
+On your own weights, compare ``vop eval --runtime openvino --precision int8`` with ``--runtime torch``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from int8_common import default_videos, finish, loadavg
+from int8_quality import cosine_stats, top_overlap
+
+from vop.runtime import prepare
+from vop.runtime.calibration import Calibration
+from vop.runtime.openvino import cpu_capabilities
+
+FP32_MAX_DIFF = 1e-4
+MIN_COSINE = {"bf16": 0.999, "int8": 0.995}
+R1_DELTA_MAX = 1.0
+OVERLAP_MIN = 0.9
+CAPTIONS = ["a man is cooking pasta in a kitchen", "a dog runs on the beach", "two people play tennis",
+            "a car drives through a city at night", "someone pours a glass of water", "x",
+            "a very long caption about a person who walks slowly along a crowded street in the rain at dusk"]
+
+
+def precisions() -> list[str]:
+    return ["fp32", "int8"] + (["bf16"] if "BF16" in cpu_capabilities() else [])
+
+
+def in_memory_calibration(videos: list[torch.Tensor], what: str) -> Calibration:
+    import hashlib
+
+    h = hashlib.sha256(b"".join(v.numpy().tobytes()[:4096] for v in videos)).hexdigest()
+    return Calibration(h, len(videos), what, lambda: list(videos))
+
+
+@torch.no_grad()
+def random_weights_part(videos_dir: Path, limit: int, n_calib: int) -> dict:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from index_throughput import perturbed_clip
+
+    from vop.backbone.tokenizer import tokenize
+    from vop.data.decode import DecodeError
+    from vop.data.transforms import clip_preprocess
+    from vop.index.discover import discover_videos
+    from vop.index.encoder import VideoEncoder
+    from vop.model import build_model
+
+    clip = perturbed_clip("ViT-B-32")
+    ref = build_model(clip, "zeroshot", frames=12)
+    decoder = VideoEncoder(clip, ref, "random ViT-B-32")
+    clips, used = [], []
+    for f in discover_videos(videos_dir):
+        if len(clips) == limit:
+            break
+        try:
+            frames = decoder.decode(videos_dir / f.relpath)[0]
+        except DecodeError:
+            continue
+        clips.append(clip_preprocess(frames, size=224))  # [F, 3, S, S]
+        used.append(f.relpath)
+    video = torch.stack(clips)  # [N, F, 3, S, S]
+    tokens = tokenize(CAPTIONS)
+    a_v, a_t = torch.cat([ref.encode_video(v[None]) for v in video]), ref.encode_text(tokens)
+    out = {"backbone": "ViT-B-32 shapes, random weights (seed 0), every parameter perturbed", "videos": used,
+           "calibration_videos": used[:n_calib]}
+    calibration = in_memory_calibration(list(video[:n_calib]), f"first {n_calib} of the videos")
+    for p in precisions():
+        ov = prepare(ref, "openvino", p, calibration=calibration if p == "int8" else None)
+        b_v = torch.cat([ov.encode_video(v[None]) for v in video])  # one at a time, as vop index runs
+        b_t = ov.encode_text(tokens)
+        row = {"video_cosine": cosine_stats(a_v, b_v), "text_cosine": cosine_stats(a_t, b_t),
+               "video_max_abs_diff": float((a_v - b_v).abs().max()), "text_max_abs_diff": float((a_t - b_t).abs().max()),
+               "text_precision": ov.graph_precision("text")}
+        if p == "int8" and len(video) > n_calib:
+            row["video_cosine_held_out"] = cosine_stats(a_v[n_calib:], b_v[n_calib:])
+        out[p] = row
+        print(f"random ViT-B/32 openvino {p}: video cosine min {row['video_cosine']['min']:.6f} median "
+              f"{row['video_cosine']['median']:.6f}, max |diff| {row['video_max_abs_diff']:.2e}; text cosine min "
+              f"{row['text_cosine']['min']:.6f}, max |diff| {row['text_max_abs_diff']:.2e}", flush=True)
+    return out
+
+
+@torch.no_grad()
+def demo_part(demo_out: Path, n_calib: int) -> dict:
+    from vop.adapter import META_FILE, backbone_ref, load_adapter, read_metadata
+    from vop.backbone.reference import resolve_backbone
+    from vop.data.annotations import load_records
+    from vop.eval.retrieval import build_queries, encode_texts, encode_videos, metrics_from_embeddings
+    from vop.runtime.calibration import from_records
+
+    worlds = sorted(demo_out.glob("world-*/metadata.json"))
+    data = worlds[0].parent if worlds else demo_out / "data"
+    runs = demo_out / data.name.replace("world", "runs") if worlds else demo_out / "runs"
+    adapters = sorted(p.parent for p in runs.glob("*-seed0/adapter/adapter.json"))
+    if not adapters:
+        raise SystemExit(f"runtime_quality: no {runs}/*-seed0/adapter under {demo_out}")
+    records = load_records("csv", data, split="test", videos_dir=data)
+    val = load_records("csv", data, split="val", videos_dir=data)
+    queries = build_queries(records)
+    rows = []
+    cpu = torch.device("cpu")
+    for adapter in adapters:
+        meta = read_metadata(adapter)
+        clip = resolve_backbone(backbone_ref(meta), recorded_in=adapter / META_FILE)
+        ref = load_adapter(adapter, clip)
+        size = clip.cfg.vision.image_size
+        calibration = from_records(val, ref.frames, size, n_calib, split="val")
+
+        def run(model):
+            v, _ = encode_videos(model, records, size, 64, cpu, on_error="raise", progress=False)
+            t = encode_texts(model, queries.texts, 64, cpu, progress=False)
+            return v, t, metrics_from_embeddings(t, v, queries)
+
+        va, ta, ma = run(ref)
+        row = {"run": adapter.parent.name, "method": meta["method"], "videos": len(va), "queries": len(ta),
+               "t2v_r1_torch_fp32": ma["t2v"]["R@1"]}
+        for p in precisions():
+            vb, tb, mb = run(prepare(ref, "openvino", p, calibration=calibration if p == "int8" else None))
+            row[p] = {"t2v_r1": mb["t2v"]["R@1"], "t2v_r1_delta": mb["t2v"]["R@1"] - ma["t2v"]["R@1"],
+                      "top10_overlap": top_overlap(ta @ va.t(), tb @ vb.t(), 10),
+                      "video_cosine": cosine_stats(va, vb), "text_cosine": cosine_stats(ta, tb)}
+            print(f"demo {row['run']:<18} openvino {p}: t2v R@1 {mb['t2v']['R@1']:.2f} vs {ma['t2v']['R@1']:.2f}, "
+                  f"top-10 overlap {row[p]['top10_overlap']:.4f}, video cosine min "
+                  f"{row[p]['video_cosine']['min']:.6f}", flush=True)
+        rows.append(row)
+    trained = [r for r in rows if r["method"] != "zeroshot"] or rows
+    best = max(trained, key=lambda r: r["t2v_r1_torch_fp32"])
+    return {"demo_out": str(demo_out), "runs": rows, "best_trained": best["run"]}
+
+
+def checks(result: dict) -> list[str]:
+    failed = []
+    r = result.get("random")
+    if r:
+        for side in ("video", "text"):
+            d = r["fp32"][f"{side}_max_abs_diff"]
+            if d > FP32_MAX_DIFF:
+                failed.append(f"random ViT-B/32 openvino fp32: {side} max |diff| {d:.2e} > {FP32_MAX_DIFF}")
+        for p, lo in MIN_COSINE.items():
+            if p in r and r[p]["video_cosine"]["min"] < lo:
+                failed.append(f"random ViT-B/32 openvino {p}: min video cosine {r[p]['video_cosine']['min']:.6f} < {lo}")
+    d = result.get("demo")
+    if d:
+        for row in d["runs"]:
+            if row["run"] != d["best_trained"] and row["method"] != "zeroshot":
+                continue
+            for p in precisions():
+                if abs(row[p]["t2v_r1_delta"]) > R1_DELTA_MAX:
+                    failed.append(f"demo {row['run']} openvino {p}: t2v R@1 {row[p]['t2v_r1']:.2f} vs "
+                                  f"{row['t2v_r1_torch_fp32']:.2f}, more than {R1_DELTA_MAX} apart")
+                if row[p]["top10_overlap"] < OVERLAP_MIN:
+                    failed.append(f"demo {row['run']} openvino {p}: top-10 overlap {row[p]['top10_overlap']:.4f} "
+                                  f"< {OVERLAP_MIN}")
+    return failed
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--videos", type=Path, default=None)
+    ap.add_argument("--max-videos", type=int, default=8)
+    ap.add_argument("--calibration-videos", type=int, default=4)
+    ap.add_argument("--no-random", action="store_true")
+    ap.add_argument("--demo-out", type=Path)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--check", action="store_true")
+    ap.add_argument("--out", default="benchmarks/results/runtime_quality.json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    import openvino
+
+    result: dict = {"threads": args.threads, "openvino": openvino.__version__, "loadavg_before": loadavg(),
+                    "thresholds": {"fp32_max_abs_diff": FP32_MAX_DIFF, "min_cosine": MIN_COSINE,
+                                   "t2v_r1_delta": R1_DELTA_MAX, "top10_overlap": OVERLAP_MIN}}
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["VOP_OPENVINO_CACHE"] = tmp
+        if not args.no_random:
+            videos = args.videos or default_videos()
+            if videos is None:
+                raise SystemExit("runtime_quality: no videos; pass --videos DIR")
+            result["random"] = random_weights_part(videos, args.max_videos, args.calibration_videos)
+        if args.demo_out:
+            result["demo"] = demo_part(args.demo_out, 8)
+    result["loadavg_after"] = loadavg()
+    return finish(result, args.out, checks(result), args.check)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
