@@ -101,7 +101,7 @@ def test_from_shards_written_by_a_plain_pyarrow_script(indexed, tmp_path, capsys
     backbone, videos, _ = indexed
     vectors = _unit(40, 0)
     paths = [f"clip{i:02d}.mp4" for i in range(40)]
-    shards = _foreign_shards(tmp_path / "theirs", vectors, paths)
+    shards = _foreign_shards(tmp_path / "theirs", vectors * 2, paths)  # not unit length: normalised
     out = tmp_path / "built"
     code = main(["index", str(videos), "--from-shards", str(shards), "--backbone", str(backbone),
                  "--frames", str(FRAMES), "--out", str(out), "--json"])
