@@ -29,7 +29,8 @@ def register(subparsers) -> None:
     )
     p.add_argument("index", help="index folder written by `vop index`")
     p.add_argument("out", help="folder or fsspec URI to write part-*.parquet + _manifest.json into (empty)")
-    p.add_argument("--format", choices=("parquet",), default="parquet", help="output format (default parquet)")
+    p.add_argument("--format", choices=("parquet",), default="parquet",
+                   help="output format (default parquet)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 

@@ -109,7 +109,8 @@ def build_index(
     manifest = Manifest(root=collection.root, shard=None, vop_version=__version__, **encoder.identity())
     if engine == "ray" and (ray_options or {}).get("gpus_per_worker"):
         manifest.precision = "bf16"  # GPU actors encode under bf16 autocast (vop.index.ray_engine)
-    report = IndexReport(root=collection.root, discovered=len(files), shard=None if shard is None else list(shard),
+    report = IndexReport(root=collection.root, discovered=len(files),
+                         shard=None if shard is None else list(shard),
                          engine=engine)
     lock = index_lock(out) if shard is None else index_lock(emb, f".lock-{shard[0]}-of-{shard[1]}")
     with lock:
@@ -130,7 +131,8 @@ def build_index(
             if engine == "ray":
                 from vop.index.ray_engine import encode_with_ray
 
-                encode_with_ray(collection, todo, encoder, writer, report, progress, after_each, ray_options or {})
+                encode_with_ray(collection, todo, encoder, writer, report, progress, after_each,
+                                ray_options or {})
             else:
                 _encode_all(collection, todo, encoder, writer, report, progress, after_each)
         compact(str(emb), scan(str(emb), owned=owned), keep=present, owned=owned)
@@ -157,7 +159,8 @@ def _check_manifests(out: Path, emb: Path, manifest: Manifest, shard) -> Manifes
     beside = read_manifest_beside(str(emb)) if emb.is_dir() else None
     if beside is not None:
         if beside.root != manifest.root:
-            raise ValueError(f"{emb} holds shards of {beside.root}, not {manifest.root}; choose another --out")
+            raise ValueError(
+                f"{emb} holds shards of {beside.root}, not {manifest.root}; choose another --out")
         check_same_model(beside, manifest, "the backbone/adapter given now")
     return before or beside
 
@@ -172,8 +175,8 @@ def _migrate(out: Path, emb: Path, dim: int) -> None:
                 export_rows(store, str(emb), dim, writer="migrated")
 
 
-def _encode_all(collection: Collection, todo, encoder, writer: PartWriter, report: IndexReport, progress: bool,
-                after_each) -> None:
+def _encode_all(collection: Collection, todo, encoder, writer: PartWriter, report: IndexReport,
+                progress: bool, after_each) -> None:
     from tqdm.auto import tqdm
 
     from vop.data.decode import DecodeError

@@ -39,4 +39,5 @@ def export_index(index_dir: str | Path, dest: str, part_rows: int = PART_ROWS) -
         rows = export_rows(store, dest, manifest.dim, part_rows=part_rows)
         ok = store.count("ok")
     write_manifest_beside(dest, manifest)
-    return {"rows": rows, "indexed": ok, "parts": len(part_files(dest)), "dim": manifest.dim, "out": str(dest)}
+    return {"rows": rows, "indexed": ok, "parts": len(part_files(dest)), "dim": manifest.dim,
+            "out": str(dest)}

@@ -109,7 +109,8 @@ def check_index_dir(out: Path, manifest: Manifest) -> Manifest | None:
         check_same_model(old, manifest, "the backbone/adapter given now")
         return old
     if (out / DB_NAME).exists():
-        raise FileExistsError(f"{out} holds {DB_NAME} but no {MANIFEST_NAME}; remove it or choose another --out")
+        raise FileExistsError(
+            f"{out} holds {DB_NAME} but no {MANIFEST_NAME}; remove it or choose another --out")
     return None
 
 
@@ -127,7 +128,8 @@ def check_complete(shards: str) -> None:
     if not fs.isdir(path):
         return
     done = [p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)]
-    done = [n[len(DONE_PREFIX):-len(".json")] for n in done if n.startswith(DONE_PREFIX) and n.endswith(".json")]
+    done = [n[len(DONE_PREFIX) : -len(".json")] for n in done
+            if n.startswith(DONE_PREFIX) and n.endswith(".json")]
     by_n: dict[int, set[int]] = {}
     for name in done:
         i, n = (int(x) for x in name.split("-of-"))
@@ -136,7 +138,8 @@ def check_complete(shards: str) -> None:
         if have != set(range(n)):
             missing = sorted(set(range(n)) - have)
             raise ValueError(
-                f"shards under {shards} are incomplete: --shard runs {', '.join(f'{i}/{n}' for i in missing)} "
+                f"shards under {shards} are incomplete: --shard runs "
+                f"{', '.join(f'{i}/{n}' for i in missing)} "
                 f"have not finished (found {', '.join(f'{i}/{n}' for i in sorted(have))})"
             )
 
@@ -164,10 +167,11 @@ def build_from_shards(
     ok = sum(1 for s in found.signature.values() if s[2] == "ok")
     plan_chunks(ok, manifest.dim, choose_kind(ok, manifest.dim, vector_index or saved_kind(out), exact_max),
                 memory_budget)  # ... also an index that would not fit the memory budget
+    args = (str(shards), out, manifest, found, vector_index, exact_max, memory_budget, report, start)
     if locked:
-        return _build(str(shards), out, manifest, found, vector_index, exact_max, memory_budget, report, start)
+        return _build(*args)
     with index_lock(out):
-        return _build(str(shards), out, manifest, found, vector_index, exact_max, memory_budget, report, start)
+        return _build(*args)
 
 
 def _build(shards: str, out: Path, manifest: Manifest, found: ShardScan, vector_index, exact_max,

@@ -55,7 +55,8 @@ def _decode_row(row: dict, root: str, local: str | None, decoder) -> dict:
         return out
     frames, thumb = np.ascontiguousarray(frames), np.ascontiguousarray(thumb)
     out.update(frames=frames.tobytes(), frames_shape=list(frames.shape), thumb=thumb.tobytes(),
-               thumb_shape=list(thumb.shape), duration=float("nan") if info.duration is None else info.duration,
+               thumb_shape=list(thumb.shape),
+               duration=float("nan") if info.duration is None else info.duration,
                num_frames=int(info.num_frames), width=int(info.width), height=int(info.height),
                warning=getattr(info, "warning", None), from_cache=bool(from_cache))
     return out
@@ -82,8 +83,10 @@ class Encode:
                 vectors.append(b"")
                 thumbs.append(b"")
                 continue
-            frames = np.frombuffer(batch["frames"][i], np.uint8).reshape(batch["frames_shape"][i])  # bytes -> [F, H, W, 3]
-            thumb = np.frombuffer(batch["thumb"][i], np.uint8).reshape(batch["thumb_shape"][i])  # bytes -> [H, W, 3]
+            frames = np.frombuffer(batch["frames"][i], np.uint8)
+            frames = frames.reshape(batch["frames_shape"][i])  # bytes -> [F, H, W, 3]
+            thumb = np.frombuffer(batch["thumb"][i], np.uint8)
+            thumb = thumb.reshape(batch["thumb_shape"][i])  # bytes -> [H, W, 3]
             duration = float(batch["duration"][i])
             info = types.SimpleNamespace(duration=None if np.isnan(duration) else duration,
                                          num_frames=int(batch["num_frames"][i]), width=int(batch["width"][i]),
@@ -91,8 +94,8 @@ class Encode:
             enc = self.encoder.encode_decoded((frames, info, thumb, bool(batch["from_cache"][i])))
             vectors.append(np.asarray(enc.vector, np.float32).tobytes())
             thumbs.append(enc.thumbnail)
-        keep = ("relpath", "size", "mtime_ns", "file_id", "bad_name", "duration", "num_frames", "width", "height",
-                "warning", "from_cache", "error")
+        keep = ("relpath", "size", "mtime_ns", "file_id", "bad_name", "duration", "num_frames", "width",
+                "height", "warning", "from_cache", "error")
         return {**{k: batch[k] for k in keep}, "vector": np.array(vectors, dtype=object),
                 "thumbnail": np.array(thumbs, dtype=object), "pid": np.full(n, os.getpid())}
 
@@ -138,7 +141,8 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
     return True
 
 
-def encode_with_ray(collection, todo, encoder, writer, report, progress: bool, after_each, options: dict) -> None:
+def encode_with_ray(collection, todo, encoder, writer, report, progress: bool, after_each,
+                    options: dict) -> None:
     """Encode ``todo`` on Ray and hand every row to ``writer`` (see the module doc)."""
     if not todo:
         return
@@ -168,7 +172,8 @@ def encode_with_ray(collection, todo, encoder, writer, report, progress: bool, a
         local = None if collection.local is None else str(collection.local)
         encoder_ref = ray.put(encoder)
         ds = ray.data.from_items(items, override_num_blocks=min(len(items), max(1, len(items) // 4)))
-        ds = ds.map(_decode_row, fn_kwargs={"root": collection.root, "local": local, "decoder": encoder.decoder()},
+        decode_args = {"root": collection.root, "local": local, "decoder": encoder.decoder()}
+        ds = ds.map(_decode_row, fn_kwargs=decode_args,
                     num_cpus=decode_cpus, max_retries=DECODE_RETRIES)
         ds = ds.map_batches(
             Encode,
@@ -197,9 +202,11 @@ def encode_with_ray(collection, todo, encoder, writer, report, progress: bool, a
                 else:
                     duration = float(batch["duration"][i])
                     enc = types.SimpleNamespace(
-                        vector=np.frombuffer(batch["vector"][i], np.float32), thumbnail=bytes(batch["thumbnail"][i]),
-                        duration=None if np.isnan(duration) else duration, num_frames=int(batch["num_frames"][i]),
-                        width=int(batch["width"][i]), height=int(batch["height"][i]), warning=_text(batch["warning"][i]),
+                        vector=np.frombuffer(batch["vector"][i], np.float32),
+                        thumbnail=bytes(batch["thumbnail"][i]),
+                        duration=None if np.isnan(duration) else duration,
+                        num_frames=int(batch["num_frames"][i]), width=int(batch["width"][i]),
+                        height=int(batch["height"][i]), warning=_text(batch["warning"][i]),
                         from_cache=bool(batch["from_cache"][i]))
                     row = video_row(f, enc)
                 count(report, row, enc)
@@ -210,7 +217,8 @@ def encode_with_ray(collection, todo, encoder, writer, report, progress: bool, a
         bar.close()
         lost = wanted - seen
         if lost:
-            raise RuntimeError(f"the Ray run returned no row for {len(lost)} videos (e.g. {sorted(lost)[0]}); "
+            raise RuntimeError(f"the Ray run returned no row for {len(lost)} videos "
+                               f"(e.g. {sorted(lost)[0]}); "
                                f"every finished part is kept: run again to encode them")
     finally:
         if started:

@@ -1,8 +1,8 @@
 """Parquet embedding shards: the one output of every encoding path and the input of the one builder.
 
 ``vop index`` (plain, ``--shard i/n`` and ``--engine ray``) writes ``IDX/embeddings/part-*.parquet``
-plus ``IDX/embeddings/_manifest.json`` (the embedding space, a vop manifest); SQLite + FAISS are then built from
-the shards (:mod:`vop.index.from_shards`), which is also ``vop index --from-shards DIR`` for
+plus ``IDX/embeddings/_manifest.json`` (the embedding space, a vop manifest); SQLite + FAISS are then
+built from the shards (:mod:`vop.index.from_shards`), which is also ``vop index --from-shards DIR`` for
 shards written by any engine (Spark, Ray, a user's own pyarrow job). The same files are what
 LanceDB, Milvus, Spark or autofaiss read.
 
@@ -58,7 +58,7 @@ PART_SECONDS = 60.0  # ... or this long since the part's first row: a killed run
 READ_ROWS = 8192  # rows per batch when reading a part
 REQUIRED = ("path", "size", "mtime_ns", "status", "vector")
 STATUSES = ("ok", "error")
-UNIT_TOLERANCE = 1e-2  # a vector whose norm is further than this from 1 is normalised (fp16 rounding is ~1e-4)
+UNIT_TOLERANCE = 1e-2  # a norm further than this from 1 is normalised (fp16 rounding is ~1e-4)
 
 
 class ShardError(ValueError):
@@ -258,8 +258,10 @@ def vectors_of(part: str, column, paths, dim: int | None) -> tuple[np.ndarray, n
     bad = np.flatnonzero(lengths != want)
     if len(bad):
         row = np.flatnonzero(valid)[bad[0]]
-        raise ShardError(f"{part}: row {paths[row]!r} has a vector of length {lengths[bad[0]]}, expected {want}")
-    flat = np.asarray(present.flatten(), dtype=np.float32).reshape(len(present), want)  # [N * dim] -> [N, dim]
+        raise ShardError(
+            f"{part}: row {paths[row]!r} has a vector of length {lengths[bad[0]]}, expected {want}")
+    flat = np.asarray(present.flatten(), dtype=np.float32)
+    flat = flat.reshape(len(present), want)  # [N * dim] -> [N, dim]
     finite = np.isfinite(flat).all(axis=1)
     if not finite.all():
         row = np.flatnonzero(valid)[np.flatnonzero(~finite)[0]]
@@ -297,7 +299,8 @@ def scan(where: str, dim: int | None = None, check_vectors: bool = False,
         _check_columns(part, pf.schema_arrow)
         fixed = vector_dim(part, pf.schema_arrow.field("vector").type)
         if fixed is not None and result.dim is not None and fixed != result.dim:
-            raise ShardError(f"{part}: vectors have {fixed} values, expected {result.dim} (the manifest's dim)")
+            raise ShardError(
+                f"{part}: vectors have {fixed} values, expected {result.dim} (the manifest's dim)")
         row0 = 0
         for batch in pf.iter_batches(batch_size=READ_ROWS, columns=columns):
             paths = batch.column("path").to_pylist()
@@ -423,5 +426,6 @@ def read_manifest_beside(where: str):
         try:
             manifest = read_manifest(tmp)
         except ValueError as err:  # name the file the user has, not the temporary copy
-            raise ValueError(str(err).replace(str(Path(tmp) / MANIFEST_NAME), join(str(where), SHARDS_MANIFEST))) from None
+            shown = join(str(where), SHARDS_MANIFEST)
+            raise ValueError(str(err).replace(str(Path(tmp) / MANIFEST_NAME), shown)) from None
     return manifest
