@@ -56,7 +56,7 @@ def register(subparsers) -> None:
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this process; ray: Ray Data (decode tasks + an encoder actor pool)")
     p.add_argument("--address", help="Ray cluster to join (auto, ray://HOST:PORT; default: a local Ray)")
-    p.add_argument("--workers", type=threads_arg, help="Ray encoder actors (default: 1 per GPU asked for, else 1)")
+    p.add_argument("--workers", type=threads_arg, help="Ray encoder actors (default 1)")
     p.add_argument("--gpus-per-worker", type=bounded_float(0, 64), default=0.0,
                    help="GPUs per Ray encoder actor (bf16 autocast on GPU; default 0: CPU actors)")
     p.add_argument("--memory-budget", default="4G",
