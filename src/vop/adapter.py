@@ -80,7 +80,7 @@ def read_metadata(directory: str | os.PathLike) -> dict:
     path = Path(directory) / META_FILE
     if not path.is_file():
         raise AdapterError(f"{path}: not found (an adapter folder holds {META_FILE} and {WEIGHTS_FILE})")
-    from vop.bounds import read_json_object
+    from vop.limits import read_json_object
 
     meta = read_json_object(path, AdapterError)
     if meta.get("schema_version") != SCHEMA_VERSION:
@@ -91,7 +91,7 @@ def read_metadata(directory: str | os.PathLike) -> dict:
 
 def validate_metadata(meta: dict, path) -> None:
     """Every field the loader uses, checked against sane bounds before anything is allocated."""
-    from vop.bounds import MAX_CONTEXT, MAX_FRAMES, check_int, check_str, check_tree
+    from vop.limits import MAX_CONTEXT, MAX_FRAMES, check_int, check_str, check_tree
 
     def err(msg):
         return AdapterError(f"{path}: {msg}")

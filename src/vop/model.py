@@ -201,7 +201,7 @@ def plan_method(clip_cfg: CLIPConfig, method: str, frames: int, comps: list[dict
     that are each in range can still multiply into gigabytes (``generated_length`` x width^2 for
     ``vop-c``, ``position_length`` x ``frames`` for ``vop-p``).
     """
-    from vop.bounds import MAX_FRAMES, MAX_METHOD_PARAMETERS, check_int
+    from vop.limits import MAX_FRAMES, MAX_METHOD_PARAMETERS, check_int
 
     check_int(frames, 1, MAX_FRAMES, "frames")
     for c in comps:

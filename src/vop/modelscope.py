@@ -105,7 +105,7 @@ def find_files(source: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def read_hyperparam(path: Path, needed: tuple[str, ...]) -> dict:
-    from vop.bounds import MAX_FRAMES, MAX_IMAGE_SIZE, MAX_PROMPT_TOKENS, check_int, read_json_object
+    from vop.limits import MAX_FRAMES, MAX_IMAGE_SIZE, MAX_PROMPT_TOKENS, check_int, read_json_object
 
     if not path.is_file():
         raise ModelScopeError(f"{path}: not found (the model folder's configuration.json gives the hyperparameters)")

@@ -84,13 +84,13 @@ class CLIPConfig:
 
     def validate(self) -> CLIPConfig:
         """Check every shape-determining number against the architecture's limits and the
-        parameter ceiling (``vop.bounds``) before anything is allocated; returns ``self``.
+        parameter ceiling (``vop.limits``) before anything is allocated; returns ``self``.
 
         A config read from a file (safetensors metadata, a Hugging Face ``config.json``, a recorded
         backbone) decides how much memory building the model takes, so a 400-byte file could
         otherwise ask for gigabytes. The parameter count is exact (:func:`parameter_count`).
         """
-        from vop.bounds import MAX_BACKBONE_PARAMETERS, MAX_CONTEXT, MAX_DIM, MAX_IMAGE_SIZE, MAX_LAYERS, MAX_VOCAB
+        from vop.limits import MAX_BACKBONE_PARAMETERS, MAX_CONTEXT, MAX_DIM, MAX_IMAGE_SIZE, MAX_LAYERS, MAX_VOCAB
 
         if not isinstance(self.name, str) or not 0 < len(self.name) <= 200:
             raise ValueError("name must be a string of 1 to 200 characters")

@@ -418,7 +418,7 @@ def _read_hf_dir(path: Path) -> tuple[dict[str, torch.Tensor], CLIPConfig, str]:
         raise CheckpointError(
             f"{path}: a directory source must be a Hugging Face CLIPModel folder with config.json"
         )
-    from vop.bounds import read_json_object
+    from vop.limits import read_json_object
 
     hf_config = read_json_object(config_file, CheckpointError)
     cfg = config_from_hf(hf_config, name=path.name, origin=str(config_file))
@@ -427,7 +427,7 @@ def _read_hf_dir(path: Path) -> tuple[dict[str, torch.Tensor], CLIPConfig, str]:
 
 def _shard_names(index: Path) -> list[str]:
     """The shard files ``model.safetensors.index.json`` names: plain file names in its folder."""
-    from vop.bounds import read_json_object
+    from vop.limits import read_json_object
 
     weight_map = read_json_object(index, CheckpointError).get("weight_map")
     if not isinstance(weight_map, dict) or not weight_map:

@@ -72,7 +72,7 @@ class BackboneRef:
 
 def validate_ref(data, err) -> None:
     """Types and sizes of a recorded ``backbone`` object; ``err(msg)`` builds the exception."""
-    from vop.bounds import check_str, check_tree
+    from vop.limits import check_str, check_tree
 
     if not isinstance(data, dict):
         raise err("backbone must be an object with name and weights_sha256")

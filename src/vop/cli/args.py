@@ -2,7 +2,7 @@
 range at parse time, before anything is allocated (``--frames 100000`` must not build a
 6 GB batch and then an index that search refuses; ``--frames 0`` must not mean "the default").
 
-The limits are the ones files are held to (:mod:`vop.bounds`), so a command never writes what
+The limits are the ones files are held to (:mod:`vop.limits`), so a command never writes what
 another one then refuses. An out-of-range value is argparse's own one-line error, exit 2::
 
     vop index: error: argument --frames: 0 is out of range; expected an integer from 1 to 1024
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from vop.bounds import MAX_FRAMES, MAX_IMAGE_SIZE
+from vop.limits import MAX_FRAMES, MAX_IMAGE_SIZE
 
 # limits of numbers that no file records (each is far above any useful value)
 MIN_IMAGE_SIZE = 16  # short side of cached frames / model input: below it a frame is a smudge

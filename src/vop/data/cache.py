@@ -98,7 +98,7 @@ def _write_npy_atomic(path: Path, array: np.ndarray) -> None:
 def _read_json(path: Path) -> dict:
     """A cache JSON file as a dict; not JSON, not an object, nested too deeply or holding a
     number too long to parse is a ``CacheError`` naming the file."""
-    from vop.bounds import read_json_object
+    from vop.limits import read_json_object
 
     try:
         return read_json_object(path, CacheError)
@@ -110,7 +110,7 @@ def _read_json(path: Path) -> dict:
 
 def _check_settings(path: Path, data: dict) -> dict:
     """``cache.json``: version, frames (1..MAX_FRAMES) and short side (1..MAX_IMAGE_SIZE)."""
-    from vop.bounds import MAX_FRAMES, MAX_IMAGE_SIZE, check_int
+    from vop.limits import MAX_FRAMES, MAX_IMAGE_SIZE, check_int
 
     if data.get("version") != CACHE_VERSION:
         raise CacheError(f"{path}: cache version {str(data.get('version'))[:20]} is not {CACHE_VERSION}; "
@@ -123,7 +123,7 @@ def _check_settings(path: Path, data: dict) -> dict:
 def _check_contents(path: Path, data: dict) -> dict:
     """``videos.json``: ``videos`` an object of entry objects with bounded numbers and string
     paths, ``failed`` an object of reason strings. Anything else is a ``CacheError``."""
-    from vop.bounds import MAX_FRAMES, check_int, check_str
+    from vop.limits import MAX_FRAMES, check_int, check_str
 
     videos, failed = data.get("videos", {}), data.get("failed", {})
     if not isinstance(videos, dict) or not isinstance(failed, dict):
@@ -152,7 +152,7 @@ def _check_contents(path: Path, data: dict) -> dict:
 def _check_frames(path: Path, frames) -> np.ndarray:
     """A cached ``.npy`` must hold uint8 ``[K, H, W, 3]`` with sane sizes; else ``DecodeError``
     (so ``vop index`` / training make it one error row or skipped video, not a stopped run)."""
-    from vop.bounds import MAX_FRAMES, MAX_IMAGE_SIZE
+    from vop.limits import MAX_FRAMES, MAX_IMAGE_SIZE
 
     shape = tuple(frames.shape)
     if (frames.dtype != np.uint8 or len(shape) != 4 or shape[3] != 3 or not 1 <= shape[0] <= MAX_FRAMES

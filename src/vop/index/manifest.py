@@ -88,7 +88,7 @@ def read_manifest(index_dir: str | Path) -> Manifest:
     path = Path(index_dir) / MANIFEST_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{index_dir} is not a vop index: {MANIFEST_NAME} not found")
-    from vop.bounds import read_json_object
+    from vop.limits import read_json_object
 
     data = read_json_object(path, ManifestError)
     if data.get("format") not in READS:
@@ -122,7 +122,7 @@ def _from_format_1(data: dict, path: Path) -> dict:
 
 def _validate(data: dict, path: Path) -> None:
     """Types and sane bounds of every field, before any of them sizes an allocation."""
-    from vop.bounds import MAX_DIM, MAX_FRAMES, MAX_IMAGE_SIZE, check_int, check_str, check_tree
+    from vop.limits import MAX_DIM, MAX_FRAMES, MAX_IMAGE_SIZE, check_int, check_str, check_tree
     from vop.index.discover import MAX_SHARDS
 
     def err(msg):

@@ -11,7 +11,7 @@ file says. A component class provides:
 * ``defaults``: its config keys with their default values (a method lists only what differs;
   ``build_model(..., overrides=)`` sets these keys); ``optional`` (if any) names keys that may be
   given but have no default, and any other key is an error; ``limits`` (if any) gives the
-  ``(lo, hi)`` range of integer keys (prompt lengths: 0 to ``vop.bounds.MAX_PROMPT_TOKENS``), and
+  ``(lo, hi)`` range of integer keys (prompt lengths: 0 to ``vop.limits.MAX_PROMPT_TOKENS``), and
   :func:`check_values` checks every value's type against its default;
 * ``from_config(c, clip_cfg, frames)``: the component built from a complete config ``c``;
 * for a prompt role, it is an ``nn.Module`` whose parameters are all trained and whose
@@ -30,7 +30,7 @@ import math
 import torch
 from torch import nn
 
-from vop.bounds import MAX_PROMPT_TOKENS
+from vop.limits import MAX_PROMPT_TOKENS
 
 PROMPT_RANGE = (0, MAX_PROMPT_TOKENS)  # the ``limits`` of a prompt length key
 INIT_STD = 0.02  # prompt tokens start at N(0, 0.02): small, and still distinct from each other

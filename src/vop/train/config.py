@@ -263,7 +263,7 @@ def _check_method(cfg: TrainConfig, where: str) -> TrainConfig:
     """``model.method`` and ``model.overrides`` resolve to known components with values of the
     right type and range (one line naming the recipe); sizes that need the backbone are checked
     when the model is built (``vop.model.plan_method``)."""
-    from vop.bounds import MAX_FRAMES, check_int
+    from vop.limits import MAX_FRAMES, check_int
     from vop.model import resolve_method
     from vop.prompts.base import check_values
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from vop.backbone.clip import CLIP
-from vop.bounds import MAX_DIM
+from vop.limits import MAX_DIM
 from vop.prompts.base import register_component
 
 HOOKS = {"attn": "attn_adapter", "ffn": "mlp_adapter"}  # config "where" -> block hook attribute

@@ -1,5 +1,6 @@
-"""Sanity bounds for numbers read from files a user may not have written (adapter.json,
-manifest.json): a hostile ``frames: 1000000000`` must fail in one line, not allocate 256 GB."""
+"""Limits for numbers read from files a user may not have written (adapter.json, an index's
+manifest.json, a checkpoint's config), and small readers that hold values to them: a hostile
+``frames: 1000000000`` must fail in one line, not allocate 256 GB."""
 
 from __future__ import annotations
 
