@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from vop.backbone.clip import CLIPConfig, get_config
-from vop.backbone.loading import build_from_state_dict, config_to_hf, hf_to_openai
+from vop.backbone.formats.hf import config_to_hf, hf_to_openai
+from vop.backbone.loading import build_from_state_dict
 from vop.backbone.tokenizer import tokenize
 
 FRAMES = 12

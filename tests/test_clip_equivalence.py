@@ -16,7 +16,7 @@ from torch import nn
 
 import vop
 from vop.backbone.clip import CLIPConfig, get_config
-from vop.backbone.loading import config_from_hf, config_to_hf
+from vop.backbone.formats.hf import config_from_hf, config_to_hf
 
 from conftest import perturb_every_parameter
 

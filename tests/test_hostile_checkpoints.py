@@ -18,8 +18,8 @@ from safetensors.torch import save_file
 import vop
 from vop.adapter import AdapterError, load_adapter, save_adapter
 from vop.backbone.clip import build_clip
+from vop.backbone.formats.torchscript import TorchScriptError, read_torchscript_state
 from vop.backbone.loading import CheckpointError, load_clip, save_clip
-from vop.backbone.torchscript import TorchScriptError, read_torchscript_state
 from vop.cli import main
 from vop.model import build_model
 

@@ -20,8 +20,8 @@ import torch
 from safetensors.torch import save_file
 
 from vop.backbone.clip import CONFIGS, CLIPConfig, build_clip, get_config, parameter_count, state_shapes
+from vop.backbone.formats.torchscript import TorchScriptError, read_torchscript_state
 from vop.backbone.loading import CONFIG_METADATA_KEY, CheckpointError, load_clip, save_clip
-from vop.backbone.torchscript import TorchScriptError, read_torchscript_state
 from vop.cli import main
 
 HERE = Path(__file__).resolve().parent
@@ -108,7 +108,7 @@ def test_metadata_config_missing_key_and_bad_json(tmp_path):
 
 def hf_folder(path: Path, text: dict | None = None, vision: dict | None = None, raw: str | None = None) -> Path:
     """A Hugging Face CLIPModel folder for the tiny architecture with ``text``/``vision`` changes."""
-    from vop.backbone.loading import config_to_hf
+    from vop.backbone.formats.hf import config_to_hf
 
     path.mkdir()
     config = config_to_hf(get_config("tiny"))
@@ -261,7 +261,7 @@ def test_torchscript_build_cannot_reshape_a_checked_tensor(tmp_path):
 
 def test_every_collected_tensor_is_checked_against_its_storage(tmp_path):
     """The last check, whatever path a tensor took: a stride-0 view of 10^12 elements is refused."""
-    from vop.backbone import torchscript
+    from vop.backbone.formats import torchscript
 
     with zipfile.ZipFile(_archive_with(tmp_path, b"")) as z:
         archive = torchscript._Archive(tmp_path / "x.pt", z)

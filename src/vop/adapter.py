@@ -155,7 +155,8 @@ def check_backbone(meta: dict, clip: CLIP, where: str = "adapter") -> None:
 
 def load_adapter(directory: str | os.PathLike, clip: CLIP) -> VideoTextModel:
     """Rebuild the saved method on ``clip`` and load its tensors (strict: every key must match)."""
-    from vop.backbone.loading import check_finite, read_safetensors
+    from vop.backbone.formats.safetensors import read_safetensors
+    from vop.backbone.loading import check_finite
     from vop.model import method_shapes
 
     d = Path(directory)

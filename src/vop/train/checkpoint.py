@@ -57,7 +57,7 @@ REQUIRED = {"config": dict, "trainable": dict, "progress": dict, "rng": dict}
 
 def load_checkpoint(path: str | Path) -> dict:
     """``torch.load(weights_only=True)`` (never arbitrary objects) with one-line errors."""
-    from vop.backbone.loading import torch_load_weights
+    from vop.backbone.formats.state_dict import torch_load_weights
 
     path = Path(path)
     if not path.is_file():
