@@ -58,6 +58,18 @@ def test_index_and_search_with_openvino(project, tmp_path, capsys):
     assert _search(capsys, index)["results"]
 
 
+def test_an_index_of_the_older_fbgemm_int8_still_searches(project, tmp_path, capsys):
+    index = tmp_path / "old"
+    assert main(["index", str(project / "videos"), "--backbone", str(project / "tiny.safetensors"), "--out",
+                 str(index), "--frames", "4", "--quiet", "--runtime", "torch", "--precision", "int8"]) == 0
+    assert (read_manifest(index).runtime, read_manifest(index).precision) == ("torch", "int8")
+    capsys.readouterr()
+    for extra in ([], ["--precision", "int8"]):  # torch fp32 queries and openvino int8 (text) queries
+        found = _search(capsys, index, *extra)
+        assert len(found["results"]) == 5 and found["precision"]["index"] == "int8"
+    assert found["runtime"] == {"query": "openvino", "index": "torch"}
+
+
 def test_bf16_or_its_refusal_in_the_cli(project, tmp_path, capsys):
     from vop.runtime.openvino import cpu_capabilities
 
@@ -78,7 +90,7 @@ def test_eval_with_openvino_int8_calibrates_on_validation(project, tmp_path, cap
               "--dataset", "csv", "--annotations", str(project / "ann.csv"), "--videos", str(project / "videos"),
               "--split", "test", "--no-progress"]
     assert main([*common, "--json", str(tmp_path / "fp32.json")]) == 0
-    assert main([*common, "--runtime", "openvino", "--precision", "int8", "--json", str(tmp_path / "i8.json")]) == 0
+    assert main([*common, "--precision", "int8", "--json", str(tmp_path / "i8.json")]) == 0  # int8 runs on openvino
     out = capsys.readouterr().out
     assert "runtime: openvino, precision: int8, calibrated on the first 2 videos of the val split" in out
     fp32, i8 = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("fp32", "i8"))

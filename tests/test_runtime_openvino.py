@@ -145,9 +145,14 @@ def test_int8_close_to_fp32_per_video(real_data, tmp_path):
     assert ov.graph_precision("text") == "int8-weights"
 
 
-def test_int8_needs_calibration():
-    with pytest.raises(PrecisionError, match="calibration"):
-        prepare(perturbed_model("vop", None), "openvino", "int8")
+def test_int8_videos_need_calibration_text_does_not(tmp_path):
+    model = perturbed_model("vop", None)
+    ov = prepare(model, "openvino", "int8", cache_dir=tmp_path)  # what vop search / serve build
+    tokens = tokenize(CAPTIONS)
+    with torch.no_grad():
+        assert (ov.encode_text(tokens) * model.encode_text(tokens)).sum(-1).min() >= 0.995
+    with pytest.raises(PrecisionError, match="calibrated on the collection's videos"):
+        ov.encode_video(videos(1))
 
 
 def test_bf16_where_native_else_one_line_refusal(tmp_path):

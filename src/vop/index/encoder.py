@@ -135,12 +135,10 @@ class VideoEncoder:
         videos of the collection ``calibrate_on`` (the one being indexed)."""
         encoder = cls(clip, build_video_model(clip, adapter, frames), backbone_source, adapter, cache=cache)
         calibration = None
-        if runtime == "openvino" and precision == "int8":
+        if runtime == "openvino" and precision == "int8" and calibrate_on is not None:
+            # without a collection (vop search / serve) only the text graph runs, which needs no calibration
             from vop.runtime.calibration import DEFAULT_VIDEOS, from_collection
 
-            if calibrate_on is None:
-                raise ValueError("--runtime openvino --precision int8 calibrates on the videos being indexed; "
-                                 "give the video folder")
             calibration = from_collection(calibrate_on, encoder.frames, encoder.image_size,
                                           calibration_videos or DEFAULT_VIDEOS, cache)
         encoder.set_runtime(runtime, precision, calibration)

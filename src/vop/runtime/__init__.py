@@ -15,8 +15,15 @@ from __future__ import annotations
 RUNTIMES = ("torch", "openvino")
 PRECISIONS = {"torch": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int8")}
 ALL_PRECISIONS = ("fp32", "bf16", "int8")
+# the defaults (docs/cpu-runtimes.md says why, from benchmarks/index_throughput.py): fp32 on PyTorch;
+# bf16 and int8 without --runtime run on OpenVINO, which measured faster than torch's fbgemm int8
 DEFAULT_RUNTIME = "torch"
 DEFAULT_PRECISION = "fp32"
+
+
+def default_runtime(precision: str) -> str:
+    """The runtime ``--precision`` runs on when ``--runtime`` is not given."""
+    return "openvino" if precision in ("bf16", "int8") else DEFAULT_RUNTIME
 
 
 def check(runtime: str, precision: str, device: str = "cpu") -> None:

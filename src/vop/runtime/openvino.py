@@ -18,9 +18,11 @@ since no text of the user's is at hand to calibrate activations on: ``int8-weigh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -65,7 +67,7 @@ def check_precision(precision: str) -> str:
 class OpenVINOModel:
     """``model`` (fp32 PyTorch, adapter loaded) run by OpenVINO at ``precision``.
 
-    ``calibration`` (:class:`~vop.runtime.calibration.Calibration`) is required for int8;
+    ``calibration`` (:class:`~vop.runtime.calibration.Calibration`) is required for int8 videos;
     ``cache_dir`` overrides the cache folder; ``threads`` (default: torch's thread count) is the
     plugin's ``INFERENCE_NUM_THREADS``. ``timings[graph]`` records how each graph was obtained
     (``cached`` and seconds), for the benchmark and the start-up line.
@@ -76,8 +78,6 @@ class OpenVINOModel:
     def __init__(self, model, precision: str = "fp32", calibration=None, cache_dir: str | Path | None = None,
                  threads: int | None = None):
         check_precision(precision)
-        if precision == "int8" and calibration is None:
-            raise PrecisionError("--runtime openvino --precision int8 needs calibration videos")
         self.source = model.eval()
         self.precision = precision
         self.calibration = calibration
@@ -152,6 +152,10 @@ class OpenVINOModel:
         start = time.perf_counter()
         precision = self.graph_precision(graph)
         calibrated = precision == "int8"
+        if calibrated and self.calibration is None:  # vop search / serve: text only, unless a video comes
+            raise PrecisionError("--runtime openvino --precision int8 encodes videos with a graph calibrated on "
+                                 "the collection's videos; query with --precision fp32 or bf16, or search an "
+                                 "indexed video")
         key = graph_key(self.source, graph, precision, self.calibration.id if calibrated else None)
         folder = key_dir(self.cache_root, key)
         xml = folder / "model.xml"
@@ -180,12 +184,14 @@ class OpenVINOModel:
 
         program = export.export_video(self.source) if graph == "video" else export.export_text(self.source)
         ov_model = openvino.convert_model(program)
-        if precision == "int8":
-            ov_model = quantize(ov_model, self.calibration)
-        elif precision == "int8-weights":
-            import nncf
+        if precision in ("int8", "int8-weights"):
+            with _nncf_quiet():
+                if precision == "int8":
+                    ov_model = quantize(ov_model, self.calibration)
+                else:
+                    import nncf
 
-            ov_model = nncf.compress_weights(ov_model)  # int8 weights per channel, no data needed
+                    ov_model = nncf.compress_weights(ov_model)  # int8 weights per channel, no data needed
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
         try:
@@ -198,6 +204,19 @@ class OpenVINOModel:
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _nncf_quiet():
+    """NNCF's progress bars and tables go to stderr, its log to warnings only: stdout belongs to the
+    command (``vop search --json``, ``vop index --json``)."""
+    import logging
+
+    import nncf
+
+    nncf.set_log_level(logging.WARNING)
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
 
 
 def quantize(ov_model, calibration):
