@@ -31,6 +31,8 @@ import numpy as np
 log = logging.getLogger("vop.index")
 DEFAULT_BATCH = 4  # videos per actor call (each still encoded alone)
 DECODE_RETRIES = 3
+BLOCK_VIDEOS = 4  # videos per decode task: small blocks keep decoding and encoding overlapped
+MAX_BLOCKS = 20_000  # ... but at most this many tasks (1M videos: 50 per task)
 
 
 def _decode_row(row: dict, root: str, local: str | None, decoder) -> dict:
@@ -171,7 +173,8 @@ def encode_with_ray(collection, todo, encoder, writer, report, progress: bool, a
                   "bad_name": f.bad_name} for f in todo]
         local = None if collection.local is None else str(collection.local)
         encoder_ref = ray.put(encoder)
-        ds = ray.data.from_items(items, override_num_blocks=min(len(items), max(1, len(items) // 4)))
+        blocks = min(len(items), max(1, len(items) // BLOCK_VIDEOS), MAX_BLOCKS)
+        ds = ray.data.from_items(items, override_num_blocks=blocks)
         decode_args = {"root": collection.root, "local": local, "decoder": encoder.decoder()}
         ds = ds.map(_decode_row, fn_kwargs=decode_args,
                     num_cpus=decode_cpus, max_retries=DECODE_RETRIES)
