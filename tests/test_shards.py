@@ -262,3 +262,15 @@ def test_export_and_from_shards_through_an_fsspec_file_system(indexed, tmp_path,
     copy = tmp_path / "copy"
     assert main(["index", "--from-shards", "memory://exports/videos", "--out", str(copy), "--quiet"]) == 0
     assert _stored(copy) == _stored(index)
+
+
+def test_from_shards_of_nothing_is_one_line_and_of_an_empty_collection_an_empty_index(tmp_path, indexed, capsys):
+    backbone, _, _ = indexed
+    assert main(["index", "--from-shards", str(tmp_path / "nowhere"), "--out", str(tmp_path / "a"), "--quiet"]) == 2
+    assert "no Parquet shards (*.parquet) and no _manifest.json" in _one_line(capsys)
+    (tmp_path / "empty").mkdir()
+    assert main(["index", str(tmp_path / "empty"), "--backbone", str(backbone), "--frames", str(FRAMES),
+                 "--out", str(tmp_path / "e"), "--quiet"]) == 0
+    assert main(["index", "--from-shards", str(tmp_path / "e" / "embeddings"), "--out", str(tmp_path / "e2"),
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["indexed"] == 0

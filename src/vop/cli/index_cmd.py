@@ -114,12 +114,14 @@ def _from_shards(args):
     from pathlib import Path
 
     from vop.index.from_shards import build_from_shards, check_complete
-    from vop.index.shards import read_manifest_beside
+    from vop.index.shards import part_files, read_manifest_beside
     from vop.index.vectors import parse_bytes
 
     budget = parse_bytes(args.memory_budget)
     check_complete(args.from_shards)
     manifest = read_manifest_beside(args.from_shards)
+    if manifest is None and not part_files(args.from_shards):
+        raise FileNotFoundError(f"{args.from_shards}: no Parquet shards (*.parquet) and no _manifest.json there")
     if manifest is None:
         manifest = _manifest_from_args(args)
     elif args.backbone or args.adapter:
