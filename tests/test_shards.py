@@ -271,6 +271,7 @@ def test_from_shards_of_nothing_is_one_line_and_of_an_empty_collection_an_empty_
     (tmp_path / "empty").mkdir()
     assert main(["index", str(tmp_path / "empty"), "--backbone", str(backbone), "--frames", str(FRAMES),
                  "--out", str(tmp_path / "e"), "--quiet"]) == 0
+    capsys.readouterr()
     assert main(["index", "--from-shards", str(tmp_path / "e" / "embeddings"), "--out", str(tmp_path / "e2"),
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["indexed"] == 0
