@@ -444,3 +444,16 @@ def test_an_index_from_before_shards_is_migrated_not_reencoded(tmp_path):
     report = build_index(root, out, _encoder(), progress=False)
     assert (report.encoded, report.unchanged) == (0, 3)
     assert _rows(out) == before and _shard_paths(out) == sorted(before)
+
+
+def test_retry_failed_tries_error_rows_again_and_keeps_one_row_each(tmp_path):
+    root = _collection(tmp_path / "videos", n=2)
+    (root / "broken.mp4").write_bytes(b"not a video")
+    out = tmp_path / "index"
+    first = build_index(root, out, _encoder(), progress=False)
+    assert [f["path"] for f in first.failed] == ["broken.mp4"]
+    assert build_index(root, out, _encoder(), progress=False).failed == []  # not retried by default
+    again = build_index(root, out, _encoder(), progress=False, retry_failed=True)
+    assert [f["path"] for f in again.failed] == ["broken.mp4"] and again.unchanged == 2
+    assert _shard_paths(out) == ["broken.mp4", "sub0/clip0.mp4", "sub1/clip1.mp4"]  # the retried row replaced
+    assert _rows(out)["broken.mp4"][0] == "error"
