@@ -38,10 +38,7 @@ from torch import nn
 
 from vop.backbone.clip import CLIP
 
-PRECISIONS = ("fp32", "int8")
-# `vop index` / `vop serve` (which run on the CPU). fp32 until benchmarks/index_throughput.py --check
-# passes on a quiet machine (docs/cpu-runtimes.md, "int8 inference"); training and `vop eval` stay fp32 by default.
-DEFAULT_CPU_PRECISION = "fp32"
+PRECISIONS = ("fp32", "int8")  # of this torch path; the CPU defaults live in vop.runtime
 _EPS = 1e-12
 
 

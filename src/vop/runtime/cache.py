@@ -19,7 +19,7 @@ import json
 import os
 from pathlib import Path
 
-GRAPH_VERSION = 1
+GRAPH_VERSION = 2  # 2: int8 SmoothQuant alpha 0.5
 ENV_VAR = "VOP_OPENVINO_CACHE"
 
 
