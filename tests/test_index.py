@@ -364,6 +364,9 @@ def test_load_or_build_splits_only_when_asked(tmp_path, monkeypatch):
         def ok_ids(self):
             return np.arange(len(self.x))
 
+        def count(self, status=None):
+            return len(self.x)
+
         def vectors_of(self, ids):
             return self.x[ids]
 

@@ -14,6 +14,7 @@ MAX_COMPONENT_INT = 100_000  # any integer inside a method's component config (p
 MAX_LAYERS = 256  # transformer blocks per encoder (ViT-bigG has 48)
 MAX_VOCAB = 1_000_000  # rows of the token embedding (CLIP's BPE has 49,408)
 MAX_PROMPT_TOKENS = 1024  # tokens of one prompt kind per layer (VoP uses 4 to 8)
+MAX_SEARCH_PARAM = 65_536  # FAISS nprobe (cells) and k_factor (candidates per result): flags and vectors.json
 # Memory ceilings, counted in parameters (float32: 4 bytes each), checked before anything is built.
 MAX_BACKBONE_PARAMETERS = 3_000_000_000  # a CLIP (ViT-bigG-14 has about 2.5 G)
 MAX_METHOD_PARAMETERS = 500_000_000  # what a method adds to its backbone (vop-c on ViT-B/32: 14.3 M)

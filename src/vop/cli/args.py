@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from vop.limits import MAX_FRAMES, MAX_IMAGE_SIZE
+from vop.limits import MAX_FRAMES, MAX_IMAGE_SIZE, MAX_SEARCH_PARAM
 
 # limits of numbers that no file records (each is far above any useful value)
 MIN_IMAGE_SIZE = 16  # short side of cached frames / model input: below it a frame is a smudge
@@ -20,7 +20,6 @@ MAX_BATCH = 4096  # videos or texts per forward pass
 MAX_THREADS = 1024  # torch CPU threads, decoding processes, parallel runs
 MAX_CHUNK = 10_000_000  # queries per similarity block
 MAX_SEED = 2**32 - 1  # numpy's seed range
-MAX_SEARCH_PARAM = 65_536  # FAISS nprobe (cells) and k_factor (candidates per result)
 
 
 def bounded_int(lo: int, hi: int):

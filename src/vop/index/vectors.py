@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import math
 import os
 import sys
@@ -43,6 +44,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from vop.index.faiss_bytes import (
+    FaissFileError,
+    check_faiss_file,
+    check_ids_file,
+    fp16_rows,
+    join_pq,
+    split_pq,
+)
+from vop.limits import MAX_SEARCH_PARAM, check_int
+
+log = logging.getLogger("vop.index")
 
 FAISS_NAME = "vectors.faiss"
 FAISS_META = "vectors.json"  # written last: its generation says the other two files are complete
@@ -123,12 +136,12 @@ class VectorIndex:
         if info.kind == "pq":
             threads = default_search_threads() if threads is None else max(1, int(threads))
             shards = max(1, min(threads, info.count // MIN_SHARD))
-            self._parts = _split_pq(index, shards)
+            self._parts = split_pq(index, shards)
             if shards > 1:
                 self.index = faiss_shards(info.dim, [r for r, _, _ in self._parts])
             if huge_pages:
                 for _, _, flat in self._parts:
-                    ask_huge_pages(_bytes(flat.codes, flat.ntotal * flat.code_size))
+                    ask_huge_pages(fp16_rows(flat))
 
     @property
     def shards(self) -> int:
@@ -142,7 +155,7 @@ class VectorIndex:
     def _whole(self):
         """The FAISS index as one piece (what is saved): pq shards joined back together."""
         if len(self._parts) > 1:
-            return _join_pq(self._parts, self.info.k_factor)
+            return join_pq(self._parts, self.info.k_factor)
         return self.index
 
     @classmethod
@@ -284,19 +297,50 @@ class VectorIndex:
         os.replace(tmp, index_dir / FAISS_META)
 
     @classmethod
-    def load(cls, index_dir: str | Path, threads: int | None = None, huge_pages: bool = False) -> VectorIndex | None:
-        """The saved index, or None when there is none (or it is unreadable)."""
+    def load(cls, index_dir: str | Path, threads: int | None = None, huge_pages: bool = False,
+             dim: int | None = None, count: int | None = None) -> VectorIndex | None:
+        """The saved index, or None when there is none.
+
+        An index folder is untrusted input: before FAISS reads ``vectors.faiss`` (and NumPy the id
+        map) their headers are checked against ``dim`` (the manifest's) and ``count`` (the store's
+        vector rows; both default to what ``vectors.json`` says) and against the file's own size
+        (:mod:`vop.index.faiss_bytes`), so nothing is allocated beyond what the file holds. A file
+        that disagrees or that FAISS cannot read raises :class:`FaissFileError`."""
         import faiss
 
         index_dir = Path(index_dir)
         try:
             info = VectorIndexInfo(**json.loads((index_dir / FAISS_META).read_text()))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError) as e:
+            raise FaissFileError(f"{index_dir / FAISS_META}: unreadable ({e})") from None
+        dim = info.dim if dim is None else dim
+        count = info.count if count is None else count
+        try:  # query-time knobs: a hostile k_factor would make every query allocate k * k_factor rows
+            for name in ("count", "dim", "nlist", "nprobe", "k_factor", "generation"):
+                check_int(getattr(info, name), -1 if name == "generation" else 0,
+                          MAX_SEARCH_PARAM if name in ("nprobe", "k_factor") else 1 << 62, name)
+        except ValueError as e:
+            raise FaissFileError(f"{index_dir / FAISS_META}: {e}") from None
+        if (info.dim, info.count) != (dim, count):
+            raise FaissFileError(f"{index_dir / FAISS_META}: describes {info.count:,} vectors of dim {info.dim}, "
+                                 f"the index has {count:,} of dim {dim}")
+        try:
+            check_faiss_file(index_dir / FAISS_NAME, info.kind, dim, count)
+            ids = None
+            if info.kind != "ivf":
+                check_ids_file(index_dir / IDS_NAME, count)
+                ids = np.load(index_dir / IDS_NAME)
             index = faiss.read_index(str(index_dir / FAISS_NAME))
-            ids = None if info.kind == "ivf" else np.load(index_dir / IDS_NAME)
-        except (OSError, ValueError, TypeError, RuntimeError):
+        except FileNotFoundError:
             return None
-        if ids is not None and len(ids) != index.ntotal:
-            return None
+        except (OSError, ValueError, RuntimeError) as e:
+            if isinstance(e, FaissFileError):
+                raise
+            raise FaissFileError(f"{index_dir / FAISS_NAME}: unreadable ({e})") from None
+        if info.kind == "ivf" and info.nlist != index.nlist:
+            raise FaissFileError(f"{index_dir / FAISS_META}: says {info.nlist:,} ivf cells, the index has {index.nlist:,}")
         vi = cls(index, info, ids, threads=threads, huge_pages=huge_pages)
         vi.set_params(nprobe=info.nprobe, k_factor=info.k_factor)
         return vi
@@ -333,105 +377,26 @@ def faiss_shards(dim: int, parts: list):
     return shards
 
 
-def _pq_pieces(index) -> tuple:
-    """``IndexRefine(PQ fast-scan, fp16)`` -> (refine, fast-scan, fp16) as their own types."""
-    import faiss
-
-    refine = faiss.downcast_index(index)
-    return refine, faiss.downcast_index(refine.base_index), faiss.downcast_index(refine.refine_index)
-
-
-def _empty_pq_like(scan, flat):
-    """An empty fast-scan and fp16 index with the trained quantisers of ``scan`` / ``flat``."""
-    import faiss
-
-    part_scan = faiss.IndexPQFastScan(scan.d, scan.M, scan.nbits, scan.metric_type, scan.bbs)
-    part_scan.pq = scan.pq
-    part_scan.implem = scan.implem
-    part_scan.is_trained = True
-    part_flat = faiss.IndexScalarQuantizer(flat.d, flat.sq.qtype, flat.metric_type)
-    part_flat.sq = flat.sq
-    part_flat.is_trained = True
-    return part_scan, part_flat
-
-
-def _bytes(table, size: int) -> np.ndarray:
-    """A writable NumPy view of a FAISS byte table's first ``size`` bytes."""
-    import faiss
-
-    ptr = table.get() if hasattr(table, "get") else table.data()
-    return faiss.rev_swig_ptr(ptr, size)
-
-
-def _split_pq(index, shards: int) -> list[tuple]:
-    """Cut a pq index into ``shards`` contiguous ranges of whole fast-scan blocks.
-
-    Fast-scan codes are packed ``bbs`` vectors per block, so a range that starts and ends on a
-    block boundary is a plain byte range of the packed table (and of the fp16 rows). Returns
-    ``[(IndexRefine, fast-scan, fp16)]``; with one shard, the index itself.
-    """
-    import faiss
-
-    refine, scan, flat = _pq_pieces(index)
-    if shards <= 1:
-        return [(refine, scan, flat)]
-    n, bbs, stride, row = scan.ntotal, scan.bbs, scan.get_block_stride(), flat.code_size
-    packed, rows = _bytes(scan.codes, scan.codes.size()), _bytes(flat.codes, n * row)
-    blocks = -(-n // bbs)
-    parts = []
-    for s in range(shards):
-        b0, b1 = blocks * s // shards, blocks * (s + 1) // shards
-        lo, hi = b0 * bbs, min(n, b1 * bbs)
-        part_scan, part_flat = _empty_pq_like(scan, flat)
-        part_scan.codes.resize((b1 - b0) * stride)
-        _bytes(part_scan.codes, (b1 - b0) * stride)[:] = packed[b0 * stride : b1 * stride]
-        part_scan.ntotal, part_scan.ntotal2 = hi - lo, (b1 - b0) * bbs
-        part_flat.codes.resize((hi - lo) * row)
-        _bytes(part_flat.codes, (hi - lo) * row)[:] = rows[lo * row : hi * row]
-        part_flat.ntotal = hi - lo
-        parts.append((faiss.IndexRefine(part_scan, part_flat), part_scan, part_flat))
-    return parts
-
-
-def _join_pq(parts: list[tuple], k_factor: float):
-    """The inverse of :func:`_split_pq`: one ``IndexRefine`` over all shards, in order (every
-    shard but the last holds whole blocks, so the packed tables simply follow each other)."""
-    import faiss
-
-    _, first_scan, first_flat = parts[0]
-    scan, flat = _empty_pq_like(first_scan, first_flat)
-    n = sum(s.ntotal for _, s, _ in parts)
-    stride, row = first_scan.get_block_stride(), first_flat.code_size
-    scan.codes.resize(sum(s.codes.size() for _, s, _ in parts))
-    flat.codes.resize(n * row)
-    packed, rows = _bytes(scan.codes, scan.codes.size()), _bytes(flat.codes, n * row)
-    at_block = at_row = 0
-    for _, s, f in parts:
-        size = s.codes.size()
-        packed[at_block : at_block + size] = _bytes(s.codes, size)
-        rows[at_row : at_row + f.ntotal * row] = _bytes(f.codes, f.ntotal * row)
-        at_block, at_row = at_block + size, at_row + f.ntotal * row
-    scan.ntotal, scan.ntotal2 = n, at_block // stride * scan.bbs
-    flat.ntotal = n
-    whole = faiss.IndexRefine(scan, flat)
-    whole.k_factor = float(k_factor)
-    whole.own_fields = True  # the Python wrappers of scan/flat may go; the refine index owns them
-    scan.this.disown()
-    flat.this.disown()
-    return whole
-
-
 def _sample(vectors: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
     n = len(vectors)
     return vectors if size >= n else vectors[np.sort(rng.choice(n, size=size, replace=False))]
 
 
+def saved_info(index_dir: str | Path) -> VectorIndexInfo | None:
+    """What ``vectors.json`` says about the saved index (None when it is missing or unreadable)."""
+    try:
+        return VectorIndexInfo(**json.loads((Path(index_dir) / FAISS_META).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
 def saved_kind(index_dir: str | Path) -> str:
     """The kind requested when the saved index was built ("auto" when there is none)."""
     try:
-        return json.loads((Path(index_dir) / FAISS_META).read_text()).get("requested", "auto")
-    except (OSError, ValueError):
+        requested = json.loads((Path(index_dir) / FAISS_META).read_text()).get("requested", "auto")
+    except (OSError, ValueError, AttributeError):
         return "auto"
+    return requested if requested in ("auto", *KINDS) else "auto"
 
 
 def load_or_build(
@@ -452,14 +417,16 @@ def load_or_build(
     indexer only builds and saves, where splitting a pq index would copy it for nothing; and
     ``huge_pages`` (see the module doc) pays off only for an index that answers many queries."""
     generation = store.generation()
-    vi = VectorIndex.load(index_dir, threads=threads, huge_pages=huge_pages)
-    if (
-        vi is not None
-        and vi.info.generation == generation
-        and vi.info.dim == dim
-        and kind in (None, vi.info.requested)
-    ):
-        return vi
+    saved = saved_info(index_dir)
+    if saved is not None and saved.generation == generation and saved.dim == dim and kind in (None, saved.requested):
+        try:
+            vi = VectorIndex.load(index_dir, threads=threads, huge_pages=huge_pages, dim=dim,
+                                  count=store.count("ok"))
+        except FaissFileError as e:  # the files are derived from the rows: build them again
+            log.warning("%s; rebuilding the vector index from the index's rows", e)
+            vi = None
+        if vi is not None:
+            return vi
     vi = build_from_store(store, dim, kind=kind or saved_kind(index_dir), exact_max=exact_max,
                           memory_budget=memory_budget, threads=threads, huge_pages=huge_pages)
     vi.info.generation = generation
