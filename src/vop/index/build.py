@@ -59,7 +59,7 @@ from vop.index.vectors import EXACT_MAX
 
 log = logging.getLogger("vop.index")
 BAD_NAME = "file name is not valid UTF-8 (shown with \\xNN escapes); rename the file to index it"
-DECODE_AHEAD = 2  # videos decoded ahead of the model (bounded: frames of F x 224 px each)
+DECODE_AHEAD = 2  # videos decoded ahead of the model (bounded: F frames at the model's image size each)
 
 __all__ = ["BAD_NAME", "IndexLockedError", "IndexReport", "LOCK_NAME", "REPORT_NAME", "build_index",
            "embeddings_dir", "index_lock", "read_report", "video_row"]

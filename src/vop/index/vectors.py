@@ -5,8 +5,8 @@ Vectors are L2-normalised, so inner product = cosine similarity. Kinds (``kind=`
 * ``exact`` (below ``EXACT_MAX`` vectors): ``IndexFlatIP``, perfect recall.
 * ``pq`` (default at or above ``EXACT_MAX``): every vector as a 4-bit product-quantisation code
   (dim/4 sub-vectors, SIMD "fast scan"), scanned exhaustively, then the best ``k * k_factor``
-  candidates re-ranked with the exact fp16 vectors. The scan touches 1/16 of the fp32 bytes and
-  does not depend on the data having cluster structure.
+  candidates re-ranked with the exact fp16 vectors. The scan touches a 4-bit code per 4 numbers
+  (1/32 of the fp32 bytes) and does not depend on the data having cluster structure.
 * ``ivf``: an inverted file (``nlist`` k-means cells, fp16 codes) scanning ``nprobe`` cells. Much
   faster on clustered embeddings, but on structureless data (the benchmark's random unit vectors)
   it needs most cells for good recall.
@@ -21,15 +21,18 @@ the total number of candidates, and hence recall, stays that of one index. On di
 file either way (shards are joined back on save).
 
 Huge pages (``huge_pages=True``, what ``vop serve`` asks for): the re-rank reads k * k_factor
-random 1 KB fp16 rows per query, and with 4 KiB pages almost every one is a TLB miss. The rows
+random fp16 rows (2 * dim bytes each) per query, and with 4 KiB pages almost every one is a TLB miss. The rows
 are backed by 2 MiB transparent huge pages (Linux ``madvise``, best effort), at the cost of one
 copy when the index is opened.
 
 Why ``pq`` and not ``ivf`` by default above the threshold: ``pq`` needs no cluster structure in
 the data and its cost is one pass over small codes plus a re-rank whose size ``k_factor`` sets;
 ``ivf`` needs most of its cells for good recall on structureless data. The measurements
-(``benchmarks/search.py`` and its options, 1M random unit vectors of dim 512) are in the README's
-search section and ``benchmarks/results/search*.json``.
+(``benchmarks/search.py`` and its probes) are in ``docs/search.md`` and
+``benchmarks/results/search*.json``.
+
+The saved file is untrusted input: :mod:`vop.index.faiss_bytes` checks it before FAISS reads
+it, and owns the byte-level work on pq tables (cutting into shards, joining them back).
 """
 
 from __future__ import annotations
@@ -63,16 +66,16 @@ IDS_NAME = "vectors.ids.npy"  # position -> store id, for the kinds that do not 
 KINDS = ("exact", "pq", "ivf")
 EXACT_MAX = 50_000  # below this, exact search is fast enough (a chosen size, not tuned)
 DEFAULT_NPROBE = 64
-DEFAULT_K_FACTOR = 600  # re-rank k * 600 candidates: recall@10 ~0.96 on 1M random vectors (benchmark)
+DEFAULT_K_FACTOR = 600  # re-rank k * 600 candidates (its recall and latency: docs/search.md)
 # FAISS fast-scan kernel for the pq scan: 15 = one query at a time, candidates kept in a
-# reservoir. FAISS's automatic choice for 128 sub-quantisers (a query-blocked kernel) was markedly
-# slower per query (README, search section); same candidates and scores (up to the order of ties
-# between equal quantised scores).
+# reservoir. FAISS's automatic choice for 128 sub-quantisers (a query-blocked kernel) was slower
+# per query (docs/search.md); same candidates and scores (up to the order of ties between equal
+# quantised scores).
 PQ_SCAN_IMPLEM = 15
 IVF_TRAIN_PER_CELL = 40  # k-means training points per cell (FAISS warns below 39)
 IVF_KMEANS_ITERS = 10
 PQ_TRAIN = 65_536  # 16 centroids per sub-quantiser need few training points
-MAX_SEARCH_THREADS = 4  # cap on one query's threads (only 1 and 2 were measured: benchmarks/search.py)
+MAX_SEARCH_THREADS = 4  # cap on one query's threads (a chosen cap; what was measured: docs/search.md)
 MIN_SHARD = 4096  # vectors per pq search shard at least (a chosen floor for small collections, not tuned)
 
 
@@ -124,7 +127,7 @@ class VectorIndex:
 
     Exact and pq indexes keep positions and we map them to ids with ``ids`` ourselves: FAISS's
     ``IndexIDMap`` opens an OpenMP region per search, which on a busy shared CPU waits for a
-    scheduler slice (measured: 0.4 ms -> 24 ms per query at 2 threads).
+    scheduler slice (docs/search.md).
     """
 
     def __init__(self, index, info: VectorIndexInfo, ids: np.ndarray | None = None, threads: int | None = None,
