@@ -100,6 +100,31 @@ def test_load_checkpoint_refuses_objects_garbage_and_wrong_structure(tmp_path):
         load_checkpoint(tmp_path / "list.pt")
 
 
+def test_resume_checkpoint_tensors_must_be_stored_in_the_file(tmp_path):
+    """The backbone's stored-bytes rule for last.pt: an optimizer state of 10^8 floats as a stride-0
+    view of one stored zero (a small file) is refused before anything loads it; a real one passes."""
+    from vop.train.checkpoint import rng_state
+
+    def state(exp_avg):
+        return {"config": {}, "progress": {"step": 1}, "rng": rng_state(),
+                "trainable": {"prompt": torch.randn(4, 8)},
+                "optimizer": {"state": {0: {"step": torch.tensor(1.0), "exp_avg": exp_avg}},
+                              "param_groups": [{"lr": 1e-3, "params": [0]}]}}
+
+    torch.save(state(torch.randn(4, 8)), tmp_path / "ok.pt")
+    check_resume_state(load_checkpoint(tmp_path / "ok.pt"), tmp_path / "ok.pt")
+    torch.save(state(torch.zeros(()).expand(10_000, 10_000)), tmp_path / "views.pt")
+    assert (tmp_path / "views.pt").stat().st_size < 100_000
+    with pytest.raises(CheckpointFileError, match=r"views.pt: its tensors hold [\d,]+ bytes but stand for 4"):
+        check_resume_state(load_checkpoint(tmp_path / "views.pt"), tmp_path / "views.pt")
+    deep = state(torch.randn(4, 8))
+    for _ in range(20):
+        deep["optimizer"] = [deep["optimizer"]]
+    torch.save(deep, tmp_path / "deep.pt")
+    with pytest.raises(CheckpointFileError, match="deep.pt: nested more than 16 levels deep"):
+        check_resume_state(load_checkpoint(tmp_path / "deep.pt"), tmp_path / "deep.pt")
+
+
 def test_resume_from_a_malicious_or_corrupt_last_pt_exits_2(tiny_retrieval_project, capsys):
     from test_train_e2e import write_recipe
 
@@ -132,3 +157,10 @@ def test_resume_from_a_malicious_or_corrupt_last_pt_exits_2(tiny_retrieval_proje
     torch.save(state, last)
     assert main(["train", str(recipe), "--out", str(run_dir), "--resume", *TRAIN_CMD]) == 2
     assert "non-finite" in _one_line(capsys)
+
+    state = torch.load(io.BytesIO(good), weights_only=True)
+    for moments in state["optimizer"]["state"].values():  # 10^8 floats from one stored zero
+        moments["exp_avg"] = torch.zeros(()).expand(10_000, 10_000)
+    torch.save(state, last)
+    assert main(["train", str(recipe), "--out", str(run_dir), "--resume", *TRAIN_CMD]) == 2
+    assert "last.pt: its tensors hold" in _one_line(capsys)

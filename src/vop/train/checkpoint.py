@@ -75,4 +75,26 @@ def check_resume_state(state: dict, path) -> dict:
             raise CheckpointFileError(f"{path}: not a vop resume checkpoint ('{key}' missing or malformed)")
     if not all(isinstance(v, torch.Tensor) for v in state["trainable"].values()):
         raise CheckpointFileError(f"{path}: 'trainable' holds something other than tensors")
+    # the backbone's rule: tensors may not stand for much more than the bytes the file stores (a
+    # stride-0 view of one number as a huge optimizer state, which loading it would then allocate)
+    from vop.backbone.loading import check_storage
+
+    check_storage(tensors_in(state, path), str(path), error=CheckpointFileError)
     return state
+
+
+MAX_DEPTH = 16  # nesting of a resume checkpoint (optimizer state: 4 levels)
+
+
+def tensors_in(value, path, depth: int = 0, at: str = "") -> dict[str, torch.Tensor]:
+    """Every tensor in a checkpoint's nested dicts / lists, by its place (``optimizer.state.0.exp_avg``)."""
+    if isinstance(value, torch.Tensor):
+        return {at: value}
+    if depth > MAX_DEPTH:
+        raise CheckpointFileError(f"{path}: nested more than {MAX_DEPTH} levels deep")
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    found = {}
+    for key, item in items:
+        found.update(tensors_in(item, path, depth + 1, f"{at}.{key}" if at else str(key)))
+    return found
+
