@@ -154,7 +154,7 @@ def test_load_or_build_rebuilds_a_bad_file_with_one_warning(tmp_path, caplog, ca
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "rebuilding the vector index from the index's rows" in warnings[0], warnings
     assert vi.info.count == 600
-    scores, ids = vi.search(store.x[:5], 1)
+    _, ids = vi.search(store.x[:5], 1)
     assert ids[:, 0].tolist() == [0, 1, 2, 3, 4]
     caplog.clear()
     with caplog.at_level("WARNING", logger="vop.index"):
@@ -210,3 +210,38 @@ def test_refusal_happens_before_faiss_allocates(tmp_path):
         verdict, growth, message = line.split(" ", 2)
         assert verdict == "REFUSED" and why in message, line
         assert float(growth) < 20, line
+
+
+def test_vop_search_on_an_index_with_a_crafted_vectors_faiss(tmp_path):
+    """The real command on a real index: the 109-byte file costs one warning line, the answer is
+    the one the intact index gives, and the rebuilt file is saved (the next search is silent)."""
+    import torch
+    from conftest import color_video, write_video
+
+    from vop.backbone.clip import build_clip
+    from vop.backbone.loading import save_clip
+    from vop.cli import main
+    from vop.index.manifest import read_manifest
+
+    torch.set_num_threads(1)
+    backbone = save_clip(build_clip("tiny", seed=0), tmp_path / "tiny.safetensors")
+    for i in range(3):
+        write_video(tmp_path / "videos" / f"v{i}.mp4", color_video(num_frames=6, size=32, seed=i))
+    index = tmp_path / "index"
+    assert main(["index", str(tmp_path / "videos"), "--backbone", str(backbone), "--frames", "2",
+                 "--out", str(index), "--quiet"]) == 0
+
+    def search():
+        return subprocess.run([sys.executable, "-m", "vop", "search", str(index), "a red square", "--json"],
+                              capture_output=True, text=True, timeout=300, check=False)
+
+    intact = search()
+    assert intact.returncode == 0 and not intact.stderr.strip(), intact.stderr[-2000:]
+    (index / FAISS_NAME).write_bytes(huge_flat(read_manifest(index).dim, 3))
+    crafted = search()
+    assert crafted.returncode == 0, crafted.stderr[-2000:]
+    lines = crafted.stderr.strip().splitlines()
+    assert len(lines) == 1 and "holds 268,435,456 items" in lines[0] and "rebuilding" in lines[0], lines
+    assert json.loads(crafted.stdout)["results"] == json.loads(intact.stdout)["results"]
+    again = search()
+    assert again.returncode == 0 and not again.stderr.strip(), again.stderr[-2000:]
