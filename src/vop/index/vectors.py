@@ -414,7 +414,10 @@ def load_or_build(
     memory_budget: int | None = None,
 ) -> VectorIndex:
     """The FAISS index matching the store's current generation; rebuilt from the rows when stale
-    (or when another ``kind`` is asked for; ``None`` keeps the kind asked for last time).
+    (or when another ``kind`` is asked for; ``None`` keeps the kind asked for last time), and
+    rebuilt with one warning line (logger ``vop.index``) when the saved files fail the checks of
+    :meth:`VectorIndex.load` against ``dim`` and the store's ok rows: they are derived from the
+    rows, so a crafted or damaged ``vectors.faiss`` costs a rebuild, never an allocation.
 
     ``threads``: search threads of the returned index (``None``: the default). 1 by default: the
     indexer only builds and saves, where splitting a pq index would copy it for nothing; and
