@@ -30,6 +30,9 @@ CASES = {  # name -> (method, overrides)
     "modelscope-text": ("vop", MODELSCOPE),
 }
 
+# the three text paths (plain CLIP, vop's prompts, the ModelScope placement); vop-p/-f/-fc share vop's text side
+TEXT_CASES = ("zeroshot", "vop", "modelscope-text")
+
 
 def perturbed_model(method, overrides, seed=0):
     """Backbone tensors + 0.02 N(0,1), LayerNorm weights and biases 1 +- / 0 + 0.25 N(0,1),
@@ -71,14 +74,14 @@ def test_fp32_matches_pytorch(case, cache):
             got = ov.encode_video(v)
             assert got.shape == ref.shape
             assert (got - ref).abs().max().item() <= 1e-4
+        if case not in TEXT_CASES:
+            return
         for texts in (CAPTIONS[:1], CAPTIONS, CAPTIONS[2:]):  # different batch sizes and lengths
             tokens = tokenize(texts, context_length=model.context_length)
             ref = model.encode_text(tokens)
             got = ov.encode_text(tokens)
             assert (got - ref).abs().max().item() <= 1e-4, texts
     assert ov.encode_text(tokenize([], context_length=77)).shape == (0, model.clip.cfg.embed_dim)
-    # the vectors are unit vectors and not all alike (a graph that ignored its input would fail above
-    # only if PyTorch did too)
     assert torch.allclose(got.norm(dim=-1), torch.ones(len(got)), atol=1e-5)
 
 
