@@ -99,3 +99,24 @@ def test_eval_with_openvino_int8_calibrates_on_validation(project, tmp_path, cap
     code = main([*common, "--runtime", "openvino", "--precision", "int8", "--calibration-split", "test"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "is the split being evaluated" in err[0]
+
+
+def test_serve_with_openvino_queries(project, tmp_path):
+    from vop.serve.service import load_service
+
+    index = tmp_path / "idx"
+    assert main(["index", str(project / "videos"), "--backbone", str(project / "tiny.safetensors"), "--out",
+                 str(index), "--frames", "4", "--quiet"]) == 0
+    torch_service = load_service([str(index)])
+    service = load_service([str(index)], runtime="openvino")  # what `vop serve --runtime openvino` runs
+    try:
+        (c,) = service.collections.values()
+        assert c.searcher.encoder.model.timings["text"]["precision"] == "fp32"  # compiled at start, not on a query
+        (t,) = torch_service.collections.values()
+        got = c.searcher.search_text("a video number 3", 5)
+        ref = t.searcher.search_text("a video number 3", 5)
+        assert [h.path for h in got] == [h.path for h in ref]
+        assert max(abs(a.score - b.score) for a, b in zip(got, ref)) <= 1e-4
+    finally:
+        service.close()
+        torch_service.close()

@@ -17,6 +17,8 @@ PACKAGES = (
     "regex",
     "faiss-cpu",
     "faiss-gpu",
+    "openvino",
+    "nncf",
     "fastapi",
     "uvicorn",
     "transformers",
