@@ -141,8 +141,8 @@ class OpenVINOModel:
         return self.timings
 
     def _run(self, graph: str, x: torch.Tensor) -> torch.Tensor:
-        compiled = self._graph(graph)
-        with self._lock:
+        with self._lock:  # one infer request per graph; a server's threads take turns
+            self._graph(graph)
             request = self._compiled[graph + ":request"]
             out = request.infer({0: x.numpy()})
             return torch.from_numpy(next(iter(out.values())).copy())
