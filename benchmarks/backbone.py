@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from machine import cpu_flags, cpu_model
 
 from vop.backbone.clip import CLIPConfig, get_config
 from vop.backbone.formats.hf import config_to_hf, hf_to_openai
@@ -84,14 +85,6 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def build(seed: int = 0):
@@ -250,7 +243,7 @@ def main() -> None:
         "machine": {
             "note": "shared 2-core CPU VM; other engineers' jobs ran concurrently (see load averages); "
             "with more runnable threads than cores, multi-threaded timings are the noisiest",
-            "cpu": cpu_name(),
+            "cpu": cpu_model(), "simd": cpu_flags(),
             "cpu_count": os.cpu_count(),
             "torch": torch.__version__,
             "transformers": __import__("transformers").__version__,
