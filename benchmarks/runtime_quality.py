@@ -58,7 +58,8 @@ def in_memory_calibration(videos: list[torch.Tensor], what: str) -> Calibration:
 
 
 @torch.no_grad()
-def random_weights_part(videos_dir: Path, limit: int, n_calib: int) -> dict:
+def random_inputs(videos_dir: Path, limit: int):
+    """The perturbed random ViT-B/32 zero-shot model and up to ``limit`` decoded videos ``[N, F, 3, S, S]``."""
     sys.path.insert(0, str(Path(__file__).parent))
     from index_throughput import perturbed_clip
 
@@ -82,7 +83,14 @@ def random_weights_part(videos_dir: Path, limit: int, n_calib: int) -> dict:
             continue
         clips.append(clip_preprocess(frames, size=224))  # [F, 3, S, S]
         used.append(f.relpath)
-    video = torch.stack(clips)  # [N, F, 3, S, S]
+    return ref, torch.stack(clips), used  # [N, F, 3, S, S]
+
+
+@torch.no_grad()
+def random_weights_part(videos_dir: Path, limit: int, n_calib: int) -> dict:
+    from vop.backbone.tokenizer import tokenize
+
+    ref, video, used = random_inputs(videos_dir, limit)
     tokens = tokenize(CAPTIONS)
     a_v, a_t = torch.cat([ref.encode_video(v[None]) for v in video]), ref.encode_text(tokens)
     out = {"backbone": "ViT-B-32 shapes, random weights (seed 0), every parameter perturbed", "videos": used,
@@ -105,7 +113,8 @@ def random_weights_part(videos_dir: Path, limit: int, n_calib: int) -> dict:
 
 
 @torch.no_grad()
-def demo_part(demo_out: Path, n_calib: int) -> dict:
+def demo_part(demo_out: Path, n_calib: int, only_precisions=None, int8_settings: dict | None = None,
+              runs_only: tuple[str, ...] = ()) -> dict:
     from vop.adapter import META_FILE, backbone_ref, load_adapter, read_metadata
     from vop.backbone.reference import resolve_backbone
     from vop.data.annotations import load_records
@@ -116,6 +125,8 @@ def demo_part(demo_out: Path, n_calib: int) -> dict:
     data = worlds[0].parent if worlds else demo_out / "data"
     runs = demo_out / data.name.replace("world", "runs") if worlds else demo_out / "runs"
     adapters = sorted(p.parent for p in runs.glob("*-seed0/adapter/adapter.json"))
+    if runs_only:
+        adapters = [a for a in adapters if a.parent.name in runs_only]
     if not adapters:
         raise SystemExit(f"runtime_quality: no {runs}/*-seed0/adapter under {demo_out}")
     records = load_records("csv", data, split="test", videos_dir=data)
@@ -138,8 +149,10 @@ def demo_part(demo_out: Path, n_calib: int) -> dict:
         va, ta, ma = run(ref)
         row = {"run": adapter.parent.name, "method": meta["method"], "videos": len(va), "queries": len(ta),
                "t2v_r1_torch_fp32": ma["t2v"]["R@1"]}
-        for p in precisions():
-            vb, tb, mb = run(prepare(ref, "openvino", p, calibration=calibration if p == "int8" else None))
+        for p in only_precisions or precisions():
+            from vop.runtime.openvino import OpenVINOModel
+
+            vb, tb, mb = run(OpenVINOModel(ref, p, calibration if p == "int8" else None, int8_settings=int8_settings))
             row[p] = {"t2v_r1": mb["t2v"]["R@1"], "t2v_r1_delta": mb["t2v"]["R@1"] - ma["t2v"]["R@1"],
                       "top10_overlap": top_overlap(ta @ va.t(), tb @ vb.t(), 10),
                       "video_cosine": cosine_stats(va, vb), "text_cosine": cosine_stats(ta, tb)}
@@ -150,6 +163,73 @@ def demo_part(demo_out: Path, n_calib: int) -> dict:
     trained = [r for r in rows if r["method"] != "zeroshot"] or rows
     best = max(trained, key=lambda r: r["t2v_r1_torch_fp32"])
     return {"demo_out": str(demo_out), "runs": rows, "best_trained": best["run"]}
+
+
+# --probe int8-settings: alternatives to vop.runtime.openvino.INT8_SETTINGS, each measured the same way
+PROBE = {
+    "default (vop.runtime.openvino.INT8_SETTINGS)": {},
+    "previous default (SmoothQuant 0.5)": {"smooth_quant": 0.5, "keep_fp32": ()},
+    "SmoothQuant off": {"smooth_quant": None, "keep_fp32": ()},
+    "SmoothQuant 0.95 (NNCF default)": {"smooth_quant": 0.95, "keep_fp32": ()},
+    "SmoothQuant 0.25": {"smooth_quant": 0.25, "keep_fp32": ()},
+    "patch embedding fp32": {"keep_fp32": ("patch",), "smooth_quant": 0.5},
+    "output projection fp32": {"keep_fp32": ("head",), "smooth_quant": 0.5},
+    "patch + projection fp32": {"keep_fp32": ("patch", "head"), "smooth_quant": 0.5},
+    "patch + projection fp32, SmoothQuant off": {"keep_fp32": ("patch", "head"), "smooth_quant": None},
+    "fast_bias_correction off": {"fast_bias_correction": False, "keep_fp32": (), "smooth_quant": 0.5},
+    "patch + projection + MLP outputs fp32": {"keep_fp32": ("patch", "head", "mlp_out"), "smooth_quant": 0.5},
+    "patch + projection fp32, 32 calibration videos (demo)": {"keep_fp32": ("patch", "head"), "smooth_quant": 0.5,
+                                                              "calibration_videos": 32},
+    "no transformer model type, mixed preset": {"model_type": None, "preset": "mixed", "keep_fp32": (),
+                                                "smooth_quant": 0.5},
+}
+
+
+@torch.no_grad()
+def probe_int8(videos_dir: Path | None, limit: int, n_calib: int, demo_out: Path | None, names: list[str],
+               demo_runs: tuple[str, ...] = ()) -> dict:
+    """Each :data:`PROBE` setting: random ViT-B/32 per-video cosine (and the int8 encoder's time for the
+    videos, one at a time, against torch fp32's in the same loop), and with ``demo_out`` the demo's
+    zero-shot and best trained adapter (R@1 delta, top-10 overlap)."""
+    import time
+
+    from vop.runtime.openvino import OpenVINOModel
+
+    rows = {name: {"settings": PROBE[name]} for name in names}
+    if videos_dir is not None:
+        ref, video, used = random_inputs(videos_dir, limit)
+        ref.encode_video(video[:1])  # warm-up
+        start = time.perf_counter()
+        a_v = torch.cat([ref.encode_video(v[None]) for v in video])
+        torch_s = time.perf_counter() - start
+        calibration = in_memory_calibration(list(video[:n_calib]), f"first {n_calib} of the videos")
+        for name in names:
+            if "calibration_videos" in PROBE[name]:
+                continue  # a demo-only row (the random part has 8 videos in all)
+            ov = OpenVINOModel(ref, "int8", calibration, int8_settings=PROBE[name])
+            ov.prepare("video")
+            ov.encode_video(video[:1])  # warm-up
+            start = time.perf_counter()
+            b_v = torch.cat([ov.encode_video(v[None]) for v in video])
+            secs = time.perf_counter() - start
+            rows[name]["random"] = {"video_cosine": cosine_stats(a_v, b_v),
+                                    "video_cosine_held_out": cosine_stats(a_v[n_calib:], b_v[n_calib:]),
+                                    "encode_s": secs, "torch_fp32_encode_s": torch_s, "speedup": torch_s / secs}
+            print(f"probe {name:<42} random: cosine min {rows[name]['random']['video_cosine']['min']:.5f} median "
+                  f"{rows[name]['random']['video_cosine']['median']:.5f}, encoder {torch_s / secs:.2f}x", flush=True)
+            del ov
+    if demo_out is not None:
+        for name in names:
+            settings = dict(PROBE[name])
+            d = demo_part(demo_out, settings.pop("calibration_videos", 8), only_precisions=["int8"],
+                          int8_settings=settings, runs_only=demo_runs)
+            rows[name]["demo"] = {r["run"]: {"t2v_r1_delta": r["int8"]["t2v_r1_delta"],
+                                             "top10_overlap": r["int8"]["top10_overlap"],
+                                             "video_cosine_min": r["int8"]["video_cosine"]["min"]}
+                                  for r in d["runs"]}
+            print(f"probe {name:<42} demo: " + ", ".join(f"{k} overlap {v['top10_overlap']:.3f} R@1 delta "
+                  f"{v['t2v_r1_delta']:+.2f}" for k, v in rows[name]["demo"].items()), flush=True)
+    return {"calibration_videos": n_calib, "rows": rows}
 
 
 def checks(result: dict) -> list[str]:
@@ -187,6 +267,11 @@ def main() -> int:
     ap.add_argument("--demo-out", type=Path)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--probe", choices=["int8-settings"], help="compare the int8 settings of PROBE (random "
+                    "ViT-B/32 and, with --demo-out, the demo's zero-shot and --probe-runs adapters) and store the "
+                    "table under 'probe_int8_settings' in --out, keeping the file's other results")
+    ap.add_argument("--probe-settings", nargs="*", default=None, help="names from PROBE (default: all)")
+    ap.add_argument("--probe-runs", nargs="*", default=["zeroshot-seed0", "vop-p-seed0"])
     ap.add_argument("--out", default="benchmarks/results/runtime_quality.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -195,6 +280,21 @@ def main() -> int:
     result: dict = {"threads": args.threads, "openvino": openvino.__version__, "loadavg_before": loadavg(),
                     "thresholds": {"fp32_max_abs_diff": FP32_MAX_DIFF, "min_cosine": MIN_COSINE,
                                    "t2v_r1_delta": R1_DELTA_MAX, "top10_overlap": OVERLAP_MIN}}
+    if args.probe:
+        import json
+
+        with tempfile.TemporaryDirectory() as tmp:
+            os.environ["VOP_OPENVINO_CACHE"] = tmp
+            videos = None if args.no_random else (args.videos or default_videos())
+            probe = probe_int8(videos, args.max_videos, args.calibration_videos, args.demo_out,
+                               args.probe_settings or list(PROBE), tuple(args.probe_runs))
+        probe.update(threads=args.threads, loadavg_before=result["loadavg_before"], loadavg_after=loadavg())
+        out = Path(args.out)
+        stored = json.loads(out.read_text()) if out.is_file() else {}
+        stored["probe_int8_settings"] = probe
+        out.write_text(json.dumps(stored, indent=2) + "\n")
+        print(f"wrote {out} (probe_int8_settings)")
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["VOP_OPENVINO_CACHE"] = tmp
         if not args.no_random:

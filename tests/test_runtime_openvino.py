@@ -198,3 +198,24 @@ def test_calibration_is_not_loaded_when_cached(tmp_path, real_data):
     prepare(model, "openvino", "int8", calibration=counted, cache_dir=tmp_path).prepare("video")
     prepare(model, "openvino", "int8", calibration=counted, cache_dir=tmp_path).prepare("video")
     assert loads == [1]
+
+
+def test_int8_keep_fp32_parts_are_named_in_the_graph():
+    """``INT8_SETTINGS['keep_fp32']`` parts resolve to the graph's own nodes: the patch embedding's
+    convolution, each MLP's second matrix product (4 x width -> width), the output projection."""
+    import openvino
+
+    from vop.runtime import export
+    from vop.runtime.openvino import ignored_scope
+
+    model = perturbed_model("zeroshot", None)
+    ov_model = openvino.convert_model(export.export_video(model))
+    matmuls = [op for op in ov_model.get_ordered_ops() if op.get_type_name() == "MatMul"]
+    assert ignored_scope(ov_model, ()) is None
+    assert [n for n in ignored_scope(ov_model, ("patch",)).names] == [
+        op.get_friendly_name() for op in ov_model.get_ordered_ops() if op.get_type_name() == "Convolution"]
+    head = ignored_scope(ov_model, ("head",)).names
+    assert head == [matmuls[-1].get_friendly_name()] and matmuls[-1].output(0).get_partial_shape()[-1].get_length() \
+        == model.clip.cfg.embed_dim
+    mlp = ignored_scope(ov_model, ("mlp_out",)).names
+    assert len(mlp) == model.clip.cfg.vision.layers  # one per residual block

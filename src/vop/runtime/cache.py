@@ -19,7 +19,7 @@ import json
 import os
 from pathlib import Path
 
-GRAPH_VERSION = 2  # 2: int8 SmoothQuant alpha 0.5
+GRAPH_VERSION = 3  # 2: int8 SmoothQuant alpha 0.5; 3: int8 patch embedding + projection fp32, SmoothQuant off
 ENV_VAR = "VOP_OPENVINO_CACHE"
 
 

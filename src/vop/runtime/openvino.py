@@ -35,7 +35,14 @@ from vop.runtime import export
 from vop.runtime.cache import cache_root, graph_key, key_dir
 
 PRECISIONS = ("fp32", "bf16", "int8")
-SMOOTH_QUANT_ALPHA = 0.5  # of NNCF's SmoothQuant on the video graph's matrix products (see quantize)
+# How the video graph is quantized to int8 (see quantize); benchmarks/runtime_quality.py
+# --probe int8-settings compares alternatives. Keys: smooth_quant (SmoothQuant alpha of the matrix
+# products, None = off), keep_fp32 (parts left in fp32: "patch" = the patch embedding's
+# convolution, "head" = the last matrix product, the output projection, "mlp_out" = each MLP's
+# second matrix product), preset (None = the model
+# type's own, "mixed", "performance"), fast_bias_correction, model_type ("transformer" or None).
+INT8_SETTINGS = {"smooth_quant": None, "keep_fp32": ("patch", "head"), "preset": None,
+                 "fast_bias_correction": True, "model_type": "transformer"}
 _CORE = None
 
 
@@ -77,8 +84,9 @@ class OpenVINOModel:
     runtime = "openvino"
 
     def __init__(self, model, precision: str = "fp32", calibration=None, cache_dir: str | Path | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, int8_settings: dict | None = None):
         check_precision(precision)
+        self.int8_settings = dict(INT8_SETTINGS, **(int8_settings or {}))
         self.source = model.eval()
         self.precision = precision
         self.calibration = calibration
@@ -158,6 +166,8 @@ class OpenVINOModel:
                                  "the collection's videos; query with --precision fp32 or bf16, or search an "
                                  "indexed video")
         key = graph_key(self.source, graph, precision, self.calibration.id if calibrated else None)
+        if calibrated and self.int8_settings != INT8_SETTINGS:  # a probe's alternative: its own cache entry
+            key["int8_settings"] = json.dumps(self.int8_settings, sort_keys=True)
         folder = key_dir(self.cache_root, key)
         xml = folder / "model.xml"
         cached = xml.is_file()
@@ -188,7 +198,7 @@ class OpenVINOModel:
         if precision in ("int8", "int8-weights"):
             with _nncf_quiet():
                 if precision == "int8":
-                    ov_model = quantize(ov_model, self.calibration)
+                    ov_model = quantize(ov_model, self.calibration, self.int8_settings)
                 else:
                     import nncf
 
@@ -220,19 +230,50 @@ def _nncf_quiet():
         yield
 
 
-def quantize(ov_model, calibration):
+def ignored_scope(ov_model, keep_fp32):
+    """An ``nncf.IgnoredScope`` naming the ``keep_fp32`` parts of ``ov_model`` (see :data:`INT8_SETTINGS`)."""
+    import nncf
+
+    names = []
+    ops = list(ov_model.get_ordered_ops())
+    if "patch" in keep_fp32:
+        names += [op.get_friendly_name() for op in ops if op.get_type_name() == "Convolution"]
+    if "mlp_out" in keep_fp32:  # each MLP's second matrix product: hidden (4 x width) -> width
+        def narrows(op):
+            i, o = op.input(0).get_partial_shape(), op.output(0).get_partial_shape()
+            return i[-1].is_static and o[-1].is_static and i[-1].get_length() == 4 * o[-1].get_length()
+
+        names += [op.get_friendly_name() for op in ops if op.get_type_name() == "MatMul" and narrows(op)]
+    if "head" in keep_fp32:
+        names += [op.get_friendly_name() for op in ops if op.get_type_name() == "MatMul"][-1:]
+    return nncf.IgnoredScope(names=names, validate=False) if names else None
+
+
+def quantize(ov_model, calibration, settings: dict | None = None):
     """NNCF post-training int8 quantization of a video graph on ``calibration``'s videos.
 
-    Transformer preset with SmoothQuant at alpha :data:`SMOOTH_QUANT_ALPHA` for the matrix
-    products (the SmoothQuant paper's value; it moves part of an activation outlier's range into
-    the weights, which real CLIP needs). NNCF's own default alpha generalised worse to videos
-    outside the calibration set (docs/cpu-runtimes.md)."""
+    ``settings`` (default :data:`INT8_SETTINGS`): the patch embedding and the output projection
+    stay fp32 (every later layer inherits the first one's error, and the last one writes the
+    vector itself; together a small share of the work); SmoothQuant (which moves part of an
+    activation outlier's range into the weights) is off, since every alpha tried lowered the
+    per-video cosine and the demo's top-10 overlap. ``benchmarks/runtime_quality.py --probe
+    int8-settings`` measured the choice (docs/cpu-runtimes.md)."""
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
 
+    s = dict(INT8_SETTINGS, **(settings or {}))
     videos = calibration.load()  # list of [F, 3, S, S]
     items = [v[None].numpy() for v in videos]  # each one batch [1, F, 3, S, S]
-    smooth = AdvancedSmoothQuantParameters(matmul=SMOOTH_QUANT_ALPHA)
-    return nncf.quantize(ov_model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER,
-                         subset_size=len(items),
-                         advanced_parameters=AdvancedQuantizationParameters(smooth_quant_alphas=smooth))
+    alpha = -1 if s["smooth_quant"] is None else s["smooth_quant"]  # NNCF: a negative alpha turns it off
+    advanced = AdvancedQuantizationParameters(smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=alpha))
+    kwargs = {}
+    if s["model_type"] == "transformer":
+        kwargs["model_type"] = nncf.ModelType.TRANSFORMER
+    if s["preset"] is not None:
+        kwargs["preset"] = {"mixed": nncf.QuantizationPreset.MIXED,
+                            "performance": nncf.QuantizationPreset.PERFORMANCE}[s["preset"]]
+    scope = ignored_scope(ov_model, s["keep_fp32"])
+    if scope is not None:
+        kwargs["ignored_scope"] = scope
+    return nncf.quantize(ov_model, nncf.Dataset(items), subset_size=len(items),
+                         fast_bias_correction=s["fast_bias_correction"], advanced_parameters=advanced, **kwargs)
