@@ -15,6 +15,10 @@ with ``--check`` failing (exit 1) when a threshold of issue 25 does not hold.
     python benchmarks/runtime_quality.py [--videos DIR] [--demo-out DIR] [--threads 2] [--check]
         [--out benchmarks/results/runtime_quality.json]
 
+3. ``--probe int8-settings``: each alternative int8 setting in :data:`PROBE` (changes to
+   ``vop.runtime.openvino.INT8_SETTINGS``) on the random model and, with ``--demo-out``, the demo's
+   ``--probe-runs``; the table goes under ``probe_int8_settings`` in ``--out``, other results kept.
+
 On your own weights, compare ``vop eval --runtime openvino --precision int8`` with ``--runtime torch``.
 """
 
