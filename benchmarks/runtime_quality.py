@@ -67,7 +67,6 @@ def random_inputs(videos_dir: Path, limit: int):
     sys.path.insert(0, str(Path(__file__).parent))
     from index_throughput import perturbed_clip
 
-    from vop.backbone.tokenizer import tokenize
     from vop.data.decode import DecodeError
     from vop.data.transforms import clip_preprocess
     from vop.index.discover import discover_videos
@@ -201,7 +200,7 @@ def probe_int8(videos_dir: Path | None, limit: int, n_calib: int, demo_out: Path
 
     rows = {name: {"settings": PROBE[name]} for name in names}
     if videos_dir is not None:
-        ref, video, used = random_inputs(videos_dir, limit)
+        ref, video, _ = random_inputs(videos_dir, limit)
         ref.encode_video(video[:1])  # warm-up
         start = time.perf_counter()
         a_v = torch.cat([ref.encode_video(v[None]) for v in video])
