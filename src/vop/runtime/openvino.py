@@ -259,7 +259,10 @@ def quantize(ov_model, calibration, settings: dict | None = None):
     per-video cosine and the demo's top-10 overlap. ``benchmarks/runtime_quality.py --probe
     int8-settings`` measured the choice (docs/cpu-runtimes.md)."""
     import nncf
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters,
+        AdvancedSmoothQuantParameters,
+    )
 
     s = dict(INT8_SETTINGS, **(settings or {}))
     videos = calibration.load()  # list of [F, 3, S, S]
