@@ -144,7 +144,7 @@ def demo_part(demo_out: Path, n_calib: int, only_precisions=None, int8_settings:
         size = clip.cfg.vision.image_size
         calibration = from_records(val, ref.frames, size, n_calib, split="val")
 
-        def run(model):
+        def run(model, size=size):  # this adapter's image size (bound now, not at the loop's end)
             v, _ = encode_videos(model, records, size, 64, cpu, on_error="raise", progress=False)
             t = encode_texts(model, queries.texts, 64, cpu, progress=False)
             return v, t, metrics_from_embeddings(t, v, queries)

@@ -121,7 +121,8 @@ def test_claims_pass_on_a_passing_result_and_fail_on_each_broken_one():
 
 def _vop(*args: str) -> subprocess.CompletedProcess:
     """``vop ARGS`` in a fresh process, stdout and stderr pipes (not terminals), as ``vop demo > log``."""
-    return subprocess.run([sys.executable, "-m", "vop", *args], capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", "vop", *args], capture_output=True, text=True, timeout=600,
+                          check=False)
 
 
 def test_quick_demo_runs_end_to_end(tmp_path):
@@ -237,8 +238,8 @@ def test_demo_rejects_unknown_methods(tmp_path, capsys):
 
 @pytest.mark.parametrize("name", ["vop-f-nopos"])
 def test_control_run_keeps_frame_positions_at_zero(tiny_clip, name):
-    from vop_demo.settings import run_spec
     from vop.model import build_model
+    from vop_demo.settings import run_spec
 
     spec = run_spec(name)
     model = build_model(tiny_clip, spec.method, frames=4, overrides={**dict(spec.overrides), "shallow_layers": 1})

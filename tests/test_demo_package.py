@@ -31,9 +31,10 @@ assert len(failed) < len(names) / 4, failed
 
 
 def test_importing_vop_and_every_vop_module_never_imports_vop_demo():
-    done = subprocess.run([sys.executable, "-c", IMPORT_EVERYTHING], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", IMPORT_EVERYTHING], capture_output=True, text=True, timeout=300,
+                          check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    count, failed, leaked = done.stdout.split(maxsplit=2)
+    count, _failed, leaked = done.stdout.split(maxsplit=2)
     assert int(count) > 40 and leaked.strip() == "[]"
 
 

@@ -496,10 +496,10 @@ def ms_import(capsys, folder: Path, out: Path, backbone: Path | None = None) -> 
 
 
 @pytest.mark.parametrize("hp, pattern", [
-    ({"num_frames": 10**9}, r"configuration.json: hyperparam num_frames is '1000000000'; expected an integer from 1 "
-                            r"to 1024"),
-    ({"vp_token_num": 10**6}, r"configuration.json: hyperparam vp_token_num is '1000000'; expected an integer "
-                              r"from 0 to 1024"),
+    ({"num_frames": 10**9}, (r"configuration.json: hyperparam num_frames is '1000000000'; expected an integer from 1 "
+                            r"to 1024")),
+    ({"vp_token_num": 10**6}, (r"configuration.json: hyperparam vp_token_num is '1000000'; expected an integer "
+                              r"from 0 to 1024")),
     ({"input_res": 10**7}, r"configuration.json: hyperparam input_res is '10000000'"),
     ({"num_frames": True}, r"configuration.json: hyperparam num_frames is 'True'"),
 ])

@@ -97,12 +97,12 @@ def _mount_tmpfs(where: Path, options: str) -> bool:
     if os.geteuid() != 0:
         return False
     where.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True, check=False)
     return done.returncode == 0
 
 
 def _umount(where: Path) -> None:
-    subprocess.run(["umount", str(where)], capture_output=True)
+    subprocess.run(["umount", str(where)], capture_output=True, check=False)
 
 
 @contextlib.contextmanager
@@ -578,7 +578,8 @@ def _evil(tmp: Path) -> Path:
 def _run(argv: list[str], in_process: bool, cwd: Path, capsys) -> tuple[int, str, str]:
     if not in_process:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        done = subprocess.run([*PY, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run([*PY, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
+                              check=False)
         return done.returncode, done.stdout, done.stderr
     capsys.readouterr()
     try:
@@ -646,12 +647,12 @@ def test_prepare_on_a_full_disk_keeps_what_was_cached_and_resumes(world, tmp_pat
     try:
         if mounted:
             done = subprocess.run([*PY, *argv, "--cache", str(disk / "cache")], capture_output=True, text=True,
-                                  timeout=120)
+                                  timeout=120, check=False)
             reason = "disk full"
         else:  # not root: the kernel refuses writes past a file-size limit (EFBIG) instead
             disk.mkdir()
             done = subprocess.run([*PY, *argv, "--cache", str(disk / "cache")], capture_output=True, text=True,
-                                  timeout=120, preexec_fn=_fill_limit(one_video // 2))
+                                  timeout=120, preexec_fn=_fill_limit(one_video // 2), check=False)
             reason = "File too large"
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
         line = done.stderr.strip().splitlines()[-1]
@@ -660,7 +661,7 @@ def test_prepare_on_a_full_disk_keeps_what_was_cached_and_resumes(world, tmp_pat
         assert not list(disk.rglob("*.tmp-*")), list(disk.rglob("*"))  # no half-written file is left
         assert len(list((disk / "cache" / "videos").glob("*.npy"))) < 4
         if mounted:  # space freed (no file-size limit in this process): the re-run completes the cache
-            assert subprocess.run(["mount", "-o", f"remount,size={8 << 20}", str(disk)]).returncode == 0
+            assert subprocess.run(["mount", "-o", f"remount,size={8 << 20}", str(disk)], check=False).returncode == 0
         assert main([*argv, "--cache", str(disk / "cache")]) == 0
         videos_json = json.loads((disk / "cache" / "videos.json").read_text())
         assert len(videos_json["videos"]) == 4 and not list(disk.rglob("*.tmp-*"))

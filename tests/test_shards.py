@@ -196,7 +196,7 @@ def test_videos_by_uri_and_from_an_fsspec_filesystem(indexed, tmp_path, capsys):
 def test_lancedb_table_from_the_export_gives_the_same_top10(indexed, tmp_path, capsys):
     import lancedb
 
-    backbone, videos, index = indexed
+    backbone, videos, _index = indexed
     vectors = _unit(300, 3)  # enough rows that a top-10 means something
     shards = _foreign_shards(tmp_path / "theirs", vectors, [f"c{i:03d}.mp4" for i in range(300)])
     exact = tmp_path / "exact"

@@ -91,12 +91,12 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
 
+    from vop.model import resolve_method
     from vop_demo.cache import prepare_cache
     from vop_demo.pretrain import file_sha256
     from vop_demo.settings import run_spec
     from vop_demo.world.files import generate_world
     from vop_demo.world.spec import SplitPairs, changed_spec, parse_assignments
-    from vop.model import resolve_method
 
     try:
         settings_set = parse_assignments(args.set, "--set")

@@ -68,12 +68,12 @@ class CLIPConfig:
         """The config a file recorded (``to_dict``'s output), validated (:meth:`validate`): a
         wrong key, type or size is a ``ValueError`` naming the field, raised before anything is built."""
         if not isinstance(d, dict):
-            raise ValueError(f"a CLIP config must be an object, found {type(d).__name__}")
+            raise ValueError(f"a CLIP config must be an object, found {type(d).__name__}")  # noqa: TRY004 - callers report ValueError
         _check_keys(d, {"name", "embed_dim", "vision", "text"}, {"quick_gelu"}, "config")
         parts = {}
         for key, sub in (("vision", VisionCfg), ("text", TextCfg)):
             if not isinstance(d[key], dict):
-                raise ValueError(f"{key} must be an object, found {type(d[key]).__name__}")
+                raise ValueError(f"{key} must be an object, found {type(d[key]).__name__}")  # noqa: TRY004
             names = {f.name for f in fields(sub)}
             required = {f.name for f in fields(sub) if f.default is MISSING}
             _check_keys(d[key], required, names - required, key)
@@ -90,13 +90,20 @@ class CLIPConfig:
         backbone) decides how much memory building the model takes, so a 400-byte file could
         otherwise ask for gigabytes. The parameter count is exact (:func:`parameter_count`).
         """
-        from vop.limits import MAX_BACKBONE_PARAMETERS, MAX_CONTEXT, MAX_DIM, MAX_IMAGE_SIZE, MAX_LAYERS, MAX_VOCAB
+        from vop.limits import (
+            MAX_BACKBONE_PARAMETERS,
+            MAX_CONTEXT,
+            MAX_DIM,
+            MAX_IMAGE_SIZE,
+            MAX_LAYERS,
+            MAX_VOCAB,
+        )
 
         if not isinstance(self.name, str) or not 0 < len(self.name) <= 200:
             raise ValueError("name must be a string of 1 to 200 characters")
         _check_int(self.embed_dim, 1, MAX_DIM, "embed_dim")
         if not isinstance(self.quick_gelu, bool):
-            raise ValueError(f"quick_gelu is {str(self.quick_gelu)[:40]!r}; expected true or false")
+            raise ValueError(f"quick_gelu is {str(self.quick_gelu)[:40]!r}; expected true or false")  # noqa: TRY004
         for label, tower in (("vision", self.vision), ("text", self.text)):
             _check_int(tower.width, 1, MAX_DIM, f"{label}.width")
             _check_int(tower.layers, 1, MAX_LAYERS, f"{label}.layers")

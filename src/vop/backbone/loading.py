@@ -42,7 +42,6 @@ from vop.backbone.formats.safetensors import (
 from vop.backbone.formats.state_dict import TORCH_SUFFIXES, read_state_dict, unwrap
 from vop.backbone.formats.torchscript import is_torchscript, read_torchscript_state
 
-
 # --------------------------------------------------------------------------- public API
 
 

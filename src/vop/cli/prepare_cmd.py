@@ -45,11 +45,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from vop.backbone.clip import get_config
     from vop.data.annotations import VideoFinder, check_dataset, load_records
     from vop.data.cache import build_cache
     from vop.data.decode import DecodeError
-
-    from vop.backbone.clip import get_config
 
     try:
         size = args.size or get_config(args.config or DEFAULT_CONFIG).vision.image_size

@@ -61,8 +61,18 @@ log = logging.getLogger("vop.index")
 BAD_NAME = "file name is not valid UTF-8 (shown with \\xNN escapes); rename the file to index it"
 DECODE_AHEAD = 2  # videos decoded ahead of the model (bounded: F frames at the model's image size each)
 
-__all__ = ["BAD_NAME", "IndexLockedError", "IndexReport", "LOCK_NAME", "REPORT_NAME", "build_index",
-           "embeddings_dir", "index_lock", "read_report", "video_row"]
+__all__ = [
+    "BAD_NAME",
+    "LOCK_NAME",
+    "REPORT_NAME",
+    "IndexLockedError",
+    "IndexReport",
+    "build_index",
+    "embeddings_dir",
+    "index_lock",
+    "read_report",
+    "video_row",
+]
 
 
 def embeddings_dir(out: str | Path) -> Path:
@@ -102,7 +112,7 @@ def build_index(
     owned = None
     if shard is not None:
         i, n = shard
-        owned = lambda path: shard_of(path, n) == i  # noqa: E731
+        owned = lambda path: shard_of(path, n) == i
         files = [f for f in files if owned(f.relpath)]
     out = Path(out)
     emb = embeddings_dir(out)

@@ -150,7 +150,7 @@ class VideoEncoder:
         torch int8 quantizes the backbone in place (shared with every encoder built on it), so a
         server builds all its encoders first and then sets the runtime.
         """
-        from vop.runtime import prepare, precision_of
+        from vop.runtime import precision_of, prepare
 
         self.model = prepare(self.torch_model, runtime, precision, calibration=calibration)
         self.runtime, self.precision, self.calibration = runtime, precision_of(self.model), calibration

@@ -231,4 +231,4 @@ def read_report(index_dir: str | Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-__all__ = ["ShardError", "IndexReport", "build_from_shards", "check_complete", "index_lock", "read_report"]
+__all__ = ["IndexReport", "ShardError", "build_from_shards", "check_complete", "index_lock", "read_report"]

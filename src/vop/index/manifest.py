@@ -122,8 +122,8 @@ def _from_format_1(data: dict, path: Path) -> dict:
 
 def _validate(data: dict, path: Path) -> None:
     """Types and sane bounds of every field, before any of them sizes an allocation."""
-    from vop.limits import MAX_DIM, MAX_FRAMES, MAX_IMAGE_SIZE, check_int, check_str, check_tree
     from vop.index.discover import MAX_SHARDS
+    from vop.limits import MAX_DIM, MAX_FRAMES, MAX_IMAGE_SIZE, check_int, check_str, check_tree
 
     def err(msg):
         return ValueError(f"{path}: {msg}")

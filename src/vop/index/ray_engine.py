@@ -135,7 +135,7 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
 
     if ray.is_initialized():
         return False
-    kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    kwargs = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if address:
         ray.init(address=address, **kwargs)
     else:
@@ -221,7 +221,7 @@ def encode_with_ray(collection, todo, encoder, writer, report, progress: bool, a
         lost = wanted - seen
         if lost:
             raise RuntimeError(f"the Ray run returned no row for {len(lost)} videos "
-                               f"(e.g. {sorted(lost)[0]}); "
+                               f"(e.g. {min(lost)}); "
                                f"every finished part is kept: run again to encode them")
     finally:
         if started:

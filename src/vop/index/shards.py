@@ -215,7 +215,7 @@ def _open(fs, part: str):
 
     try:
         return pq.ParquetFile(fs.open(part, "rb"))
-    except Exception as err:  # pyarrow raises its own ArrowInvalid / OSError kinds
+    except Exception as err:  # noqa: BLE001 - pyarrow raises its own ArrowInvalid / OSError kinds
         raise ShardError(f"{part}: not a readable Parquet file ({err})") from None
 
 
@@ -232,9 +232,7 @@ def vector_dim(part: str, vector_type) -> int | None:
     """The fixed length of a vector column (None for a variable-length list)."""
     import pyarrow as pa
 
-    if pa.types.is_fixed_size_list(vector_type):
-        value = vector_type.value_type
-    elif pa.types.is_list(vector_type) or pa.types.is_large_list(vector_type):
+    if pa.types.is_fixed_size_list(vector_type) or pa.types.is_list(vector_type) or pa.types.is_large_list(vector_type):
         value = vector_type.value_type
     else:
         raise ShardError(f"{part}: column vector is {vector_type}, expected a list of float32 or float16")

@@ -178,7 +178,7 @@ class VectorIndex:
         """Build the index kind for ``len(vectors)`` (``kind="auto"``) or the one asked for."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         ids = np.ascontiguousarray(ids, dtype=np.int64)
-        n, dim = vectors.shape
+        _n, dim = vectors.shape
         return cls.build_streaming(
             ids, dim, lambda picked: vectors[picked], lambda chunk: [(ids, vectors)], kind=kind,
             exact_max=exact_max, nlist=nlist, nprobe=nprobe, k_factor=k_factor, seed=seed, threads=threads,

@@ -46,7 +46,7 @@ class TextGraph(nn.Module):
 
 def modelscope_text(model) -> bool:
     """True when the text side uses the ModelScope port's fixed-slot placement."""
-    text = model.prompts["text"] if "text" in model.prompts else None
+    text = model.prompts["text"] if "text" in model.prompts else None  # noqa: SIM401 - ModuleDict has no get
     return text is not None and getattr(text, "placement", None) == "modelscope"
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 from contextlib import asynccontextmanager
-
 from pathlib import PurePath
 
 import anyio

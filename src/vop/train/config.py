@@ -211,7 +211,7 @@ class _RecipeLoader(yaml.SafeLoader):
 def _safe_yaml(text: str, where: str):
     """Safe YAML (:class:`_RecipeLoader`) whose errors are one line: the file, the line and YAML's reason."""
     try:
-        return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_RecipeLoader)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -9,7 +9,6 @@ from vop_demo.world.scene import actor_state
 from vop_demo.world.spec import COLORS, WorldSpec
 
 
-
 def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     return yy + 0.5, xx + 0.5  # pixel centres

@@ -20,7 +20,6 @@ from vop_demo.world.spec import (
 )
 
 
-
 def _background(rng: np.random.Generator, kinds: tuple[str, ...]) -> dict:
     base = rng.integers(70, 150, size=3)
     tint = rng.integers(-25, 26, size=3)

@@ -25,6 +25,7 @@ import pickle
 import struct
 import zipfile
 from collections import OrderedDict
+from typing import ClassVar
 
 import torch
 
@@ -77,7 +78,7 @@ class _Unpickler(pickle._Unpickler):
     """The pure-Python unpickler (its opcodes can be overridden; data.pkl is small) with ``BUILD``
     restricted to :class:`ScriptObject` and only the globals of ``_ALLOWED``."""
 
-    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch: ClassVar[dict] = dict(pickle._Unpickler.dispatch)
 
     def __init__(self, data: bytes, archive: _Archive):
         super().__init__(io.BytesIO(data))
