@@ -33,7 +33,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP workers sleep: spinning ones steal a shared CPU
 
 import argparse
-import platform
 import shutil
 import statistics
 import sys
@@ -44,11 +43,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from int8_common import default_videos, finish, loadavg
+from machine import cpu_flags, cpu_model
 
 from vop.backbone.clip import build_clip
 from vop.index.build import build_index
 from vop.index.discover import discover_videos
 from vop.index.encoder import VideoEncoder
+from vop.testing import perturb_every_parameter
 
 TARGETS = {"encoder": 3.0, "end_to_end": 2.5, "query_p50": 0.5}  # openvino int8 against torch fp32
 REFERENCE = "torch-fp32"
@@ -79,32 +80,16 @@ def copy_decodable(src: Path, dst: Path, limit: int, encoder: VideoEncoder) -> l
 def cpu_info() -> dict:
     """CPU model, the SIMD extensions that change every ratio (AVX2 only vs AVX-512 / VNNI / BF16 /
     AMX), and what OpenVINO says the CPU computes natively."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        model = next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name"))
-        flags = set(text.split("flags")[1].split("\n")[0].split())
-    except (OSError, IndexError, StopIteration):
-        pass
-    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
     from vop.runtime.openvino import cpu_capabilities
 
-    return {"model": model, "simd": " ".join(f for f in wanted if f in flags), "cores": os.cpu_count(),
+    return {"model": cpu_model(), "simd": cpu_flags(), "cores": os.cpu_count(),
             "openvino_capabilities": cpu_capabilities()}
 
 
 def perturbed_clip(name: str, seed: int = 0):
     """Random CLIP with every parameter moved off its init (LayerNorms included)."""
     clip = build_clip(name, seed=seed)
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for n, p in clip.named_parameters():
-            if n.endswith("logit_scale"):
-                continue
-            p.add_(torch.randn(p.shape, generator=gen) * 0.02)
-            if p.dim() == 1:
-                p.add_(torch.randn(p.shape, generator=gen) * 0.25)
-    clip._sha256 = None
+    perturb_every_parameter(clip, seed + 1)
     clip.weights_sha256  # noqa: B018 - hashed once, outside every timing
     return clip
 

@@ -32,3 +32,23 @@ def finish(result: dict, out: str | Path, failed: list[str], check: bool) -> int
     for f in failed:
         print(f"CHECK FAILED: {f}", file=sys.stderr)
     return 1 if (check and failed) else 0
+
+
+def decoded_clips(decoder, videos_dir: Path, limit: int, size: int = 224):
+    """Up to ``limit`` videos of ``videos_dir`` that decode, as model input ``[F, 3, size, size]``
+    each (``decoder``: a ``VideoEncoder``), and their relative paths; undecodable ones are skipped."""
+    from vop.data.decode import DecodeError
+    from vop.data.transforms import clip_preprocess
+    from vop.index.discover import discover_videos
+
+    clips, used = [], []
+    for f in discover_videos(videos_dir):
+        if len(clips) == limit:
+            break
+        try:
+            frames = decoder.decode(videos_dir / f.relpath)[0]
+        except DecodeError:
+            continue
+        clips.append(clip_preprocess(frames, size=size))  # [F, 3, S, S]
+        used.append(f.relpath)
+    return clips, used

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from int8_common import default_videos, finish
+from int8_common import decoded_clips, default_videos, finish
 
 from vop.backbone.clip import CLIP, build_clip
 from vop.backbone.quantize import Int8Linear, int8_layers, quantize_model
@@ -96,26 +96,13 @@ def int8_copy(model, per_token: bool):
 
 @torch.no_grad()
 def random_weights_part(videos_dir: Path, limit: int, per_token: bool) -> dict:
-    from vop.data.decode import DecodeError
-    from vop.data.transforms import clip_preprocess
-    from vop.index.discover import discover_videos
     from vop.index.encoder import VideoEncoder
     from vop.model import build_model
 
     clip = build_clip("ViT-B-32", seed=0)
     fp32 = build_model(clip, "zeroshot", frames=12)
     q = int8_copy(fp32, per_token)
-    decoder = VideoEncoder(clip, fp32, "random ViT-B-32 (seed 0)")
-    clips, used = [], []
-    for f in discover_videos(videos_dir):
-        if len(clips) == limit:
-            break
-        try:
-            frames = decoder.decode(videos_dir / f.relpath)[0]
-        except DecodeError:
-            continue
-        clips.append(clip_preprocess(frames, size=224))
-        used.append(f.relpath)
+    clips, used = decoded_clips(VideoEncoder(clip, fp32, "random ViT-B-32 (seed 0)"), videos_dir, limit)
     if not clips:
         raise SystemExit(f"int8_quality: no decodable video under {videos_dir}")
     errors = LayerErrors(q, clip)

@@ -66,26 +66,14 @@ def random_inputs(videos_dir: Path, limit: int):
     """The perturbed random ViT-B/32 zero-shot model and up to ``limit`` decoded videos ``[N, F, 3, S, S]``."""
     sys.path.insert(0, str(Path(__file__).parent))
     from index_throughput import perturbed_clip
+    from int8_common import decoded_clips
 
-    from vop.data.decode import DecodeError
-    from vop.data.transforms import clip_preprocess
-    from vop.index.discover import discover_videos
     from vop.index.encoder import VideoEncoder
     from vop.model import build_model
 
     clip = perturbed_clip("ViT-B-32")
     ref = build_model(clip, "zeroshot", frames=12)
-    decoder = VideoEncoder(clip, ref, "random ViT-B-32")
-    clips, used = [], []
-    for f in discover_videos(videos_dir):
-        if len(clips) == limit:
-            break
-        try:
-            frames = decoder.decode(videos_dir / f.relpath)[0]
-        except DecodeError:
-            continue
-        clips.append(clip_preprocess(frames, size=224))  # [F, 3, S, S]
-        used.append(f.relpath)
+    clips, used = decoded_clips(VideoEncoder(clip, ref, "random ViT-B-32"), videos_dir, limit)
     return ref, torch.stack(clips), used  # [N, F, 3, S, S]
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import perturb_every_parameter
 from torch import nn
 
 import vop
 from vop.backbone.clip import CLIPConfig, get_config
 from vop.backbone.formats.hf import config_from_hf, config_to_hf
+from vop.testing import perturb_every_parameter
 
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")

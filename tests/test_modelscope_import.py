@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import DATA, perturb_every_parameter
+from conftest import DATA
 
 from vop.adapter import load_adapter, read_metadata
 from vop.backbone import prompted
@@ -35,6 +35,7 @@ from vop.backbone.tokenizer import tokenize
 from vop.cli import main
 from vop.model import build_model
 from vop.modelscope import ModelScopeError, convert_modelscope, trained_set
+from vop.testing import perturb_every_parameter
 
 HERE = Path(__file__).resolve().parent
 VOP_HP = {"vp_token_num": 8, "tp_prefix_token_num": 4, "tp_suffix_token_num": 4, "num_frames": 12,

@@ -15,6 +15,7 @@ from vop.model import build_model
 from vop.runtime import prepare
 from vop.runtime.calibration import Calibration
 from vop.runtime.openvino import OpenVINOModel, cpu_capabilities
+from vop.testing import perturb_every_parameter
 
 FRAMES = 4
 CAPTIONS = ["a dog", "a red ball rolls slowly to the left across a wooden table", "x",
@@ -38,15 +39,8 @@ def perturbed_model(method, overrides, seed=0):
     """Backbone tensors + 0.02 N(0,1), LayerNorm weights and biases 1 +- / 0 + 0.25 N(0,1),
     prompts and other method tensors N(0, 0.5): no parameter keeps its default."""
     clip = build_clip("tiny", seed=seed)
-    gen = torch.Generator().manual_seed(seed + 1)
+    gen = perturb_every_parameter(clip, seed + 1)
     with torch.no_grad():
-        for name, p in clip.named_parameters():
-            if name.endswith("logit_scale"):
-                continue
-            p.add_(torch.randn(p.shape, generator=gen) * 0.02)
-            if p.dim() == 1:  # LayerNorm weights and biases, all biases, the class embedding
-                p.add_(torch.randn(p.shape, generator=gen) * 0.25)
-        clip._sha256 = None
         model = build_model(clip, method, frames=FRAMES, overrides=overrides, seed=seed)
         for _, p in model.trainable_named_parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * 0.5)

@@ -51,14 +51,9 @@ def as_positives(positives: Sequence[Sequence[int]] | Sequence[int] | np.ndarray
     return out
 
 
-def ranks_from_scores(
-    sim: torch.Tensor | np.ndarray,
-    positives: Sequence[Sequence[int]] | Sequence[int],
-    tie: str = "pessimistic",
-) -> np.ndarray:
-    """1-based rank of the best correct item of each row of ``sim`` ``[Q, N]`` (see module doc)."""
-    if tie not in TIE_RULES:
-        raise ValueError(f"unknown tie rule {tie!r}; choose one of {TIE_RULES}")
+def _best_correct(sim, positives):
+    """``sim`` as a float tensor ``[Q, N]`` (checked against ``positives``), the row and column of
+    every correct item ``[P]``, their scores ``[P]`` and each query's best correct score ``[Q]``."""
     sim = torch.as_tensor(sim)
     if not sim.is_floating_point():
         sim = sim.float()
@@ -77,9 +72,21 @@ def ranks_from_scores(
     pos_scores = sim[rows, cols]                                           # [P]
     best = torch.full((len(pos),), float("-inf"), dtype=sim.dtype)
     best = best.scatter_reduce(0, rows, pos_scores, reduce="amax")         # [Q]
+    return sim, rows, cols, pos_scores, best
+
+
+def ranks_from_scores(
+    sim: torch.Tensor | np.ndarray,
+    positives: Sequence[Sequence[int]] | Sequence[int],
+    tie: str = "pessimistic",
+) -> np.ndarray:
+    """1-based rank of the best correct item of each row of ``sim`` ``[Q, N]`` (see module doc)."""
+    if tie not in TIE_RULES:
+        raise ValueError(f"unknown tie rule {tie!r}; choose one of {TIE_RULES}")
+    sim, rows, _, pos_scores, best = _best_correct(sim, positives)
     if tie == "pessimistic":
         at_or_above = (sim >= best[:, None]).sum(dim=1)                    # includes correct items tied at best
-        correct_at_best = torch.zeros(len(pos), dtype=torch.long).scatter_add(
+        correct_at_best = torch.zeros(len(best), dtype=torch.long).scatter_add(
             0, rows, (pos_scores >= best[rows]).long())
         ahead = at_or_above - correct_at_best
     else:
@@ -123,23 +130,9 @@ def tie_counts(
     ``tol``: scores within ``tol`` of ``s*`` count as tied with it (0: exact ties only); use it
     where equal scores come out of the arithmetic a few ulps apart.
     """
-    sim = torch.as_tensor(sim)
-    if not sim.is_floating_point():
-        sim = sim.float()
-    pos = as_positives(positives)
-    if sim.ndim != 2 or sim.shape[0] != len(pos):
-        raise ValueError(f"similarities {tuple(sim.shape)} do not match {len(pos)} queries")
-    if torch.isnan(sim).any():
-        raise ValueError("similarities contain NaN; ranks would be meaningless")
     if tol < 0:
         raise ValueError(f"tol must be >= 0, got {tol}")
-    rows = torch.repeat_interleave(torch.arange(len(pos)), torch.tensor([len(p) for p in pos]))
-    cols = torch.from_numpy(np.concatenate(pos))
-    if cols.numel() and (cols.min() < 0 or cols.max() >= sim.shape[1]):
-        raise ValueError(f"a correct item index is outside [0, {sim.shape[1]})")
-    pos_scores = sim[rows, cols]                                           # [P]
-    best = torch.full((len(pos),), float("-inf"), dtype=sim.dtype)
-    best = best.scatter_reduce(0, rows, pos_scores, reduce="amax")         # [Q]
+    sim, rows, cols, _, best = _best_correct(sim, positives)
     is_correct = torch.zeros(sim.shape, dtype=torch.bool)
     is_correct[rows, cols] = True                                          # [Q, N]
     above = sim > best[:, None] + tol                                      # [Q, N]
