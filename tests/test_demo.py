@@ -86,7 +86,7 @@ def test_claims_pass_on_a_passing_result_and_fail_on_each_broken_one():
         "C1": lambda s: s["rows"][2].update({"order_free_R@1": 45.0}),  # vop only +5 over zeroshot
         "C1 ": lambda s: s["rows"][5].update({"order_free_R@1": 39.0}),  # a trained method below zeroshot
         "C2": lambda s: s["rows"][4].update({"pair_accuracy": 65.0}),  # vop-f below 70
-        "C2 ": lambda s: s["rows"][1].update({"t2v_R@1": 43.0}),  # full beats vop-f/vop-fc on strict R@1
+        "C2 ": lambda s: s["rows"][4].update({"t2v_R@1": 28.0}),  # vop-f no better than vop on strict R@1
         "C3": lambda s: s["clock"].update(seconds=700.0),
         "K1": lambda s: s["rows"][6].update({"pair_accuracy": 60.0}),
     }
@@ -108,6 +108,11 @@ def test_claims_pass_on_a_passing_result_and_fail_on_each_broken_one():
                                               ("full", 1, 30.0), ("vop", 2, 25.0))]  # seed 2: no full run
     c1 = next(c for c in claims.check(summary) if c.id == "C1")
     assert "(per training seed 0.70-0.90)" in c1.measured
+    # full beating vop-f/vop-fc on strict R@1 is reported beside the paper's, not gated
+    summary = copy.deepcopy(PASSING)
+    summary["rows"][1]["t2v_R@1"] = 43.0
+    c2 = next(c for c in claims.check(summary) if c.id == "C2")
+    assert c2.holds is True and "best of vop-f/fc 42.0 vs full 43.0 (paper 44.6 vs 41.7)" in c2.measured
     # an order-free method off exactly 50 breaks C2 too: it would mean the partner is not the clip reversed
     summary = copy.deepcopy(PASSING)
     summary["rows"][0]["pair_accuracy"] = 50.5
