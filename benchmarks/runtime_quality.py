@@ -6,7 +6,9 @@ with ``--check`` failing (exit 1) when a threshold of issue 25 does not hold.
    int8 to torch fp32 (min, median) and the largest |difference| of the unit vectors; text the same
    on captions. int8 is calibrated on the first ``--calibration-videos`` videos; its cosines are
    also given for the held-out rest. Thresholds: fp32 max |diff| <= 1e-4 (video and text), bf16
-   min cosine >= 0.999, int8 min cosine >= 0.995.
+   min cosine >= 0.999, int8 min cosine >= 0.995. The worst layer of int8: each residual block
+   quantized alone (everything else fp32), the one with the lowest min cosine (``--no-layers``
+   skips this part, one quantization per block; the demo part does the same for its best adapter).
 2. ``--demo-out DIR`` (a ``vop demo`` output folder, as ``benchmarks/int8_quality.py`` reads it):
    every seed-0 adapter on the demo world's test split, int8 calibrated on its validation split;
    t2v R@1 of torch fp32 and each openvino precision, and the top-10 overlap. The best trained
@@ -79,7 +81,7 @@ def random_inputs(videos_dir: Path, limit: int):
 
 
 @torch.no_grad()
-def random_weights_part(videos_dir: Path, limit: int, n_calib: int) -> dict:
+def random_weights_part(videos_dir: Path, limit: int, n_calib: int, layers: bool = True) -> dict:
     from vop.backbone.tokenizer import tokenize
 
     ref, video, used = random_inputs(videos_dir, limit)
@@ -97,6 +99,10 @@ def random_weights_part(videos_dir: Path, limit: int, n_calib: int) -> dict:
                "text_precision": ov.graph_precision("text")}
         if p == "int8" and len(video) > n_calib:
             row["video_cosine_held_out"] = cosine_stats(a_v[n_calib:], b_v[n_calib:])
+        if p == "int8" and layers:
+            row["one_layer_at_a_time"] = one_layer_at_a_time(
+                ref, calibration, a_v, lambda m: torch.cat([m.encode_video(v[None]) for v in video]), "random ViT-B/32")
+            row["worst_layer"] = min(row["one_layer_at_a_time"], key=lambda r: r["video_cosine"]["min"])["layer"]
         out[p] = row
         print(f"random ViT-B/32 openvino {p}: video cosine min {row['video_cosine']['min']:.6f} median "
               f"{row['video_cosine']['median']:.6f}, max |diff| {row['video_max_abs_diff']:.2e}; text cosine min "
@@ -105,8 +111,28 @@ def random_weights_part(videos_dir: Path, limit: int, n_calib: int) -> dict:
 
 
 @torch.no_grad()
+def one_layer_at_a_time(ref, calibration: Calibration, a_v: torch.Tensor, encode, what: str) -> list[dict]:
+    """The int8 error each residual block of the image tower causes on its own: the video graph with
+    that block's matrix products quantized (INT8_SETTINGS' ``only_layer``), everything else fp32;
+    per-video cosine (``encode(model)``: the videos' vectors) to torch fp32's ``a_v``. The block
+    with the lowest minimum is the worst layer."""
+    from vop.runtime.openvino import OpenVINOModel
+
+    rows = []
+    for i in range(ref.clip.cfg.vision.layers):
+        with tempfile.TemporaryDirectory() as cache:  # a ViT-B/32 graph per block: not kept
+            ov = OpenVINOModel(ref, "int8", calibration, cache_dir=cache, int8_settings={"only_layer": f"block {i}"})
+            b_v = encode(ov)
+            del ov
+        rows.append({"layer": f"block {i}", "video_cosine": cosine_stats(a_v, b_v)})
+        print(f"{what} openvino int8, block {i} alone: video cosine min {rows[-1]['video_cosine']['min']:.6f} "
+              f"median {rows[-1]['video_cosine']['median']:.6f}", flush=True)
+    return rows
+
+
+@torch.no_grad()
 def demo_part(demo_out: Path, n_calib: int, only_precisions=None, int8_settings: dict | None = None,
-              runs_only: tuple[str, ...] = ()) -> dict:
+              runs_only: tuple[str, ...] = (), layers: bool = False) -> dict:
     from vop.adapter import META_FILE, backbone_ref, load_adapter, read_metadata
     from vop.backbone.reference import resolve_backbone
     from vop.data.annotations import load_records
@@ -124,7 +150,7 @@ def demo_part(demo_out: Path, n_calib: int, only_precisions=None, int8_settings:
     records = load_records("csv", data, split="test", videos_dir=data)
     val = load_records("csv", data, split="val", videos_dir=data)
     queries = build_queries(records)
-    rows = []
+    rows, models = [], {}
     cpu = torch.device("cpu")
     for adapter in adapters:
         meta = read_metadata(adapter)
@@ -152,8 +178,15 @@ def demo_part(demo_out: Path, n_calib: int, only_precisions=None, int8_settings:
                   f"top-10 overlap {row[p]['top10_overlap']:.4f}, video cosine min "
                   f"{row[p]['video_cosine']['min']:.6f}", flush=True)
         rows.append(row)
+        models[row["run"]] = (ref, calibration, va, run)
     trained = [r for r in rows if r["method"] != "zeroshot"] or rows
     best = max(trained, key=lambda r: r["t2v_r1_torch_fp32"])
+    if layers and "int8" in best:
+        ref, calibration, va, run = models[best["run"]]
+        best["int8"]["one_layer_at_a_time"] = one_layer_at_a_time(ref, calibration, va, lambda m: run(m)[0],
+                                                                   f"demo {best['run']}")
+        best["int8"]["worst_layer"] = min(best["int8"]["one_layer_at_a_time"],
+                                          key=lambda r: r["video_cosine"]["min"])["layer"]
     return {"demo_out": str(demo_out), "runs": rows, "best_trained": best["run"]}
 
 
@@ -256,6 +289,7 @@ def main() -> int:
     ap.add_argument("--max-videos", type=int, default=8)
     ap.add_argument("--calibration-videos", type=int, default=4)
     ap.add_argument("--no-random", action="store_true")
+    ap.add_argument("--no-layers", action="store_true", help="skip int8's one-block-at-a-time part (worst layer)")
     ap.add_argument("--demo-out", type=Path)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--check", action="store_true")
@@ -293,10 +327,18 @@ def main() -> int:
             videos = args.videos or default_videos()
             if videos is None:
                 raise SystemExit("runtime_quality: no videos; pass --videos DIR")
-            result["random"] = random_weights_part(videos, args.max_videos, args.calibration_videos)
+            result["random"] = random_weights_part(videos, args.max_videos, args.calibration_videos,
+                                                   layers=not args.no_layers)
         if args.demo_out:
-            result["demo"] = demo_part(args.demo_out, 8)
+            result["demo"] = demo_part(args.demo_out, 8, layers=not args.no_layers)
     result["loadavg_after"] = loadavg()
+    stored = Path(args.out)
+    if stored.is_file():  # the --probe table is another invocation's result: kept
+        import json
+
+        probe = json.loads(stored.read_text()).get("probe_int8_settings")
+        if probe is not None:
+            result["probe_int8_settings"] = probe
     return finish(result, args.out, checks(result), args.check)
 
 

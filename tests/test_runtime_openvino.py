@@ -213,3 +213,39 @@ def test_int8_keep_fp32_parts_are_named_in_the_graph():
         == model.clip.cfg.embed_dim
     mlp = ignored_scope(ov_model, ("mlp_out",)).names
     assert len(mlp) == model.clip.cfg.vision.layers  # one per residual block
+
+
+def test_one_layer_at_a_time_quantizes_only_that_block(real_data, tmp_path):
+    """``only_layer`` (the int8 probe of benchmarks/runtime_quality.py): every matrix product of the
+    image tower maps to its residual block, and the graph quantized with ``only_layer="block 1"``
+    has its fake-quantize nodes on that block's inputs alone."""
+    import openvino
+
+    from vop.runtime import export
+    from vop.runtime.openvino import QUANTIZED_TYPES, ignored_scope, op_layer
+
+    model = perturbed_model("vop-f", {"shallow_layers": 1})
+    program = export.export_video(model)
+    layers = export.layer_names(program)
+    ov_model = openvino.convert_model(program)
+    quantized = [op for op in ov_model.get_ordered_ops() if op.get_type_name() in QUANTIZED_TYPES]
+    per_block = {f"block {i}": [op.get_friendly_name() for op in quantized if op_layer(op, layers) == f"block {i}"]
+                 for i in range(model.clip.cfg.vision.layers)}
+    assert all(len(names) >= 3 for names in per_block.values()), per_block  # attention in, out; MLP in, out
+    assert op_layer(next(op for op in quantized if op.get_type_name() == "Convolution"), layers) == "patch embedding"
+    scope = ignored_scope(ov_model, (), "block 1", layers).names
+    assert set(scope) == {op.get_friendly_name() for op in quantized} - set(per_block["block 1"])
+    with pytest.raises(ValueError, match="block 9"):
+        ignored_scope(ov_model, (), "block 9", layers)
+
+    calib, _ = _real_calibration(real_data)
+    ov = OpenVINOModel(model, "int8", calib, cache_dir=tmp_path, int8_settings={"only_layer": "block 1"})
+    ov.prepare("video")
+    q = openvino.Core().read_model(ov.timings["video"]["folder"] + "/model.xml")
+    fed = {c.get_node().get_friendly_name() for op in q.get_ordered_ops() if op.get_type_name() == "FakeQuantize"
+           for out in op.outputs() for c in out.get_target_inputs()}
+    fed_quantized = {n for n in fed if n in {op.get_friendly_name() for op in quantized}}
+    assert fed_quantized and fed_quantized <= set(per_block["block 1"]), fed_quantized
+    with torch.no_grad():
+        ref = model.encode_video(videos(2))
+    assert (ov.encode_video(videos(2)) * ref).sum(-1).min() >= 0.995

@@ -16,6 +16,8 @@ prompts and words at fixed slots, so its graph takes the full ``context_length``
 
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import nn
 
@@ -86,3 +88,22 @@ def export_text(model) -> torch.export.ExportedProgram:
         tokens = tokens[:, : max(length // 2, 3)].clone()  # [2, L/2], not a view: away from both bounds
     with torch.no_grad():
         return torch.export.export(TextGraph(model).eval(), (tokens,), dynamic_shapes=shapes, strict=False)
+
+
+_BLOCK = re.compile(r"visual\.transformer\.resblocks\.(\d+)(\.|$)")
+
+
+def layer_names(program: torch.export.ExportedProgram) -> dict[str, str]:
+    """The layer of each call in ``program``'s graph, by node name (the prefix of an OpenVINO op's
+    friendly name after ``openvino.convert_model``): ``"block N"`` for the image tower's residual
+    block N, otherwise the innermost module's path. Used to quantize one layer at a time
+    (``benchmarks/runtime_quality.py`` reports the int8 error each block causes on its own)."""
+    names = {}
+    for node in program.graph.nodes:
+        stack = node.meta.get("nn_module_stack") if node.op == "call_function" else None
+        if not stack:
+            continue
+        path = list(stack.values())[-1][0]  # the innermost module, e.g. model.clip.visual.transformer.resblocks.3.mlp
+        block = _BLOCK.search(path)
+        names[node.name] = f"block {block.group(1)}" if block else path
+    return names

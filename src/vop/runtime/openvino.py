@@ -40,9 +40,11 @@ PRECISIONS = ("fp32", "bf16", "int8")
 # products, None = off), keep_fp32 (parts left in fp32: "patch" = the patch embedding's
 # convolution, "head" = the last matrix product, the output projection, "mlp_out" = each MLP's
 # second matrix product), preset (None = the model
-# type's own, "mixed", "performance"), fast_bias_correction, model_type ("transformer" or None).
+# type's own, "mixed", "performance"), fast_bias_correction, model_type ("transformer" or None),
+# only_layer (None, or e.g. "block 3": quantize that layer of the image tower alone, everything
+# else fp32; a probe of which layer int8 hurts most).
 INT8_SETTINGS = {"smooth_quant": None, "keep_fp32": ("patch", "head"), "preset": None,
-                 "fast_bias_correction": True, "model_type": "transformer"}
+                 "fast_bias_correction": True, "model_type": "transformer", "only_layer": None}
 _CORE = None
 
 
@@ -198,7 +200,8 @@ class OpenVINOModel:
         if precision in ("int8", "int8-weights"):
             with _nncf_quiet():
                 if precision == "int8":
-                    ov_model = quantize(ov_model, self.calibration, self.int8_settings)
+                    layers = export.layer_names(program) if self.int8_settings.get("only_layer") else None
+                    ov_model = quantize(ov_model, self.calibration, self.int8_settings, layers)
                 else:
                     import nncf
 
@@ -230,12 +233,30 @@ def _nncf_quiet():
         yield
 
 
-def ignored_scope(ov_model, keep_fp32):
-    """An ``nncf.IgnoredScope`` naming the ``keep_fp32`` parts of ``ov_model`` (see :data:`INT8_SETTINGS`)."""
+QUANTIZED_TYPES = ("MatMul", "Convolution")  # the ops whose inputs int8 quantizes here
+
+
+def op_layer(op, layers: dict[str, str]) -> str:
+    """The layer of an OpenVINO op: ``layers`` (:func:`vop.runtime.export.layer_names`) of its
+    friendly name's prefix; the only convolution of a ViT is its patch embedding."""
+    if op.get_type_name() == "Convolution":
+        return "patch embedding"
+    return layers.get(op.get_friendly_name().split("/", 1)[0], "unknown")
+
+
+def ignored_scope(ov_model, keep_fp32, only_layer: str | None = None, layers: dict[str, str] | None = None):
+    """An ``nncf.IgnoredScope`` naming the ``keep_fp32`` parts of ``ov_model`` (see :data:`INT8_SETTINGS`),
+    and with ``only_layer`` every matrix product and convolution outside that layer (``layers``:
+    :func:`vop.runtime.export.layer_names` of the program ``ov_model`` was converted from)."""
     import nncf
 
     names = []
     ops = list(ov_model.get_ordered_ops())
+    if only_layer is not None:
+        quantized = [op for op in ops if op.get_type_name() in QUANTIZED_TYPES]
+        if not any(op_layer(op, layers or {}) == only_layer for op in quantized):
+            raise ValueError(f"no matrix product or convolution of the graph is in layer {only_layer!r}")
+        names += [op.get_friendly_name() for op in quantized if op_layer(op, layers or {}) != only_layer]
     if "patch" in keep_fp32:
         names += [op.get_friendly_name() for op in ops if op.get_type_name() == "Convolution"]
     if "mlp_out" in keep_fp32:  # each MLP's second matrix product: hidden (4 x width) -> width
@@ -246,10 +267,11 @@ def ignored_scope(ov_model, keep_fp32):
         names += [op.get_friendly_name() for op in ops if op.get_type_name() == "MatMul" and narrows(op)]
     if "head" in keep_fp32:
         names += [op.get_friendly_name() for op in ops if op.get_type_name() == "MatMul"][-1:]
+    names = list(dict.fromkeys(names))  # a part named twice (a kept part outside only_layer) once
     return nncf.IgnoredScope(names=names, validate=False) if names else None
 
 
-def quantize(ov_model, calibration, settings: dict | None = None):
+def quantize(ov_model, calibration, settings: dict | None = None, layers: dict[str, str] | None = None):
     """NNCF post-training int8 quantization of a video graph on ``calibration``'s videos.
 
     ``settings`` (default :data:`INT8_SETTINGS`): the patch embedding and the output projection
@@ -275,7 +297,7 @@ def quantize(ov_model, calibration, settings: dict | None = None):
     if s["preset"] is not None:
         kwargs["preset"] = {"mixed": nncf.QuantizationPreset.MIXED,
                             "performance": nncf.QuantizationPreset.PERFORMANCE}[s["preset"]]
-    scope = ignored_scope(ov_model, s["keep_fp32"])
+    scope = ignored_scope(ov_model, s["keep_fp32"], s.get("only_layer"), layers)
     if scope is not None:
         kwargs["ignored_scope"] = scope
     return nncf.quantize(ov_model, nncf.Dataset(items), subset_size=len(items),
