@@ -399,6 +399,7 @@ CASES: list[Case] = [
     Case("eval-chunk-negative", "eval", lambda w, t: [*_eval(w, "csv", w.ann), "--chunk", "-5"], r"--chunk: -5"),
     Case("index-threads-0", "index", lambda w, t: _index(w, t, "--threads", "0"), r"--threads: 0"),
     Case("index-workers-0", "index", lambda w, t: _index(w, t, "--workers", "0"), r"--workers: 0"),
+    Case("index-decode-workers-0", "index", lambda w, t: _index(w, t, "--decode-workers", "0"), r"--decode-workers: 0"),
     Case("index-gpus-per-worker-nan", "index", lambda w, t: _index(w, t, "--gpus-per-worker", "nan"),
          r"--gpus-per-worker: nan is out of range"),
     Case("index-memory-budget-inf", "index", lambda w, t: _index(w, t, "--memory-budget", "inf"),

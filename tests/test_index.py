@@ -158,6 +158,39 @@ def test_incremental_new_changed_removed(tmp_path):
     assert sorted(h.path for h in hits) == sorted(_rows(out))  # the FAISS file followed the store
 
 
+def test_decode_workers_give_the_same_rows_in_the_same_order(tmp_path, real_data):
+    """More decode threads change only the speed: the same vectors, thumbnails and error rows, and
+    the rows reach the shard writer in the collection's order; a bad count is refused."""
+    root = _collection(tmp_path / "videos", n=5)
+    shutil.copy(real_data / "videos" / "decord" / "corrupted.mp4", root / "sub0" / "corrupted.mp4")
+    import pyarrow.parquet as pq
+
+    seen, order = {}, {}
+    for workers in (1, 3):
+        out = tmp_path / f"index-{workers}"
+        report = build_index(root, out, _encoder(), progress=False, decode_workers=workers)
+        assert report.encoded == 5 and [f["path"] for f in report.failed] == ["sub0/corrupted.mp4"]
+        with IndexStore(out / DB_NAME) as store:
+            seen[workers] = {r.path: (r.status, r.error, None if r.vector is None else r.vector.tobytes(), r.thumbnail)
+                             for r in store.rows()}
+        order[workers] = [p for part in sorted((out / "embeddings").glob("part-*.parquet"))
+                          for p in pq.read_table(part, columns=["path"]).column("path").to_pylist()]
+    assert seen[1] == seen[3]
+    assert order[3] == order[1] and sorted(order[1]) == sorted(seen[1])
+    with pytest.raises(ValueError, match="decode_workers"):
+        build_index(root, tmp_path / "index-0", _encoder(), progress=False, decode_workers=0)
+
+
+def test_prepare_then_encode_is_encode_decoded(real_data):
+    """The decode worker's half (resize, normalise, thumbnail) and the model's half give what one call gives."""
+    enc = _encoder()
+    decoded = enc.decode(real_data / "videos" / "mmaction2" / "test.mp4")
+    prepared = enc.prepare(decoded)
+    assert prepared.video.shape == (FRAMES, 3, enc.image_size, enc.image_size) and prepared.video.dtype == torch.float32
+    a, b = enc.encode_prepared(prepared), enc.encode_decoded(decoded)
+    assert np.array_equal(a.vector, b.vector) and a.thumbnail == b.thumbnail and a.thumbnail[:2] == b"\xff\xd8"
+
+
 class _Killed(Exception):
     pass
 

@@ -68,6 +68,9 @@ def register(subparsers) -> None:
     )
     p.add_argument("--retry-failed", action="store_true", help="try undecodable videos again")
     p.add_argument("--threads", type=threads_arg, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--decode-workers", type=threads_arg, default=1,
+                   help="local engine: threads that decode and prepare the next videos while the model runs "
+                        "(default 1; more where decoding is slower than the model and cores are free)")
     add_runtime_args(p, calibration="the first N videos of VIDEO_DIR")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -225,6 +228,7 @@ def _index(args):
         vector_index=args.vector_index,
         engine=args.engine,
         memory_budget=budget,
+        decode_workers=args.decode_workers,
         ray_options={"address": args.address, "workers": args.workers, "gpus_per_worker": args.gpus_per_worker,
                      "threads": args.threads},
     )

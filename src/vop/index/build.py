@@ -15,7 +15,8 @@ SQLite + FAISS:
 * Sharding: shard ``i`` of ``n`` encodes the files whose path hashes to ``i`` into the same
   ``OUT/embeddings`` and marks itself done; ``vop index --from-shards OUT/embeddings --out OUT``
   builds the index once all n are done.
-* Engines: ``engine="local"`` decodes the next video in a thread while the model runs;
+* Engines: ``engine="local"`` decodes (and resizes, normalises, thumbnails) the next videos in
+  ``decode_workers`` threads while the model runs (PyAV and torch release the GIL);
   ``engine="ray"`` runs decoding as Ray tasks and encoding in a Ray actor pool
   (:mod:`vop.index.ray_engine`); both write the same rows.
 """
@@ -59,7 +60,8 @@ from vop.index.vectors import EXACT_MAX
 
 log = logging.getLogger("vop.index")
 BAD_NAME = "file name is not valid UTF-8 (shown with \\xNN escapes); rename the file to index it"
-DECODE_AHEAD = 2  # videos decoded ahead of the model (bounded: F frames at the model's image size each)
+DECODE_AHEAD = 2  # videos decoded ahead of the model per decode worker (bounded: F x 3 x S x S floats each)
+DECODE_WORKERS = 1  # decode threads of the local engine (benchmarks/index_throughput.py measures the overlap)
 
 __all__ = [
     "BAD_NAME",
@@ -94,18 +96,22 @@ def build_index(
     memory_budget: int | None = None,
     part_rows: int = PART_ROWS,
     part_seconds: float = PART_SECONDS,
+    decode_workers: int = DECODE_WORKERS,
 ) -> IndexReport:
     """Bring the shards at ``out/embeddings`` (and, unless ``shard``, the index at ``out``) up to
     date with ``video_dir`` (a folder or an fsspec URI).
 
     ``vector_index``: "auto" | "exact" | "pq" | "ivf" (None keeps the last choice; see ``vectors.py``).
     ``after_each(n)`` is called after the n-th video is handed to the shard writer (tests inject
-    a kill there); ``ray_options``: see :func:`vop.index.ray_engine.encode_with_ray`.
+    a kill there); ``ray_options``: see :func:`vop.index.ray_engine.encode_with_ray`;
+    ``decode_workers``: decode threads of the local engine.
     """
     from vop import __version__
 
     if engine not in ("local", "ray"):
         raise ValueError(f"engine must be local or ray, got {engine!r}")
+    if decode_workers < 1:
+        raise ValueError(f"decode_workers must be at least 1, got {decode_workers}")
     start = time.perf_counter()
     collection = open_collection(video_dir)
     files = collection.files
@@ -144,7 +150,7 @@ def build_index(
                 encode_with_ray(collection, todo, encoder, writer, report, progress, after_each,
                                 ray_options or {})
             else:
-                _encode_all(collection, todo, encoder, writer, report, progress, after_each)
+                _encode_all(collection, todo, encoder, writer, report, progress, after_each, decode_workers)
         compact(str(emb), scan(str(emb), owned=owned), keep=present, owned=owned)
         if shard is not None:
             return _finish_shard(emb, shard, owned, report, start)
@@ -186,17 +192,17 @@ def _migrate(out: Path, emb: Path, dim: int) -> None:
 
 
 def _encode_all(collection: Collection, todo, encoder, writer: PartWriter, report: IndexReport,
-                progress: bool, after_each) -> None:
+                progress: bool, after_each, decode_workers: int = DECODE_WORKERS) -> None:
     from tqdm.auto import tqdm
 
     from vop.data.decode import DecodeError
 
     bar = tqdm(total=len(todo), desc="indexing", unit="video", disable=not progress or not todo)
-    for n, (f, pending) in enumerate(_decode_ahead(collection, todo, encoder), 1):
+    for n, (f, pending) in enumerate(_decode_ahead(collection, todo, encoder, decode_workers), 1):
         try:
             if f.bad_name:
                 raise DecodeError(f.relpath, BAD_NAME)
-            enc = encoder.encode_decoded(pending.result())
+            enc = encoder.encode_prepared(pending.result())
         except DecodeError as err:
             row = video_row(f, error=err.reason)
         else:
@@ -232,19 +238,22 @@ def count(report: IndexReport, row: VideoRow, enc=None) -> None:
         report.from_cache += bool(getattr(enc, "from_cache", False))
 
 
-def _decode(collection: Collection, f, encoder):
+def _decode(collection: Collection, f, decoder):
     with collection.source(f.relpath) as path:
-        return encoder.decode(path)
+        return decoder.prepare(decoder.decode(path))
 
 
-def _decode_ahead(collection: Collection, todo, encoder, ahead: int = DECODE_AHEAD):
-    """Yield ``(file, future of its decoded frames)`` in order, decoding up to ``ahead`` videos in a
-    background thread while the caller runs the model on the current one."""
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vop-decode")
+def _decode_ahead(collection: Collection, todo, encoder, workers: int = DECODE_WORKERS):
+    """Yield ``(file, future of its prepared video)`` in order, decoding and preparing up to
+    ``DECODE_AHEAD`` videos per worker in ``workers`` threads while the caller runs the model."""
+    if workers < 1:
+        raise ValueError(f"decode_workers must be at least 1, got {workers}")
+    decoder, ahead = encoder.decoder(), DECODE_AHEAD * workers
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vop-decode")
     queue: deque = deque()
     try:
         for f in todo:
-            queue.append((f, None if f.bad_name else pool.submit(_decode, collection, f, encoder)))
+            queue.append((f, None if f.bad_name else pool.submit(_decode, collection, f, decoder)))
             if len(queue) > ahead:
                 yield queue.popleft()
         while queue:

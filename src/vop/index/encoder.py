@@ -34,6 +34,17 @@ class EncodedVideo:
     from_cache: bool = False  # the frames came from the frame cache (vop index --cache)
 
 
+@dataclass
+class PreparedVideo:
+    """A decoded video made ready for the model (:meth:`VideoDecoder.prepare`): the work the
+    indexer's decode workers do off the model's thread."""
+
+    video: torch.Tensor  # [F, 3, S, S] float32, CLIP-normalised: what encode_video takes per clip
+    info: object  # the probe info (duration, frames, size, warning)
+    thumbnail: bytes  # the JPEG thumbnail
+    from_cache: bool
+
+
 def build_video_model(clip, adapter: str | Path | None = None, frames: int | None = None):
     """The retrieval model: ``load_adapter(adapter, clip)`` or zero-shot CLIP with ``frames`` frames.
 
@@ -64,8 +75,9 @@ class VideoDecoder:
         """The model's ``frames`` frames (uint8 ``[F, H, W, 3]``, from the frame cache when it holds
         the file), the probe info, the thumbnail frame and whether the frames came from the cache.
 
-        Separate from :meth:`VideoEncoder.encode_decoded` so that the indexer can decode the next video in a
-        thread while the model runs (PyAV releases the GIL). Raises ``DecodeError``.
+        Separate from the model (:meth:`prepare`, then :meth:`VideoEncoder.encode_prepared`) so that
+        the indexer's decode workers decode and prepare the next videos in threads while the model
+        runs (PyAV and torch release the GIL). Raises ``DecodeError``.
         """
         from vop.data.annotations import VideoRecord
         from vop.data.dataset import read_video
@@ -85,6 +97,15 @@ class VideoDecoder:
             frames = read_video(record, self.frames, self.image_size, num_frames=found)
             info = dataclasses.replace(info, num_frames=found, warning=f"truncated: {found} of {info.num_frames} frames")
         return frames, info, self._thumbnail_frame(path, frames, info, cached is not None), cached is not None
+
+    def prepare(self, decoded: tuple) -> PreparedVideo:
+        """:meth:`decode`'s result -> the model's input tensor and the JPEG thumbnail (resizing,
+        normalising and JPEG encoding: a worker thread's job while the model runs)."""
+        from vop.data.dataset import model_input
+
+        frames, info, thumb, from_cache = decoded
+        video = model_input(frames, self.image_size)  # [F, H, W, 3] uint8 -> [F, 3, S, S], as in vop eval
+        return PreparedVideo(video, info, make_thumbnail(thumb), from_cache)
 
     def _thumbnail_frame(self, path, frames: np.ndarray, info, cached: bool) -> np.ndarray:
         """The middle model frame; re-read at ``THUMB_SIZE`` when the model's image size made it
@@ -204,23 +225,21 @@ class VideoEncoder:
         """:meth:`VideoDecoder.decode` with this encoder's frames, image size and cache."""
         return self.decoder().decode(path)
 
-    @torch.no_grad()
-    def encode_decoded(self, decoded: tuple) -> EncodedVideo:
-        from vop.data.dataset import model_input
+    def prepare(self, decoded: tuple) -> PreparedVideo:
+        """:meth:`VideoDecoder.prepare` with this encoder's image size."""
+        return self.decoder().prepare(decoded)
 
-        frames, info, thumb, from_cache = decoded
-        video = model_input(frames, self.image_size)  # [F, H, W, 3] uint8 -> [F, 3, S, S], as in vop eval
-        vector = _unit(self.model.encode_video(video[None]))[0]  # [1, F, 3, S, S] -> [E]
-        return EncodedVideo(
-            vector,
-            info.duration,
-            info.num_frames,
-            info.width,
-            info.height,
-            make_thumbnail(thumb),
-            getattr(info, "warning", None),
-            from_cache,
-        )
+    @torch.no_grad()
+    def encode_prepared(self, prepared: PreparedVideo) -> EncodedVideo:
+        """Run the model on one prepared video (``[F, 3, S, S]``) -> its unit vector and metadata."""
+        info = prepared.info
+        vector = _unit(self.model.encode_video(prepared.video[None]))[0]  # [1, F, 3, S, S] -> [E]
+        return EncodedVideo(vector, info.duration, info.num_frames, info.width, info.height, prepared.thumbnail,
+                            getattr(info, "warning", None), prepared.from_cache)
+
+    def encode_decoded(self, decoded: tuple) -> EncodedVideo:
+        """:meth:`prepare` then :meth:`encode_prepared` (the Ray engine's actors: frames travel as uint8)."""
+        return self.encode_prepared(self.prepare(decoded))
 
     def encode_file(self, path: str | Path) -> EncodedVideo:
         """Decode and encode one video file; raises ``DecodeError``."""
