@@ -10,9 +10,16 @@ reports native bf16), ``openvino int8`` (NNCF, calibrated on the benchmark's own
 * encoder only: ``encode_video`` of one decoded video (12 frames at 224 px);
 * end to end: ``vop.index.build.build_index`` on a folder of real videos into a fresh index per
   run (decoding of the next video overlapped with encoding, as ``vop index`` runs it), videos/min;
-  also the time to only decode the same videos, so the split decode / encode / rest is visible;
+  also the split: decoding alone, decoding + preparing (resize, normalise, thumbnail: the decode
+  workers' part), the model alone on every video, the same build with a model that costs nothing
+  (decode, prepare, shards, index), and from these how much of decoding the overlap hid and the
+  least time the cores allow (the model's threads busy, decoding on top); and
+  openvino int8's build with ``--more-decode-workers``;
 * query latency: what ``vop serve`` does per text query (tokenize + encode text + search), p50/p99;
-* cosine of each variant's video vector to torch fp32's (speed without quality is no result).
+* cosine of each variant's video vector to torch fp32's (speed without quality is no result);
+* the kernel types OpenVINO's compiled video graphs run (``openvino_kernels``), and the ISA caps
+  set in the environment (``isa_caps``: ``ONEDNN_MAX_CPU_ISA=AVX2`` and friends emulate an
+  AVX2-only CPU on a bigger one, as far as each library honours them; the kernels say how far).
 
 Backbone: ViT-B/32 shapes with random weights (seed 0) and every parameter perturbed (no real
 weights here; speed does not depend on the values, int8 calibration does a little). Repeats
@@ -111,6 +118,56 @@ def make_encoder(clip, variant: str, videos: Path, calibration_videos: int) -> t
     return enc, time.perf_counter() - t
 
 
+class Replay:
+    """``encoder`` with a model that costs nothing: ``encode_prepared`` returns the video's vector
+    encoded before (looked up by its thumbnail), so a build with it times decoding, preparing,
+    writing the shards and building the index, and nothing else."""
+
+    def __init__(self, encoder: VideoEncoder, encoded: dict):
+        self.encoder, self.encoded = encoder, encoded
+
+    def __getattr__(self, name):
+        return getattr(self.encoder, name)
+
+    def encode_prepared(self, prepared):
+        return self.encoded[prepared.thumbnail]
+
+
+def split(e2e_s: float, model_s: float, no_model_s: float, decode_prepare_s: float, threads: int,
+          cores: int) -> dict:
+    """Where one end-to-end build's time goes. ``model_s``: the model alone on every prepared video;
+    ``no_model_s``: the same build with a model that costs nothing (decode, prepare, write, index);
+    decoding and preparing alone take ``decode_prepare_s``. What the overlap hid is
+    ``model_s + no_model_s - e2e_s``; the share of decoding it hid is that over ``decode_prepare_s``.
+    ``core_bound_s``: the least time the cores allow when the model keeps ``threads`` of them busy
+    and decoding needs one more, ``max(model_s, (model_s * threads + no_model_s) / cores)``."""
+    hidden = model_s + no_model_s - e2e_s
+    bound = max(model_s, (model_s * min(threads, cores) + no_model_s) / cores)
+    return {"end_to_end_s": e2e_s, "model_s": model_s, "without_model_s": no_model_s,
+            "decode_and_prepare_s": decode_prepare_s, "rest_s": no_model_s - decode_prepare_s,
+            "overlap_hidden_s": hidden, "decode_hidden_share": hidden / decode_prepare_s,
+            "core_bound_s": bound, "end_to_end_over_core_bound": e2e_s / bound}
+
+
+ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "OV_CPU_MAX_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")
+
+
+def kernels(encoder) -> dict[str, int]:
+    """How many nodes of an OpenVINO encoder's compiled video graph run each kernel type (e.g.
+    ``brgemm_avx512_amx_I8``): which instructions the run really used, under an ISA cap too."""
+    from collections import Counter
+
+    model = getattr(encoder.model, "_compiled", {}).get("video")
+    if model is None:
+        return {}
+    found = Counter()
+    for op in model.get_runtime_model().get_ops():
+        info = op.get_rt_info()
+        if "primitiveType" in info:
+            found[info["primitiveType"].astype(str)] += 1
+    return dict(found.most_common())
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
@@ -130,6 +187,9 @@ def main() -> int:
     ap.add_argument("--encoder-repeats", type=int, default=5)
     ap.add_argument("--queries", type=int, default=40, help="timed text queries per variant")
     ap.add_argument("--calibration-videos", type=int, default=8)
+    ap.add_argument("--decode-workers", type=int, default=1, help="decode threads of every end-to-end build")
+    ap.add_argument("--more-decode-workers", type=int, nargs="*", default=[2],
+                    help="also time openvino int8's build with these decode worker counts")
     ap.add_argument("--backbone", default="ViT-B-32", help="CLIP config (random weights); tiny for a smoke run")
     ap.add_argument("--variants", default=",".join(ALL_VARIANTS))
     ap.add_argument("--check", action="store_true", help=f"exit 1 unless openvino int8 meets {TARGETS}")
@@ -143,7 +203,8 @@ def main() -> int:
     import openvino
 
     result = {"threads": args.threads, "torch": torch.__version__, "openvino": openvino.__version__,
-              "cpu": cpu_info(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+              "cpu": cpu_info(), "isa_caps": {k: os.environ[k] for k in ISA_CAPS if k in os.environ},
+              "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
               "loadavg_before": loadavg(), "load_average_before": os.getloadavg(),
               "backbone": f"{args.backbone}, random weights (seed 0), every parameter perturbed", "frames": 12}
     clip = perturbed_clip(args.backbone)
@@ -170,6 +231,7 @@ def main() -> int:
             startup[v] = {"first_s": first, "cached_s": cached}
             print(f"start-up {v}: first {first:.2f} s, cached {cached:.2f} s", flush=True)
         result["startup"] = startup
+        result["openvino_kernels"] = {v: kernels(enc[v]) for v in variants if v.startswith("openvino")}
 
         # ---- encoder only (decoded once) and cosine to the reference
         decoded = [probe.decode(videos / name) for name in sorted(os.listdir(videos))]
@@ -193,11 +255,21 @@ def main() -> int:
             print(f"encoder {v}: {med:.3f} s, {result['encoder'][v]['ratio']:.2f}x, cosine min {cos.min():.6f}",
                   flush=True)
 
-        # ---- decoding alone (the part end to end adds to encoding)
+        # ---- decoding alone, and decoding + preparing (resize, normalise, thumbnail): the decode workers' part
         t = time.perf_counter()
         for name in sorted(os.listdir(videos)):
             probe.decode(videos / name)
         result["decode_only_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        prepared = [probe.prepare(probe.decode(videos / name)) for name in sorted(os.listdir(videos))]
+        result["decode_and_prepare_s"] = time.perf_counter() - t
+        model_runs = {v: [] for v in variants}
+        for r in range(args.repeats):  # the model alone on every video, as the build's main thread runs it
+            for v in rotations(variants, r):
+                t = time.perf_counter()
+                encoded = {p.thumbnail: enc[v].encode_prepared(p) for p in prepared}
+                model_runs[v].append(time.perf_counter() - t)
+        model_s = {v: statistics.median(runs_v) for v, runs_v in model_runs.items()}
 
         # ---- end to end
         runs = {v: [] for v in variants}
@@ -205,7 +277,8 @@ def main() -> int:
             for v in rotations(variants, r):
                 out = Path(tmp) / f"index-{v}-{r}"
                 t = time.perf_counter()
-                report = build_index(videos, out, enc[v], progress=False, vector_index="exact")
+                report = build_index(videos, out, enc[v], progress=False, vector_index="exact",
+                                     decode_workers=args.decode_workers)
                 seconds = time.perf_counter() - t
                 if report.encoded != len(used):
                     raise RuntimeError(f"{v}: encoded {report.encoded} of {len(used)} videos")
@@ -219,6 +292,40 @@ def main() -> int:
         for v in variants:
             e = result["end_to_end"][v]
             print(f"end to end {v}: {e['videos_per_min']:.1f} videos/min, {e['ratio']:.2f}x", flush=True)
+
+        # ---- the split: the same build with a model that costs nothing, and with more decode workers
+        replay = Replay(enc[REFERENCE], encoded)
+        no_model = []
+        for r in range(args.repeats):
+            out = Path(tmp) / f"index-replay-{r}"
+            t = time.perf_counter()
+            build_index(videos, out, replay, progress=False, vector_index="exact", decode_workers=args.decode_workers)
+            no_model.append(time.perf_counter() - t)
+            shutil.rmtree(out)
+        result["split"] = {v: split(result["end_to_end"][v]["median_s"], model_s[v], statistics.median(no_model),
+                                    result["decode_and_prepare_s"], args.threads, os.cpu_count() or 1)
+                           for v in variants}
+        result["split_decode_workers"] = args.decode_workers
+        for v in variants:
+            x = result["split"][v]
+            print(f"split {v}: end to end {x['end_to_end_s']:.2f} s = model {x['model_s']:.2f} + without model "
+                  f"{x['without_model_s']:.2f} (decode+prepare {x['decode_and_prepare_s']:.2f}) - hidden "
+                  f"{x['overlap_hidden_s']:.2f} ({100 * x['decode_hidden_share']:.0f}% of decoding hidden); the "
+                  f"cores allow {x['core_bound_s']:.2f} s ({x['end_to_end_over_core_bound']:.2f}x of it)", flush=True)
+        if args.more_decode_workers and "openvino-int8" in variants:
+            more = {}
+            for w in args.more_decode_workers:
+                times_w = []
+                for r in range(args.repeats):
+                    out = Path(tmp) / f"index-workers-{w}-{r}"
+                    t = time.perf_counter()
+                    build_index(videos, out, enc["openvino-int8"], progress=False, vector_index="exact",
+                                decode_workers=w)
+                    times_w.append(time.perf_counter() - t)
+                    shutil.rmtree(out)
+                more[str(w)] = {"runs_s": times_w, "median_s": statistics.median(times_w)}
+                print(f"end to end openvino-int8, {w} decode workers: {more[str(w)]['median_s']:.2f} s", flush=True)
+            result["openvino_int8_decode_workers"] = more
 
         # ---- query latency: text encoding + search of the index, as vop serve runs a query
         from vop.index.search import Searcher
