@@ -249,3 +249,32 @@ def test_one_layer_at_a_time_quantizes_only_that_block(real_data, tmp_path):
     with torch.no_grad():
         ref = model.encode_video(videos(2))
     assert (ov.encode_video(videos(2)) * ref).sum(-1).min() >= 0.995
+
+
+def test_int8_without_vnni_warns_once(monkeypatch, caplog):
+    """A CPU without VNNI runs OpenVINO int8, with one warning naming the faster alternatives."""
+    import logging
+    from pathlib import Path
+
+    from vop.runtime import openvino as ov
+
+    if Path("/proc/cpuinfo").is_file():  # Linux: the flags are read, a subset of INT8_FLAGS
+        assert ov.cpu_int8_flags() <= set(ov.INT8_FLAGS)
+    monkeypatch.setattr(ov, "_WARNED_NO_VNNI", False)
+    monkeypatch.setattr(ov, "cpu_int8_flags", lambda: {"avx512_vnni"})
+    with caplog.at_level(logging.WARNING, logger="vop.runtime"):
+        assert ov.check_precision("int8") == "int8"
+    assert not caplog.records
+    monkeypatch.setattr(ov, "cpu_int8_flags", lambda: set())
+    with caplog.at_level(logging.WARNING, logger="vop.runtime"):
+        assert ov.check_precision("int8") == "int8"
+        ov.check_precision("int8")
+        ov.check_precision("fp32")
+    assert len(caplog.records) == 1 and "no VNNI" in caplog.records[0].getMessage()
+    assert "--runtime torch --precision int8" in caplog.records[0].getMessage()
+    monkeypatch.setattr(ov, "cpu_int8_flags", lambda: None)  # unknown (not Linux): no warning
+    monkeypatch.setattr(ov, "_WARNED_NO_VNNI", False)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vop.runtime"):
+        ov.check_precision("int8")
+    assert not caplog.records

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -45,7 +46,10 @@ PRECISIONS = ("fp32", "bf16", "int8")
 # else fp32; a probe of which layer int8 hurts most).
 INT8_SETTINGS = {"smooth_quant": None, "keep_fp32": ("patch", "head"), "preset": None,
                  "fast_bias_correction": True, "model_type": "transformer", "only_layer": None}
+INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # the CPU's int8 dot-product instructions
 _CORE = None
+_WARNED_NO_VNNI = False
+log = logging.getLogger("vop.runtime")
 
 
 def core():
@@ -63,14 +67,33 @@ def cpu_capabilities() -> list[str]:
     return [str(c) for c in core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
 
 
+def cpu_int8_flags() -> set[str] | None:
+    """Which of :data:`INT8_FLAGS` this CPU has (``/proc/cpuinfo``); None where that cannot be read."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split()) & set(INT8_FLAGS)
+    return None
+
+
 def check_precision(precision: str) -> str:
-    """``precision`` if OpenVINO can run it on this CPU; a one-line :class:`PrecisionError` otherwise."""
+    """``precision`` if OpenVINO can run it on this CPU; a one-line :class:`PrecisionError` otherwise.
+    int8 on a CPU without VNNI runs, with one warning: it measured no faster than torch fp32 there."""
+    global _WARNED_NO_VNNI
     if precision not in PRECISIONS:
         raise PrecisionError(f"unknown precision {precision!r} for --runtime openvino; choose one of "
                              f"{', '.join(PRECISIONS)}")
     if precision == "bf16" and "BF16" not in cpu_capabilities():
         raise PrecisionError("--precision bf16 needs a CPU with native bf16 (AVX-512 BF16 or AMX), which this "
                              "one lacks; use --precision int8 (or fp32)")
+    if precision == "int8" and cpu_int8_flags() == set() and not _WARNED_NO_VNNI:
+        _WARNED_NO_VNNI = True
+        log.warning("this CPU has no VNNI (avx512_vnni, avx_vnni or amx_int8): OpenVINO int8 measured no faster "
+                    "than torch fp32 without it; --runtime openvino --precision fp32 or --runtime torch "
+                    "--precision int8 may be faster here (docs/cpu-runtimes.md)")
     return precision
 
 
