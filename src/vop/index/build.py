@@ -246,8 +246,6 @@ def _decode(collection: Collection, f, decoder):
 def _decode_ahead(collection: Collection, todo, encoder, workers: int = DECODE_WORKERS):
     """Yield ``(file, future of its prepared video)`` in order, decoding and preparing up to
     ``DECODE_AHEAD`` videos per worker in ``workers`` threads while the caller runs the model."""
-    if workers < 1:
-        raise ValueError(f"decode_workers must be at least 1, got {workers}")
     decoder, ahead = encoder.decoder(), DECODE_AHEAD * workers
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vop-decode")
     queue: deque = deque()
