@@ -22,12 +22,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from machine import cpu_flags, cpu_model
 
 from vop.backbone.clip import CLIPConfig, get_config
 from vop.backbone.formats.hf import config_to_hf, hf_to_openai
 from vop.backbone.loading import build_from_state_dict
 from vop.backbone.tokenizer import tokenize
+from vop.cpu import cpu_model, simd_flags
 
 FRAMES = 12
 CAPTIONS = [f"a person is doing thing number {i} in a kitchen with a dog" for i in range(12)]
@@ -243,7 +243,7 @@ def main() -> None:
         "machine": {
             "note": "shared 2-core CPU VM; other engineers' jobs ran concurrently (see load averages); "
             "with more runnable threads than cores, multi-threaded timings are the noisiest",
-            "cpu": cpu_model(), "simd": cpu_flags(),
+            "cpu": cpu_model(), "simd": simd_flags(),
             "cpu_count": os.cpu_count(),
             "torch": torch.__version__,
             "transformers": __import__("transformers").__version__,

@@ -45,7 +45,8 @@ from pathlib import Path
 
 import numpy as np
 from int8_common import default_videos, finish, loadavg
-from machine import cpu_flags, cpu_model
+
+from vop.cpu import cpu_model, simd_flags
 
 OVERHEAD_TARGET = 0.15
 RECALL_TARGET = 0.95
@@ -267,7 +268,7 @@ def main() -> int:
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--out", default="benchmarks/results/index_scale.json")
     args = parser.parse_args()
-    result = {"cpu": cpu_model(), "simd": cpu_flags(), "cores": os.cpu_count(), "python": platform.python_version(),
+    result = {"cpu": cpu_model(), "simd": simd_flags(), "cores": os.cpu_count(), "python": platform.python_version(),
               "loadavg_before": loadavg(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
     print(f"{result['cpu']} ({result['simd']}), {result['cores']} cores, load {result['loadavg_before']}", flush=True)
     failed = []

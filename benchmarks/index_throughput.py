@@ -50,9 +50,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from int8_common import default_videos, finish, loadavg
-from machine import cpu_flags, cpu_model
 
 from vop.backbone.clip import build_clip
+from vop.cpu import cpu_model, simd_flags
 from vop.index.build import build_index
 from vop.index.discover import discover_videos
 from vop.index.encoder import VideoEncoder
@@ -89,7 +89,7 @@ def cpu_info() -> dict:
     AMX), and what OpenVINO says the CPU computes natively."""
     from vop.runtime.openvino import cpu_capabilities
 
-    return {"model": cpu_model(), "simd": cpu_flags(), "cores": os.cpu_count(),
+    return {"model": cpu_model(), "simd": simd_flags(), "cores": os.cpu_count(),
             "openvino_capabilities": cpu_capabilities()}
 
 

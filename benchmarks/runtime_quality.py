@@ -38,8 +38,8 @@ from pathlib import Path
 import torch
 from int8_common import default_videos, finish, loadavg
 from int8_quality import cosine_stats, top_overlap
-from machine import cpu_flags, cpu_model
 
+from vop.cpu import cpu_model, simd_flags
 from vop.runtime import prepare
 from vop.runtime.calibration import Calibration
 from vop.runtime.openvino import cpu_capabilities
@@ -303,7 +303,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     import openvino
 
-    result: dict = {"cpu": cpu_model(), "simd": cpu_flags(), "threads": args.threads, "openvino": openvino.__version__, "loadavg_before": loadavg(),
+    result: dict = {"cpu": cpu_model(), "simd": simd_flags(), "threads": args.threads, "openvino": openvino.__version__, "loadavg_before": loadavg(),
                     "thresholds": {"fp32_max_abs_diff": FP32_MAX_DIFF, "min_cosine": MIN_COSINE,
                                    "t2v_r1_delta": R1_DELTA_MAX, "top10_overlap": OVERLAP_MIN}}
     if args.probe:

@@ -68,15 +68,11 @@ def cpu_capabilities() -> list[str]:
 
 
 def cpu_int8_flags() -> set[str] | None:
-    """Which of :data:`INT8_FLAGS` this CPU has (``/proc/cpuinfo``); None where that cannot be read."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split()) & set(INT8_FLAGS)
-    return None
+    """Which of :data:`INT8_FLAGS` this CPU has; None where its flags cannot be read."""
+    from vop.cpu import cpu_flags
+
+    flags = cpu_flags()
+    return None if flags is None else flags & set(INT8_FLAGS)
 
 
 def check_precision(precision: str) -> str:
