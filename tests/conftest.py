@@ -7,6 +7,7 @@ more videos that tests/data leaves out); without it that file is not collected, 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -78,3 +79,29 @@ def tiny_retrieval_project(tmp_path):
         rows += [f"v{i}.mp4,a video number {i},{split}", f"v{i}.mp4,clip {i} in changing colours,{split}"]
     (tmp_path / "ann.csv").write_text("\n".join(rows) + "\n")
     return tmp_path
+
+
+@contextmanager
+def running_server(app, header_timeout: float = 10.0):
+    """A real uvicorn server for ``app`` on 127.0.0.1 (a free port), configured as ``vop serve``
+    configures it (``vop.serve.server.server_config``); yields the port."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from vop.serve.server import server_config
+
+    server = uvicorn.Server(server_config(app, "127.0.0.1", 0, header_timeout=header_timeout, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(400):
+            if server.started:
+                break
+            time.sleep(0.025)
+        assert server.started
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

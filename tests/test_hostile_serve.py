@@ -7,12 +7,11 @@ import asyncio
 import http.client
 import json
 import os
-import threading
 import time
 
 import pytest
 import torch
-from conftest import color_video, write_video
+from conftest import color_video, running_server, write_video
 
 from vop.backbone.clip import build_clip
 from vop.backbone.loading import save_clip
@@ -139,17 +138,8 @@ def test_body_limit_stops_reading_a_chunked_body():
 
 def test_chunked_body_over_a_real_socket(env):
     """uvicorn + a 4 MB chunked upload: 413 after the limit, a short reply, no 4 MB read."""
-    uvicorn = pytest.importorskip("uvicorn")
-    config = uvicorn.Config(create_app(env["service"]), host="127.0.0.1", port=0, log_level="error")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        for _ in range(200):
-            if server.started:
-                break
-            time.sleep(0.05)
-        port = server.servers[0].sockets[0].getsockname()[1]
+    pytest.importorskip("uvicorn")
+    with running_server(create_app(env["service"])) as port:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         chunks = (b'{"query": "' + b"x" * 4096 for _ in range(1024))  # 4 MB, no Content-Length
         start = time.perf_counter()
@@ -163,9 +153,6 @@ def test_chunked_body_over_a_real_socket(env):
         assert res.status == 413 and len(body) < 200 and b"xxxx" not in body
         assert time.perf_counter() - start < 20
         conn.close()
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def test_reindex_follows_a_file_copied_in_place(tmp_path):

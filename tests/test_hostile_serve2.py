@@ -10,14 +10,12 @@ import os
 import shutil
 import socket
 import sqlite3
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import color_video, write_video
+from conftest import color_video, running_server, write_video
 
 from vop.backbone.clip import build_clip
 from vop.backbone.loading import save_clip
@@ -35,26 +33,7 @@ from starlette.routing import Route
 
 from vop.serve.app import create_app, parse_host
 from vop.serve.files import CheckedFileResponse
-from vop.serve.server import server_config
 from vop.serve.service import load_service
-
-
-@contextmanager
-def running(app, header_timeout: float = 10.0):
-    """A real uvicorn server for ``app`` on 127.0.0.1 (a free port); yields the port."""
-    server = uvicorn.Server(server_config(app, "127.0.0.1", 0, header_timeout=header_timeout, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        for _ in range(400):
-            if server.started:
-                break
-            time.sleep(0.025)
-        assert server.started
-        yield server.servers[0].sockets[0].getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def get(port: int, path: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
@@ -123,7 +102,7 @@ def env(tmp_path_factory):
     rows["passwd"] = put_row(slash, "etc/passwd", file_id("/etc/passwd"))
     rows["passwd_up"] = put_row(slash, "../../../../../../etc/passwd", file_id("/etc/passwd"))
     service = load_service([f"good={idx}", f"slash={slash}"])
-    with running(create_app(service)) as port:
+    with running_server(create_app(service)) as port:
         yield {"tmp": tmp, "videos": videos, "idx": idx, "backbone": backbone, "rows": rows, "port": port,
                "service": service}
     service.close()
@@ -282,7 +261,7 @@ def test_slow_clients_are_cut_off(env):
     """32 connections that never finish their request (nothing sent, headers dripped a byte at a
     time, a body that stops short) are all closed by the server, with 1 s deadlines configured."""
     app = create_app(env["service"], body_timeout=1.0)
-    with running(app, header_timeout=1.0) as port:
+    with running_server(app, header_timeout=1.0) as port:
         silent = [socket.create_connection(("127.0.0.1", port), timeout=15) for _ in range(12)]
         drip = [socket.create_connection(("127.0.0.1", port), timeout=15) for _ in range(10)]
         body = [socket.create_connection(("127.0.0.1", port), timeout=15) for _ in range(10)]
