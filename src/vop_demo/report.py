@@ -72,8 +72,11 @@ def machine_note(threads: int, jobs: int = 1) -> str:
 
     import torch
 
+    from vop.cpu import cpu_model, simd_flags
+
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"{os.cpu_count()}-core CPU ({platform.machine()}), torch {torch.__version__}, {jobs} runs at once x "
+    return (f"{os.cpu_count()}-core CPU ({platform.machine()}: {cpu_model()}; {simd_flags()}), torch "
+            f"{torch.__version__}, {jobs} runs at once x "
             f"{threads} thread{'s' if threads > 1 else ''}; "
             f"load average {load} at the end")
 
