@@ -168,6 +168,19 @@ def kernels(encoder) -> dict[str, int]:
     return dict(found.most_common())
 
 
+def timed_build(videos: Path, out: Path, encoder, decode_workers: int, expect: int, keep: bool = False) -> float:
+    """Seconds of one ``vop index`` build of ``videos`` into the fresh folder ``out`` (removed
+    afterwards unless ``keep``); every one of the ``expect`` videos must be encoded."""
+    t = time.perf_counter()
+    report = build_index(videos, out, encoder, progress=False, vector_index="exact", decode_workers=decode_workers)
+    seconds = time.perf_counter() - t
+    if report.encoded != expect:
+        raise RuntimeError(f"encoded {report.encoded} of {expect} videos")
+    if not keep:
+        shutil.rmtree(out)
+    return seconds
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
@@ -274,17 +287,10 @@ def main() -> int:
         # ---- end to end
         runs = {v: [] for v in variants}
         for r in range(args.repeats):
-            for v in rotations(variants, r):
-                out = Path(tmp) / f"index-{v}-{r}"
-                t = time.perf_counter()
-                report = build_index(videos, out, enc[v], progress=False, vector_index="exact",
-                                     decode_workers=args.decode_workers)
-                seconds = time.perf_counter() - t
-                if report.encoded != len(used):
-                    raise RuntimeError(f"{v}: encoded {report.encoded} of {len(used)} videos")
-                runs[v].append(seconds)
-                if r + 1 < args.repeats or v != REFERENCE:
-                    shutil.rmtree(out)
+            for v in rotations(variants, r):  # the reference's last index is kept for the queries
+                keep = r + 1 == args.repeats and v == REFERENCE
+                runs[v].append(timed_build(videos, Path(tmp) / f"index-{v}-{r}", enc[v], args.decode_workers,
+                                           len(used), keep))
         ref_e2e = statistics.median(runs[REFERENCE])
         result["end_to_end"] = {v: {"runs_s": s, "median_s": statistics.median(s),
                                     "videos_per_min": 60 * len(used) / statistics.median(s),
@@ -294,14 +300,9 @@ def main() -> int:
             print(f"end to end {v}: {e['videos_per_min']:.1f} videos/min, {e['ratio']:.2f}x", flush=True)
 
         # ---- the split: the same build with a model that costs nothing, and with more decode workers
-        replay = Replay(enc[REFERENCE], encoded)
-        no_model = []
-        for r in range(args.repeats):
-            out = Path(tmp) / f"index-replay-{r}"
-            t = time.perf_counter()
-            build_index(videos, out, replay, progress=False, vector_index="exact", decode_workers=args.decode_workers)
-            no_model.append(time.perf_counter() - t)
-            shutil.rmtree(out)
+        replay = Replay(enc[REFERENCE], encoded)  # any variant's vectors: only their lookup is timed
+        no_model = [timed_build(videos, Path(tmp) / f"index-replay-{r}", replay, args.decode_workers, len(used))
+                    for r in range(args.repeats)]
         result["split"] = {v: split(result["end_to_end"][v]["median_s"], model_s[v], statistics.median(no_model),
                                     result["decode_and_prepare_s"], args.threads, os.cpu_count() or 1)
                            for v in variants}
@@ -315,14 +316,8 @@ def main() -> int:
         if args.more_decode_workers and "openvino-int8" in variants:
             more = {}
             for w in args.more_decode_workers:
-                times_w = []
-                for r in range(args.repeats):
-                    out = Path(tmp) / f"index-workers-{w}-{r}"
-                    t = time.perf_counter()
-                    build_index(videos, out, enc["openvino-int8"], progress=False, vector_index="exact",
-                                decode_workers=w)
-                    times_w.append(time.perf_counter() - t)
-                    shutil.rmtree(out)
+                times_w = [timed_build(videos, Path(tmp) / f"index-workers-{w}-{r}", enc["openvino-int8"], w,
+                                       len(used)) for r in range(args.repeats)]
                 more[str(w)] = {"runs_s": times_w, "median_s": statistics.median(times_w)}
                 print(f"end to end openvino-int8, {w} decode workers: {more[str(w)]['median_s']:.2f} s", flush=True)
             result["openvino_int8_decode_workers"] = more

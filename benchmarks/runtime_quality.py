@@ -85,14 +85,18 @@ def random_weights_part(videos_dir: Path, limit: int, n_calib: int, layers: bool
     from vop.backbone.tokenizer import tokenize
 
     ref, video, used = random_inputs(videos_dir, limit)
+
+    def each(model):  # one video at a time, as vop index runs
+        return torch.cat([model.encode_video(v[None]) for v in video])
+
     tokens = tokenize(CAPTIONS)
-    a_v, a_t = torch.cat([ref.encode_video(v[None]) for v in video]), ref.encode_text(tokens)
+    a_v, a_t = each(ref), ref.encode_text(tokens)
     out = {"backbone": "ViT-B-32 shapes, random weights (seed 0), every parameter perturbed", "videos": used,
            "calibration_videos": used[:n_calib]}
     calibration = in_memory_calibration(list(video[:n_calib]), f"first {n_calib} of the videos")
     for p in precisions():
         ov = prepare(ref, "openvino", p, calibration=calibration if p == "int8" else None)
-        b_v = torch.cat([ov.encode_video(v[None]) for v in video])  # one at a time, as vop index runs
+        b_v = each(ov)
         b_t = ov.encode_text(tokens)
         row = {"video_cosine": cosine_stats(a_v, b_v), "text_cosine": cosine_stats(a_t, b_t),
                "video_max_abs_diff": float((a_v - b_v).abs().max()), "text_max_abs_diff": float((a_t - b_t).abs().max()),
@@ -100,9 +104,7 @@ def random_weights_part(videos_dir: Path, limit: int, n_calib: int, layers: bool
         if p == "int8" and len(video) > n_calib:
             row["video_cosine_held_out"] = cosine_stats(a_v[n_calib:], b_v[n_calib:])
         if p == "int8" and layers:
-            row["one_layer_at_a_time"] = one_layer_at_a_time(
-                ref, calibration, a_v, lambda m: torch.cat([m.encode_video(v[None]) for v in video]), "random ViT-B/32")
-            row["worst_layer"] = min(row["one_layer_at_a_time"], key=lambda r: r["video_cosine"]["min"])["layer"]
+            row.update(one_layer_at_a_time(ref, calibration, a_v, each, "random ViT-B/32"))
         out[p] = row
         print(f"random ViT-B/32 openvino {p}: video cosine min {row['video_cosine']['min']:.6f} median "
               f"{row['video_cosine']['median']:.6f}, max |diff| {row['video_max_abs_diff']:.2e}; text cosine min "
@@ -111,11 +113,11 @@ def random_weights_part(videos_dir: Path, limit: int, n_calib: int, layers: bool
 
 
 @torch.no_grad()
-def one_layer_at_a_time(ref, calibration: Calibration, a_v: torch.Tensor, encode, what: str) -> list[dict]:
+def one_layer_at_a_time(ref, calibration: Calibration, a_v: torch.Tensor, encode, what: str) -> dict:
     """The int8 error each residual block of the image tower causes on its own: the video graph with
     that block's matrix products quantized (INT8_SETTINGS' ``only_layer``), everything else fp32;
-    per-video cosine (``encode(model)``: the videos' vectors) to torch fp32's ``a_v``. The block
-    with the lowest minimum is the worst layer."""
+    per-video cosine (``encode(model)``: the videos' vectors) to torch fp32's ``a_v``. Returns
+    ``one_layer_at_a_time`` (a row per block) and ``worst_layer``, the block with the lowest minimum."""
     from vop.runtime.openvino import OpenVINOModel
 
     rows = []
@@ -127,7 +129,8 @@ def one_layer_at_a_time(ref, calibration: Calibration, a_v: torch.Tensor, encode
         rows.append({"layer": f"block {i}", "video_cosine": cosine_stats(a_v, b_v)})
         print(f"{what} openvino int8, block {i} alone: video cosine min {rows[-1]['video_cosine']['min']:.6f} "
               f"median {rows[-1]['video_cosine']['median']:.6f}", flush=True)
-    return rows
+    worst = min(rows, key=lambda r: r["video_cosine"]["min"])["layer"]
+    return {"one_layer_at_a_time": rows, "worst_layer": worst}
 
 
 @torch.no_grad()
@@ -183,10 +186,7 @@ def demo_part(demo_out: Path, n_calib: int, only_precisions=None, int8_settings:
     best = max(trained, key=lambda r: r["t2v_r1_torch_fp32"])
     if layers and "int8" in best:
         ref, calibration, va, run = models[best["run"]]
-        best["int8"]["one_layer_at_a_time"] = one_layer_at_a_time(ref, calibration, va, lambda m: run(m)[0],
-                                                                   f"demo {best['run']}")
-        best["int8"]["worst_layer"] = min(best["int8"]["one_layer_at_a_time"],
-                                          key=lambda r: r["video_cosine"]["min"])["layer"]
+        best["int8"].update(one_layer_at_a_time(ref, calibration, va, lambda m: run(m)[0], f"demo {best['run']}"))
     return {"demo_out": str(demo_out), "runs": rows, "best_trained": best["run"]}
 
 
